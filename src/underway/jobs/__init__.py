@@ -1,0 +1,27 @@
+"""Durable, database-backed jobs (Oban for Python).
+
+Define workers on a :class:`Jobs` app, enqueue jobs (inside your own transaction if you
+like), and run a node with ``underway start module:jobs`` or ``async with jobs:``.
+"""
+
+from underway.jobs.app import Jobs, TestingMode
+from underway.jobs.config import Pruning
+from underway.jobs.job import Job, JobError, JobSpec, JobState
+from underway.jobs.outcomes import Cancel, Error, Snooze
+from underway.jobs.unique import Unique
+from underway.jobs.worker import Worker
+
+__all__ = [
+    "Cancel",
+    "Error",
+    "Job",
+    "JobError",
+    "JobSpec",
+    "JobState",
+    "Jobs",
+    "Pruning",
+    "Snooze",
+    "TestingMode",
+    "Unique",
+    "Worker",
+]

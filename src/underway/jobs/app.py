@@ -1,0 +1,370 @@
+"""``Jobs``: the application object that holds workers, enqueues jobs and runs a node."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, overload
+
+from underway import _telemetry as telemetry
+from underway.errors import ConfigError, EnqueueError
+from underway.jobs.config import NodeConfig, Pruning, check_queues
+from underway.jobs.engines import Engine, JobFilter, open_engine
+from underway.jobs.job import Job, JobSpec, JobState
+from underway.jobs.runtime.node import Node
+from underway.jobs.unique import Unique
+from underway.jobs.worker import Backoff, Worker
+
+__all__ = ["Jobs", "TestingMode"]
+
+TestingMode = Literal["inline", "manual"]
+_log = logging.getLogger("underway.jobs")
+_TESTING_MODES = (None, "inline", "manual")
+
+
+def _default_node_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Jobs:
+    """Durable jobs backed by a database: define workers, enqueue, and run a node.
+
+    Args:
+        database: Database URL. Default ``sqlite:///underway.db`` (a file beside the app).
+        queues: Queue name to concurrency limit on this node. Default ``{"default": 10}``.
+        testing: ``"inline"`` runs each job as it is enqueued, without a database;
+            ``"manual"`` stores jobs but runs no queues (see :mod:`underway.jobs.testing`).
+        node_name: This node's name in heartbeats and ``attempted_by``. Default: host,
+            pid and a random suffix.
+        poll_interval: Seconds between polls when no notification arrives.
+        stage_interval: Seconds between passes that make due scheduled jobs available.
+        heartbeat_interval: Seconds between node heartbeats.
+        rescue_after: Seconds without a heartbeat after which a node's jobs are rescued.
+        shutdown_grace: Seconds running jobs get to finish on a graceful stop.
+        prune: How long finished jobs are kept; ``None`` turns the pruner off.
+
+    Example::
+
+        jobs = Jobs("sqlite:///app.db", queues={"default": 10, "mail": 20})
+
+        @jobs.worker(queue="mail", max_attempts=5)
+        async def send_welcome(job):
+            ...
+
+        await send_welcome.enqueue({"user_id": 7})
+        async with jobs:          # runs a node until the block ends
+            ...
+    """
+
+    def __init__(
+        self,
+        database: str = "sqlite:///underway.db",
+        *,
+        queues: Mapping[str, int] | None = None,
+        testing: TestingMode | None = None,
+        node_name: str | None = None,
+        poll_interval: float = 1.0,
+        stage_interval: float = 1.0,
+        heartbeat_interval: float = 5.0,
+        rescue_after: float = 60.0,
+        shutdown_grace: float = 15.0,
+        prune: Pruning | None = Pruning(),  # noqa: B008 - frozen value
+    ) -> None:
+        self.database = database
+        self.engine: Engine = open_engine(database)
+        self.testing = testing
+        self.config = NodeConfig(
+            queues=check_queues({"default": 10} if queues is None else queues),
+            name=node_name or _default_node_name(),
+            poll_interval=poll_interval,
+            stage_interval=stage_interval,
+            heartbeat_interval=heartbeat_interval,
+            rescue_after=rescue_after,
+            shutdown_grace=shutdown_grace,
+            prune=prune,
+        )
+        self.workers: dict[str, Worker] = {}
+        self._node: Node | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"<Jobs {self.database} queues={self.config.queues}>"
+
+    @property
+    def testing(self) -> TestingMode | None:
+        """The testing mode (``None`` in production)."""
+        return self._testing
+
+    @testing.setter
+    def testing(self, mode: TestingMode | None) -> None:
+        if mode not in _TESTING_MODES:
+            raise ConfigError(f"testing must be 'inline', 'manual' or None, got {mode!r}")
+        self._testing = mode
+
+    @property
+    def node(self) -> Node | None:
+        """The running node, if this process runs one."""
+        return self._node
+
+    # -- workers ----------------------------------------------------------------------------
+
+    @overload
+    def worker(self, target: Callable[..., Any] | type, /) -> Worker: ...
+
+    @overload
+    def worker(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        max_attempts: int = 20,
+        priority: int = 0,
+        tags: Iterable[str] = (),
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+        unique: Unique | None = None,
+        args: Any = None,
+        record_result: bool = False,
+    ) -> Callable[[Callable[..., Any] | type], Worker]: ...
+
+    def worker(
+        self, target: Callable[..., Any] | type | None = None, /, **options: Any
+    ) -> Worker | Callable[[Callable[..., Any] | type], Worker]:
+        """Register a function or class as a worker (use as a decorator).
+
+        A function (``async def`` or plain ``def``) takes the :class:`Job`; a class needs a
+        ``perform(self, job)`` method and may define ``backoff(self, job)``. Plain
+        functions run in a thread pool, never on the event loop.
+
+        Options: ``name`` (default ``module.qualname``), ``queue`` ("default"),
+        ``max_attempts`` (20), ``priority`` (0 first .. 9), ``tags``, ``timeout``
+        (seconds), ``backoff`` (seconds or a function of the job), ``unique``
+        (:class:`Unique`), ``args`` (a dataclass or pydantic model validated at enqueue and
+        handed to the job typed) and ``record_result`` (store the returned value).
+
+        Raises:
+            ConfigError: An option is invalid, or the name is already registered.
+        """
+
+        def register(fn: Callable[..., Any] | type) -> Worker:
+            w = Worker(fn, jobs=self, **options)
+            if w.name in self.workers and self.workers[w.name].target is not fn:
+                raise ConfigError(f"a worker named {w.name!r} is already registered")
+            self.workers[w.name] = w
+            return w
+
+        return register if target is None else register(target)
+
+    # -- enqueue ----------------------------------------------------------------------------
+
+    async def enqueue_many(self, jobs: Iterable[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """Insert many jobs in one statement; returns them in the same order.
+
+        Build each job with ``worker.new(args, **options)``. Unique duplicates come back as
+        the existing job with ``conflict=True``. With ``conn`` (the application's own
+        connection) the jobs join its current transaction.
+        """
+        specs = _specs(jobs)
+        if self._testing == "inline":
+            from underway.jobs.testing import run_inline
+
+            return await run_inline(self, specs)
+        with telemetry.span("insert", {"count": len(specs)}):
+            inserted = await self.engine.insert(specs, conn=conn)
+        if conn is None:
+            self._wake(inserted)
+        return inserted
+
+    def enqueue_many_sync(self, jobs: Iterable[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """:meth:`enqueue_many` for synchronous code (Flask, Django, scripts, threads)."""
+        specs = _specs(jobs)
+        if self._testing == "inline":
+            from underway.jobs.testing import run_inline_sync
+
+            return run_inline_sync(self, specs)
+        with telemetry.span("insert", {"count": len(specs)}):
+            inserted = self.engine.insert_sync(specs, conn=conn)
+        if conn is None:
+            self._wake(inserted)
+        return inserted
+
+    def _wake(self, inserted: list[Job[Any]]) -> None:
+        node, loop = self._node, self._loop
+        if node is None or loop is None:
+            return
+        queues = {j.queue for j in inserted if j.state is JobState.AVAILABLE and not j.conflict}
+        for queue in queues:
+            if _on_loop(loop):
+                node.wake(queue)
+            else:
+                loop.call_soon_threadsafe(node.wake, queue)
+
+    # -- running a node ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the database and, unless testing, start this node's queues."""
+        if self._node is not None:
+            return
+        await self.engine.open()
+        if self._testing is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        node = Node(self.engine, self.workers, self.config)
+        self._node = node
+        try:
+            await node.start()
+        except BaseException:
+            self._node = None
+            raise
+
+    async def stop(self, *, grace: float | None = None) -> None:
+        """Stop the node gracefully (running jobs get ``grace`` seconds) and close."""
+        node, self._node = self._node, None
+        if node is not None:
+            await node.stop(grace)
+        await self.engine.close()
+
+    async def __aenter__(self) -> Jobs:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def serve(self, *, stop: asyncio.Event | None = None) -> None:
+        """Run a node until ``stop`` is set or SIGTERM/SIGINT arrives, then stop gracefully."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed = []
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+        try:
+            await self.start()
+            _log.info("node %s running queues %s", self.config.name, self.config.queues)
+            await stop.wait()
+            _log.info("node %s stopping", self.config.name)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    def run(self) -> None:
+        """Run a node in the foreground until SIGTERM or SIGINT (what ``underway start`` does)."""
+        asyncio.run(self.serve())
+
+    # -- queues -----------------------------------------------------------------------------
+
+    def pause_queue(self, queue: str) -> None:
+        """Stop claiming jobs from ``queue`` on this node; running jobs finish."""
+        self._producer(queue).pause()
+
+    def resume_queue(self, queue: str) -> None:
+        """Claim jobs from ``queue`` again on this node."""
+        self._producer(queue).resume()
+
+    def scale_queue(self, queue: str, limit: int) -> None:
+        """Change ``queue``'s concurrency limit on this node."""
+        check_queues({queue: limit})
+        self._producer(queue).scale(limit)
+
+    def _producer(self, queue: str) -> Any:
+        if self._node is None:
+            raise ConfigError("no node is running in this process")
+        try:
+            return self._node.producers[queue]
+        except KeyError:
+            raise ConfigError(f"queue {queue!r} does not run on this node") from None
+
+    # -- inspecting and changing jobs ---------------------------------------------------------
+
+    def get_job_sync(self, job_id: int) -> Job[Any] | None:
+        """One job by id, or ``None``."""
+        return self.engine.get_job(job_id)
+
+    async def get_job(self, job_id: int) -> Job[Any] | None:
+        """One job by id, or ``None``."""
+        return await asyncio.to_thread(self.engine.get_job, job_id)
+
+    def list_jobs_sync(
+        self,
+        *,
+        state: JobState | str | Iterable[JobState | str] | None = None,
+        queue: str | None = None,
+        worker: Worker | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job[Any]]:
+        """Jobs matching the filters, newest first."""
+        if state is None:
+            states: tuple[JobState, ...] = ()
+        elif isinstance(state, str):
+            states = (JobState(state),)
+        else:
+            states = tuple(JobState(s) for s in state)
+        name = worker.name if isinstance(worker, Worker) else worker
+        where = JobFilter(states=states, queue=queue, worker=name, limit=limit, offset=offset)
+        return self.engine.list_jobs(where)
+
+    async def list_jobs(self, **filters: Any) -> list[Job[Any]]:
+        """Async :meth:`list_jobs_sync`."""
+        return await asyncio.to_thread(lambda: self.list_jobs_sync(**filters))
+
+    def retry_job_sync(self, job_id: int) -> Job[Any] | None:
+        """Make a finished or waiting job available now (not one that is executing)."""
+        job = self.engine.retry_job(job_id, time.time())
+        if job is not None and job.state is JobState.AVAILABLE:
+            self._wake([job])
+        return job
+
+    async def retry_job(self, job_id: int) -> Job[Any] | None:
+        """Async :meth:`retry_job_sync`."""
+        return await asyncio.to_thread(self.retry_job_sync, job_id)
+
+    def cancel_job_sync(self, job_id: int) -> Job[Any] | None:
+        """Cancel a job that has not finished; one running on this node is interrupted."""
+        job = self.engine.cancel_job(job_id, time.time())
+        node, loop = self._node, self._loop
+        if job is not None and job.state is JobState.CANCELLED and node and loop:
+            producer = node.producers.get(job.queue)
+            task = producer.running.get(job.id) if producer else None
+            if task is not None:
+                loop.call_soon_threadsafe(task.cancel)
+        return job
+
+    async def cancel_job(self, job_id: int) -> Job[Any] | None:
+        """Async :meth:`cancel_job_sync`."""
+        return await asyncio.to_thread(self.cancel_job_sync, job_id)
+
+    def counts_sync(self) -> dict[tuple[str, JobState], int]:
+        """Number of jobs by (queue, state)."""
+        return self.engine.counts()
+
+    def migrate_sync(self) -> list[str]:
+        """Apply pending schema migrations; returns their names."""
+        return self.engine.migrate()
+
+
+def _specs(jobs: Iterable[JobSpec]) -> list[JobSpec]:
+    specs = list(jobs)
+    for spec in specs:
+        if not isinstance(spec, JobSpec):
+            raise EnqueueError(
+                f"enqueue_many takes jobs built with worker.new(...), got {type(spec).__name__}"
+            )
+    return specs
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -1,0 +1,115 @@
+"""The Engine protocol: everything the jobs runtime asks of a database.
+
+The runtime never writes SQL itself; each engine implements these operations for its
+database (SQL in ``sql/<dialect>/*.sql``, versioned migrations in ``migrations/<dialect>``).
+Times are epoch seconds (floats) at this boundary.
+
+Runtime operations are coroutines. Administrative look-ups (``get_job``, ``list_jobs``,
+``retry_job``, ``cancel_job``, ``counts``) and ``insert_sync`` are plain calls so that the
+CLI, sync web apps and test helpers can use them; they block the calling thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from underway.jobs.job import Job, JobSpec, JobState
+from underway.jobs.outcomes import Ack
+
+__all__ = ["Engine", "JobFilter", "StageResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs :meth:`Engine.list_jobs` returns (newest first)."""
+
+    states: tuple[JobState, ...] = ()
+    queue: str | None = None
+    worker: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    """What one staging pass made available, by queue."""
+
+    queues: Mapping[str, int]
+
+    @property
+    def count(self) -> int:
+        """Jobs made available in all queues."""
+        return sum(self.queues.values())
+
+
+class Engine(Protocol):
+    """A database that stores jobs. One engine object serves one node (process)."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect (and, for embedded databases, migrate). Raises ``DatabaseError``."""
+
+    async def close(self) -> None:
+        """Release connections and threads. Idempotent."""
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names applied (empty when current)."""
+
+    async def insert(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """Insert jobs in as few statements as possible, in the order given.
+
+        Unique duplicates are not inserted; the existing job comes back with
+        ``conflict=True``. With ``conn`` the insert joins the caller's transaction.
+        """
+
+    def insert_sync(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """:meth:`insert` for synchronous callers."""
+
+    async def fetch(self, queue: str, limit: int, node: str, now: float) -> list[Job[Any]]:
+        """Claim up to ``limit`` available jobs of ``queue`` for ``node``, in start order."""
+
+    async def ack(self, acks: Sequence[Ack]) -> None:
+        """Write the outcome of finished attempts, all in one transaction."""
+
+    async def stage(self, now: float, *, queue: str | None = None) -> StageResult:
+        """Make scheduled and retryable jobs that are due available."""
+
+    async def prune(self, max_age: Mapping[JobState, float], now: float, limit: int) -> int:
+        """Delete up to ``limit`` finished jobs older than their state's age; return count."""
+
+    async def heartbeat(self, node: str, now: float, meta: Mapping[str, Any]) -> None:
+        """Record that ``node`` is alive."""
+
+    async def forget_node(self, node: str) -> None:
+        """Remove ``node``'s heartbeat row (on a clean stop)."""
+
+    async def rescue(self, stale_before: float, now: float) -> dict[str, int]:
+        """Return executing jobs of nodes silent since ``stale_before`` to their queues.
+
+        Returns:
+            Rescued jobs by queue (discarded ones, out of attempts, are not counted).
+        """
+
+    async def release(self, job_ids: Sequence[int], now: float) -> int:
+        """Hand back jobs this node claimed but did not finish; the attempt is not counted."""
+
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for another process to write; return whether one did."""
+
+    def get_job(self, job_id: int) -> Job[Any] | None:
+        """One job by id."""
+
+    def list_jobs(self, where: JobFilter) -> list[Job[Any]]:
+        """Jobs matching ``where``, newest first."""
+
+    def retry_job(self, job_id: int, now: float) -> Job[Any] | None:
+        """Make a job that is not executing available again now."""
+
+    def cancel_job(self, job_id: int, now: float) -> Job[Any] | None:
+        """Cancel a job that has not finished."""
+
+    def counts(self) -> dict[tuple[str, JobState], int]:
+        """Number of jobs by (queue, state)."""

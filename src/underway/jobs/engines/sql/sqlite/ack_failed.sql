@@ -1,0 +1,9 @@
+-- A failed attempt: retryable (with its next time), discarded or cancelled.
+UPDATE underway_jobs
+   SET state = :state,
+       scheduled_at = COALESCE(:scheduled_at, scheduled_at),
+       discarded_at = CASE WHEN :state = 'discarded' THEN :at ELSE discarded_at END,
+       cancelled_at = CASE WHEN :state = 'cancelled' THEN :at ELSE cancelled_at END,
+       errors = json_insert(errors, '$[#]', json_object(
+           'attempt', :attempt, 'at', :at, 'error', :error, 'traceback', :traceback))
+ WHERE id = :id AND state = 'executing'

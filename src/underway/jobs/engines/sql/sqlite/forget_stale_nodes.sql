@@ -1,0 +1,1 @@
+DELETE FROM underway_nodes WHERE heartbeat_at < :stale_before

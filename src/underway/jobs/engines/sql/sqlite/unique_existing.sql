@@ -1,0 +1,1 @@
+SELECT {columns} FROM underway_jobs WHERE unique_key IN ({keys})

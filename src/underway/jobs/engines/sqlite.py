@@ -1,0 +1,476 @@
+"""The SQLite engine: the zero-setup default, safe for several processes on one file.
+
+Every statement runs on one dedicated thread that owns the connection, so coroutines never
+block the event loop and synchronous callers (``enqueue_sync``, the CLI, test helpers)
+share the same connection. Writes that span statements use ``BEGIN IMMEDIATE`` and the
+file is in WAL mode with a busy timeout, so concurrent node processes queue for the write
+lock instead of failing. ``PRAGMA data_version`` tells cheaply when another process wrote.
+
+URL: ``sqlite:///path.db`` (relative), ``sqlite:////abs/path.db`` or
+``sqlite:///:memory:``; options as query parameters: ``busy_timeout`` (seconds, default
+10) and ``synchronous`` (``NORMAL`` by default, which survives a killed process; ``FULL``
+also survives power loss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from underway.errors import ConfigError, DatabaseError, DatabaseLocked
+from underway.jobs.engines._rows import COLUMNS, job_from_row
+from underway.jobs.engines._sql import migrations, query, split_statements
+from underway.jobs.engines.base import JobFilter, StageResult
+from underway.jobs.job import FINISHED_STATES, Job, JobSpec, JobState, to_datetime
+from underway.jobs.outcomes import Ack
+
+__all__ = ["SQLiteEngine"]
+
+T = TypeVar("T")
+_D = "sqlite"
+_INSERT_COLUMNS = 13
+_SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+
+
+def _sql(name: str) -> str:
+    return query(_D, name)
+
+
+class SQLiteEngine:
+    """Jobs stored in one SQLite file. See the module docstring for the URL."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if parts.netloc or not path:
+            raise ConfigError(
+                f"SQLite URL must look like sqlite:///file.db or sqlite:////abs/file.db, got {url!r}"
+            )
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        try:
+            self.busy_timeout = float(options.pop("busy_timeout", "10"))
+        except ValueError:
+            raise ConfigError(f"busy_timeout must be seconds in {url!r}") from None
+        self.synchronous = options.pop("synchronous", "NORMAL").upper()
+        if self.synchronous not in _SYNCHRONOUS:
+            raise ConfigError(f"synchronous must be one of {sorted(_SYNCHRONOUS)} in {url!r}")
+        if options:
+            raise ConfigError(f"unknown SQLite option(s) {sorted(options)} in {url!r}")
+        self.url = url
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._data_version: int | None = None
+        self._max_rows = 500
+
+    def __repr__(self) -> str:
+        return f"<SQLiteEngine {self.path}>"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="underway-sqlite")
+            return self._pool
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        try:
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA cache_size=-16000")
+            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            self._max_rows = max(1, min(500, limit // _INSERT_COLUMNS))
+            self._conn = conn
+            self._migrate(conn)
+            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+        return conn
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` with the connection, on the calling (database) thread."""
+        try:
+            return fn(self._connect())
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> Exception:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return DatabaseLocked(
+                f"SQLite database {self.path!r} is locked: another connection held the write "
+                f"lock longer than busy_timeout={self.busy_timeout}s ({text})"
+            )
+        if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+            return exc
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        return DatabaseError(f"SQLite database {self.path!r} failed: {text}")
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the database thread and wait (for synchronous callers)."""
+        return self._executor().submit(self._run, fn).result()
+
+    async def _acall(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.wrap_future(self._executor().submit(self._run, fn))
+
+    @staticmethod
+    @contextmanager
+    def _write(conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+        await self._acall(lambda conn: None)
+
+    async def close(self) -> None:
+        """Close the connection and stop the database thread."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.wrap_future(pool.submit(shut))
+        pool.shutdown(wait=True)
+
+    def close_sync(self) -> None:
+        """:meth:`close` for synchronous callers."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            pool.submit(conn.close).result()
+        pool.shutdown(wait=True)
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations (they are also applied on first connection)."""
+        return self._call(self._migrate)
+
+    @classmethod
+    def _migrate(cls, conn: sqlite3.Connection) -> list[str]:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS underway_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        pending = migrations(_D)
+        done = {r[0] for r in conn.execute("SELECT version FROM underway_migrations")}
+        if all(m.version in done for m in pending):
+            return []
+        applied = []
+        with cls._write(conn):
+            done = {r[0] for r in conn.execute("SELECT version FROM underway_migrations")}
+            for m in pending:
+                if m.version in done:
+                    continue
+                for statement in split_statements(m.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO underway_migrations VALUES (?, ?, ?)",
+                    (m.version, m.name, time.time()),
+                )
+                applied.append(f"{m.version:04d}_{m.name}")
+        return applied
+
+    # -- insert -----------------------------------------------------------------------------
+
+    async def insert(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """Insert jobs (see :meth:`Engine.insert`)."""
+        if conn is not None:
+            return self.insert_sync(specs, conn=conn)
+        now = time.time()
+        return await self._acall(lambda c: self._insert(c, specs, now, own_tx=True))
+
+    def insert_sync(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """Insert jobs from synchronous code; ``conn`` is an application ``sqlite3`` connection."""
+        now = time.time()
+        if conn is None:
+            return self._call(lambda c: self._insert(c, specs, now, own_tx=True))
+        if not isinstance(conn, sqlite3.Connection):
+            raise ConfigError(
+                f"conn for a SQLite database must be a sqlite3.Connection, got {type(conn)!r}"
+            )
+        self._call(lambda c: None)  # the schema exists before the app's transaction uses it
+        try:
+            return self._insert(conn, specs, now, own_tx=False)
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"insert through the application's connection failed: {exc}")
+
+    def _insert(
+        self, conn: sqlite3.Connection, specs: Sequence[JobSpec], now: float, *, own_tx: bool
+    ) -> list[Job[Any]]:
+        if not specs:
+            return []
+        keys = [s.unique_key for s in specs if s.unique_key is not None]
+        returned: list[tuple[int, str | None]] = []
+        if own_tx:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            for chunk in _chunks(keys, 500):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(_sql("unique_expire").format(keys=marks), [*chunk, now])
+            for chunk in _chunks(specs, self._max_rows):
+                params: list[Any] = []
+                for s in chunk:
+                    params.extend(_insert_params(s, now))
+                values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * len(chunk))
+                returned.extend(conn.execute(_sql("insert").format(values=values), params))
+            existing = self._existing(conn, keys, {k for _, k in returned})
+            if own_tx:
+                conn.execute("COMMIT")
+        except BaseException:
+            if own_tx:
+                conn.execute("ROLLBACK")
+            raise
+        return _match(specs, sorted(returned), existing, now)
+
+    @staticmethod
+    def _existing(
+        conn: sqlite3.Connection, keys: list[str], inserted: set[str | None]
+    ) -> dict[str, Job[Any]]:
+        wanted = sorted({k for k in keys if k not in inserted})
+        found: dict[str, Job[Any]] = {}
+        for chunk in _chunks(wanted, 500):
+            sql = _sql("unique_existing").format(columns=COLUMNS + ", unique_key",
+                                                 keys=",".join("?" * len(chunk)))
+            for row in conn.execute(sql, chunk):
+                found[row[-1]] = job_from_row(row, conflict=True)
+        return found
+
+    # -- runtime ----------------------------------------------------------------------------
+
+    async def fetch(self, queue: str, limit: int, node: str, now: float) -> list[Job[Any]]:
+        """Claim up to ``limit`` available jobs of ``queue`` in start order."""
+        sql = _sql("fetch").format(columns=COLUMNS)
+        params = {"queue": queue, "limit": limit, "node": node, "now": now}
+        rows = await self._acall(lambda c: c.execute(sql, params).fetchall())
+        rows.sort(key=lambda r: (r[10], r[12], r[0]))
+        return [job_from_row(r) for r in rows]
+
+    async def ack(self, acks: Sequence[Ack]) -> None:
+        """Record finished attempts in one transaction."""
+        done, failed, snoozed = [], [], []
+        for a in acks:
+            if a.state is JobState.COMPLETED:
+                done.append({"id": a.job_id, "at": a.at, "result": a.result})
+            elif a.snoozed:
+                snoozed.append({"id": a.job_id, "scheduled_at": a.scheduled_at})
+            else:
+                failed.append({
+                    "id": a.job_id, "state": a.state.value, "at": a.at, "attempt": a.attempt,
+                    "scheduled_at": a.scheduled_at, "error": a.error, "traceback": a.traceback,
+                })
+
+        def write(conn: sqlite3.Connection) -> None:
+            with self._write(conn):
+                if done:
+                    conn.executemany(_sql("ack_completed"), done)
+                if failed:
+                    conn.executemany(_sql("ack_failed"), failed)
+                if snoozed:
+                    conn.executemany(_sql("ack_snoozed"), snoozed)
+
+        await self._acall(write)
+
+    async def stage(self, now: float, *, queue: str | None = None) -> StageResult:
+        """Make due scheduled and retryable jobs available."""
+        params = {"now": now, "queue": queue}
+        rows = await self._acall(lambda c: c.execute(_sql("stage"), params).fetchall())
+        counts: dict[str, int] = {}
+        for (q,) in rows:
+            counts[q] = counts.get(q, 0) + 1
+        return StageResult(counts)
+
+    async def prune(self, max_age: Mapping[JobState, float], now: float, limit: int) -> int:
+        """Delete finished jobs older than their state's age, at most ``limit`` of them."""
+
+        def delete(conn: sqlite3.Connection) -> int:
+            total = 0
+            for state, age in max_age.items():
+                if state not in FINISHED_STATES or total >= limit:
+                    continue
+                sql = _sql("prune").format(state=state.value)
+                total += conn.execute(sql, {"before": now - age, "limit": limit - total}).rowcount
+            return total
+
+        return await self._acall(delete)
+
+    async def heartbeat(self, node: str, now: float, meta: Mapping[str, Any]) -> None:
+        """Record that ``node`` is alive."""
+        params = {"node": node, "now": now, "meta": json.dumps(dict(meta))}
+        await self._acall(lambda c: c.execute(_sql("heartbeat"), params))
+
+    async def forget_node(self, node: str) -> None:
+        """Remove ``node``'s heartbeat."""
+        await self._acall(lambda c: c.execute("DELETE FROM underway_nodes WHERE name = ?", (node,)))
+
+    async def rescue(self, stale_before: float, now: float) -> dict[str, int]:
+        """Return the jobs of silent nodes to their queues (see :meth:`Engine.rescue`)."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            with self._write(conn):
+                conn.execute(_sql("forget_stale_nodes"), {"stale_before": stale_before})
+                rows = conn.execute(
+                    _sql("rescue"), {"stale_before": stale_before, "now": now}
+                ).fetchall()
+            out: dict[str, int] = {}
+            for q, state in rows:
+                if state == JobState.AVAILABLE:
+                    out[q] = out.get(q, 0) + 1
+            return out
+
+        return await self._acall(run)
+
+    async def release(self, job_ids: Sequence[int], now: float) -> int:
+        """Hand back unfinished jobs; their attempt is not counted."""
+        params = [{"id": i, "now": now} for i in job_ids]
+
+        def run(conn: sqlite3.Connection) -> int:
+            with self._write(conn):
+                return conn.executemany(_sql("release"), params).rowcount
+
+        return await self._acall(run) if params else 0
+
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Poll ``PRAGMA data_version`` (changes by other connections) until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            version = await self._acall(lambda c: c.execute("PRAGMA data_version").fetchone()[0])
+            if version != self._data_version:
+                self._data_version = version
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(0.05, left))
+
+    # -- administration ---------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job[Any] | None:
+        """One job by id, or ``None``."""
+        sql = f"SELECT {COLUMNS} FROM underway_jobs WHERE id = ?"  # noqa: S608
+        row = self._call(lambda c: c.execute(sql, (job_id,)).fetchone())
+        return None if row is None else job_from_row(row)
+
+    def list_jobs(self, where: JobFilter) -> list[Job[Any]]:
+        """Jobs matching ``where``, newest first."""
+        clauses, params = [], []
+        if where.states:
+            clauses.append(f"state IN ({','.join('?' * len(where.states))})")
+            params.extend(s.value for s in where.states)
+        if where.queue is not None:
+            clauses.append("queue = ?")
+            params.append(where.queue)
+        if where.worker is not None:
+            clauses.append("worker = ?")
+            params.append(where.worker)
+        cond = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {COLUMNS} FROM underway_jobs {cond} ORDER BY id DESC LIMIT ? OFFSET ?"
+        params.extend([where.limit, where.offset])
+        rows = self._call(lambda c: c.execute(sql, params).fetchall())
+        return [job_from_row(r) for r in rows]
+
+    def retry_job(self, job_id: int, now: float) -> Job[Any] | None:
+        """Make a job that is not executing available again now."""
+        self._call(lambda c: c.execute(_sql("retry_job"), {"id": job_id, "now": now}))
+        return self.get_job(job_id)
+
+    def cancel_job(self, job_id: int, now: float) -> Job[Any] | None:
+        """Cancel a job that has not finished."""
+        self._call(lambda c: c.execute(_sql("cancel_job"), {"id": job_id, "now": now}))
+        return self.get_job(job_id)
+
+    def counts(self) -> dict[tuple[str, JobState], int]:
+        """Jobs by (queue, state)."""
+        rows = self._call(lambda c: c.execute(_sql("counts")).fetchall())
+        return {(q, JobState(s)): n for q, s, n in rows}
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _insert_params(s: JobSpec, now: float) -> tuple[Any, ...]:
+    at = now if s.scheduled_at is None else s.scheduled_at
+    state = "scheduled" if at > now else "available"
+    until = None
+    if s.unique_key is not None and s.unique_period is not None:
+        until = now + s.unique_period
+    return (
+        state, s.queue, s.worker, s.args_json, s.meta_json, json.dumps(list(s.tags)),
+        s.priority, s.max_attempts, now, at, s.unique_key, s.unique_states, until,
+    )
+
+
+def _match(
+    specs: Sequence[JobSpec],
+    returned: list[tuple[int, str | None]],
+    existing: dict[str, Job[Any]],
+    now: float,
+) -> list[Job[Any]]:
+    """Pair each spec with its new id, or with the unique job it conflicted with.
+
+    Rows come back from one insert with ids rising in insertion order; a unique spec whose
+    key is not next in that order was skipped as a duplicate.
+    """
+    out: list[Job[Any]] = []
+    new_by_key: dict[str, Job[Any]] = {}
+    pos = 0
+    for s in specs:
+        if pos < len(returned) and returned[pos][1] == s.unique_key:
+            at = now if s.scheduled_at is None else s.scheduled_at
+            job: Job[Any] = Job(
+                id=returned[pos][0],
+                state=JobState.SCHEDULED if at > now else JobState.AVAILABLE,
+                queue=s.queue, worker=s.worker, args=s.args, meta=json.loads(s.meta_json),
+                tags=s.tags, max_attempts=s.max_attempts, priority=s.priority,
+                inserted_at=to_datetime(now), scheduled_at=to_datetime(at),
+            )
+            out.append(job)
+            if s.unique_key is not None:
+                new_by_key[s.unique_key] = job
+            pos += 1
+        else:
+            assert s.unique_key is not None, "a job without a unique key was not inserted"
+            earlier = new_by_key.get(s.unique_key)
+            out.append(replace(earlier, conflict=True) if earlier else existing[s.unique_key])
+    return out

@@ -1,0 +1,96 @@
+"""Writes finished attempts in batches: one transaction per flush."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from underway import _telemetry as telemetry
+from underway.jobs.engines.base import Engine
+from underway.jobs.outcomes import Ack
+
+__all__ = ["Acker"]
+
+_log = logging.getLogger("underway.jobs")
+
+
+class Acker:
+    """Collects acks and flushes them every ``interval`` seconds or ``max_batch`` acks.
+
+    A failed flush keeps its acks and is retried; :meth:`stop` flushes what is left.
+    """
+
+    def __init__(self, engine: Engine, *, node: str, interval: float = 0.005,
+                 max_batch: int = 1000) -> None:
+        self.engine = engine
+        self.node = node
+        self.interval = interval
+        self.max_batch = max_batch
+        self._buffer: list[Ack] = []
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Acks not yet written."""
+        return len(self._buffer)
+
+    def push(self, ack: Ack) -> None:
+        """Queue one ack for the next flush."""
+        self._buffer.append(ack)
+        self._ready.set()
+
+    def start(self) -> None:
+        """Start flushing."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="underway.acker")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop, after writing every ack that was pushed (retrying for up to ``timeout``)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._buffer:
+            if await self.flush():
+                continue
+            if asyncio.get_running_loop().time() > deadline:
+                _log.error("could not write %d acks before stopping", len(self._buffer))
+                return
+            await asyncio.sleep(0.1)
+
+    async def flush(self) -> bool:
+        """Write up to ``max_batch`` buffered acks; return whether it succeeded."""
+        batch = self._buffer[: self.max_batch]
+        if not batch:
+            return True
+        del self._buffer[: len(batch)]
+        try:
+            with telemetry.span("ack", {"node": self.node}) as extra:
+                extra["count"] = len(batch)
+                await self.engine.ack(batch)
+        except Exception as exc:
+            self._buffer[:0] = batch
+            _log.warning("writing %d acks failed (%s); will retry", len(batch), exc)
+            return False
+        return True
+
+    async def _loop(self) -> None:
+        failures = 0
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            if len(self._buffer) < self.max_batch:
+                await asyncio.sleep(self.interval)
+            if await self.flush():
+                failures = 0
+                if self._buffer:
+                    self._ready.set()
+            else:
+                failures += 1
+                await asyncio.sleep(min(0.05 * 2**failures, 5.0))
+                self._ready.set()

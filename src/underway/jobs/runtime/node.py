@@ -1,0 +1,125 @@
+"""A node: the producers of its queues and the components that keep jobs moving."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from underway import _telemetry as telemetry
+from underway.jobs.config import NodeConfig
+from underway.jobs.engines.base import Engine
+from underway.jobs.runtime._periodic import Periodic
+from underway.jobs.runtime.acker import Acker
+from underway.jobs.runtime.executor import Executor
+from underway.jobs.runtime.lifeline import Heartbeat, Lifeline
+from underway.jobs.runtime.notifier import Notifier
+from underway.jobs.runtime.producer import Producer
+from underway.jobs.runtime.pruner import Pruner
+from underway.jobs.runtime.stager import Stager
+from underway.jobs.worker import Worker
+
+__all__ = ["Node"]
+
+_log = logging.getLogger("underway.jobs")
+
+
+class Node:
+    """Runs the queues of one process against one engine.
+
+    Start order: heartbeat (so the lifeline of other nodes sees us before we claim jobs),
+    acker, producers, then stager, lifeline, pruner and notifier. Stop: claim nothing more,
+    wait ``shutdown_grace`` for running jobs, cancel the rest, write every ack, hand the
+    unfinished jobs back to their queues, and remove the heartbeat.
+    """
+
+    def __init__(self, engine: Engine, workers: Mapping[str, Worker], config: NodeConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.name = config.name
+        total = sum(config.queues.values())
+        self.threads = ThreadPoolExecutor(max(1, total), thread_name_prefix="underway-job")
+        self.executor = Executor(workers, self.name, self.threads)
+        self.acker = Acker(engine, node=self.name)
+        self.producers = {
+            queue: Producer(
+                queue, limit, engine=engine, executor=self.executor, acker=self.acker,
+                node=self.name, poll_interval=config.poll_interval,
+            )
+            for queue, limit in config.queues.items()
+        }
+        self.heartbeat = Heartbeat(
+            engine, node=self.name, interval=config.heartbeat_interval,
+            queues=lambda: {q: p.limit for q, p in self.producers.items()},
+        )
+        self.periodic: list[Periodic] = [
+            Stager(engine, interval=config.stage_interval, wake=self.wake, node=self.name),
+            Lifeline(
+                engine, node=self.name, interval=max(0.5, config.rescue_after / 4),
+                rescue_after=config.rescue_after, wake=self.wake,
+            ),
+        ]
+        if config.prune is not None:
+            self.periodic.append(Pruner(
+                engine, interval=config.prune.interval, max_age=config.prune.max_age,
+                limit=config.prune.limit, node=self.name,
+            ))
+        self.notifier = Notifier(engine, wake_all=self.wake_all, timeout=config.poll_interval)
+        self.started = False
+
+    def wake(self, queue: str) -> None:
+        """Tell ``queue``'s producer that jobs may be available."""
+        producer = self.producers.get(queue)
+        if producer is not None:
+            producer.notify()
+
+    def wake_all(self) -> None:
+        """Tell every producer that jobs may be available."""
+        for producer in self.producers.values():
+            producer.notify()
+
+    async def start(self) -> None:
+        """Open the engine and start every component."""
+        await self.engine.open()
+        await self.engine.heartbeat(self.name, time.time(), {"queues": self.config.queues})
+        self.heartbeat.start()
+        self.acker.start()
+        for producer in self.producers.values():
+            producer.start()
+        for component in self.periodic:
+            component.start()
+        self.notifier.start()
+        self.started = True
+        telemetry.emit("node.start", {"system_time": time.time()},
+                       {"node": self.name, "queues": dict(self.config.queues)})
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Shut down gracefully (see the class docstring)."""
+        if not self.started:
+            return
+        self.started = False
+        grace = self.config.shutdown_grace if grace is None else grace
+        await asyncio.gather(*(p.stop_fetching() for p in self.producers.values()))
+        unfinished = await asyncio.gather(*(p.drain(grace) for p in self.producers.values()))
+        await self.notifier.stop()
+        for component in self.periodic:
+            await component.stop()
+        await self.acker.stop()
+        ids = [i for group in unfinished for i in group]
+        if ids:
+            _log.warning("releasing %d unfinished job(s) back to their queues", len(ids))
+            await self._try(self.engine.release(ids, time.time()), "release unfinished jobs")
+        await self.heartbeat.stop()
+        await self._try(self.engine.forget_node(self.name), "remove the node's heartbeat")
+        self.threads.shutdown(wait=False, cancel_futures=True)
+        telemetry.emit("node.stop", {"system_time": time.time()},
+                       {"node": self.name, "released": len(ids)})
+
+    @staticmethod
+    async def _try(call: object, what: str) -> None:
+        try:
+            await call  # type: ignore[misc]
+        except Exception as exc:
+            _log.error("could not %s while stopping: %s", what, exc)

@@ -1,0 +1,151 @@
+"""One producer per queue: claims jobs up to the queue's limit and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from underway import _telemetry as telemetry
+from underway.jobs.engines.base import Engine
+from underway.jobs.job import Job
+from underway.jobs.runtime.acker import Acker
+from underway.jobs.runtime.executor import Executor
+
+__all__ = ["Producer"]
+
+_log = logging.getLogger("underway.jobs")
+
+
+class Producer:
+    """Keeps up to ``limit`` jobs of one queue running on this node.
+
+    It fetches the whole free capacity in one statement whenever capacity frees up or it is
+    notified of new jobs, and polls every ``poll_interval`` seconds otherwise. Queues are
+    isolated: each producer has its own limit and its own loop.
+    """
+
+    def __init__(
+        self,
+        queue: str,
+        limit: int,
+        *,
+        engine: Engine,
+        executor: Executor,
+        acker: Acker,
+        node: str,
+        poll_interval: float,
+    ) -> None:
+        self.queue = queue
+        self.limit = limit
+        self.engine = engine
+        self.executor = executor
+        self.acker = acker
+        self.node = node
+        self.poll_interval = poll_interval
+        self.paused = False
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._interrupted: list[int] = []
+
+    def notify(self) -> None:
+        """New jobs may be available: fetch now if there is capacity."""
+        self._wake.set()
+
+    def pause(self) -> None:
+        """Stop claiming new jobs; running ones finish."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Claim jobs again."""
+        self.paused = False
+        self._wake.set()
+
+    def scale(self, limit: int) -> None:
+        """Change the queue's limit on this node."""
+        self.limit = limit
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start claiming and running jobs."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name=f"underway.producer.{self.queue}")
+
+    async def stop_fetching(self) -> None:
+        """Claim no more jobs; running jobs go on."""
+        self._stopping = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
+    async def drain(self, grace: float) -> list[int]:
+        """Wait up to ``grace`` seconds for running jobs, cancel the rest.
+
+        Returns:
+            The ids of jobs that did not finish (to hand back to the queue).
+        """
+        if self.running:
+            _, pending = await asyncio.wait(list(self.running.values()), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        interrupted = [*self._interrupted, *self.running]
+        self._interrupted.clear()
+        return interrupted
+
+    async def _loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            self._wake.clear()
+            demand = 0 if self.paused else self.limit - len(self.running)
+            full = False
+            if demand > 0:
+                try:
+                    jobs = await self._fetch(demand)
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    delay = min(0.1 * 2**failures, 10.0)
+                    _log.warning("fetch from queue %s failed (%s); retry in %.1fs",
+                                 self.queue, exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                for job in jobs:
+                    self._start(job)
+                full = len(jobs) == demand
+            if self._stopping:
+                break
+            if full or demand <= 0:
+                await self._wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+
+    async def _fetch(self, demand: int) -> list[Job[Any]]:
+        with telemetry.span("fetch", {"queue": self.queue, "node": self.node}) as extra:
+            jobs = await self.engine.fetch(self.queue, demand, self.node, time.time())
+            extra["count"] = len(jobs)
+        return jobs
+
+    def _start(self, job: Job[Any]) -> None:
+        self.running[job.id] = asyncio.create_task(
+            self._execute(job), name=f"underway.job.{job.queue}.{job.id}"
+        )
+
+    async def _execute(self, job: Job[Any]) -> None:
+        try:
+            ack = await self.executor.run(job)
+            self.acker.push(ack)
+        except asyncio.CancelledError:
+            self._interrupted.append(job.id)
+            raise
+        finally:
+            self.running.pop(job.id, None)
+            self._wake.set()

@@ -135,7 +135,7 @@ class Jobs:
     ) -> Callable[[Callable[..., Any] | type], Worker]: ...
 
     def worker(
-        self, target: Callable[..., Any] | type | None = None, /, **options: Any
+        self, target: Callable[..., Any] | type | None = None, **options: Any
     ) -> Worker | Callable[[Callable[..., Any] | type], Worker]:
         """Register a function or class as a worker (use as a decorator).
 

@@ -29,7 +29,7 @@ def exponential(
     """
     delay = base + 2 ** min(max(attempt, 0), _MAX_EXPONENT)
     r = random.random() if rand is None else rand
-    return delay * (1.0 + jitter * r)
+    return float(delay) * (1.0 + jitter * r)
 
 
 def constant(seconds: float) -> float:

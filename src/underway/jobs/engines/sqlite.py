@@ -53,7 +53,8 @@ class SQLiteEngine:
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
         if parts.netloc or not path:
             raise ConfigError(
-                f"SQLite URL must look like sqlite:///file.db or sqlite:////abs/file.db, got {url!r}"
+                "SQLite URL must look like sqlite:///file.db or sqlite:////abs/file.db, "
+                f"got {url!r}"
             )
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         try:
@@ -232,7 +233,9 @@ class SQLiteEngine:
         try:
             return self._insert(conn, specs, now, own_tx=False)
         except sqlite3.Error as exc:
-            raise DatabaseError(f"insert through the application's connection failed: {exc}")
+            raise DatabaseError(
+                f"insert through the application's connection failed: {exc}"
+            ) from exc
 
     def _insert(
         self, conn: sqlite3.Connection, specs: Sequence[JobSpec], now: float, *, own_tx: bool
@@ -244,9 +247,9 @@ class SQLiteEngine:
         if own_tx:
             conn.execute("BEGIN IMMEDIATE")
         try:
-            for chunk in _chunks(keys, 500):
-                marks = ",".join("?" * len(chunk))
-                conn.execute(_sql("unique_expire").format(keys=marks), [*chunk, now])
+            for key_chunk in _chunks(keys, 500):
+                marks = ",".join("?" * len(key_chunk))
+                conn.execute(_sql("unique_expire").format(keys=marks), [*key_chunk, now])
             for chunk in _chunks(specs, self._max_rows):
                 params: list[Any] = []
                 for s in chunk:
@@ -386,13 +389,14 @@ class SQLiteEngine:
 
     def get_job(self, job_id: int) -> Job[Any] | None:
         """One job by id, or ``None``."""
-        sql = f"SELECT {COLUMNS} FROM underway_jobs WHERE id = ?"  # noqa: S608
+        sql = f"SELECT {COLUMNS} FROM underway_jobs WHERE id = ?"
         row = self._call(lambda c: c.execute(sql, (job_id,)).fetchone())
         return None if row is None else job_from_row(row)
 
     def list_jobs(self, where: JobFilter) -> list[Job[Any]]:
         """Jobs matching ``where``, newest first."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if where.states:
             clauses.append(f"state IN ({','.join('?' * len(where.states))})")
             params.extend(s.value for s in where.states)

@@ -6,6 +6,8 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 
+from underway._aio import cancel_and_wait
+
 __all__ = ["Periodic"]
 
 _log = logging.getLogger("underway.jobs")
@@ -38,13 +40,7 @@ class Periodic(ABC):
     async def stop(self) -> None:
         """Stop the loop and wait for it."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         while True:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from underway import _telemetry as telemetry
+from underway._aio import cancel_and_wait
 from underway.jobs.engines.base import Engine
 from underway.jobs.outcomes import Ack
 
@@ -48,12 +49,7 @@ class Acker:
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop, after writing every ack that was pushed (retrying for up to ``timeout``)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         deadline = asyncio.get_running_loop().time() + timeout
         while self._buffer:
             if await self.flush():

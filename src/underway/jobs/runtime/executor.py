@@ -47,7 +47,8 @@ class Executor:
         outcome = await self._perform(worker, job)
         now = time.time()
         result = None
-        if worker.record_result and not isinstance(outcome, BaseException | Snooze | Cancel | Error):
+        plain = not isinstance(outcome, BaseException | Snooze | Cancel | Error)
+        if worker.record_result and plain:
             try:
                 result = json.dumps(outcome, separators=(",", ":"), allow_nan=False)
             except (TypeError, ValueError) as exc:

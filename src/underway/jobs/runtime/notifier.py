@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from underway._aio import cancel_and_wait
 from underway.jobs.engines.base import Engine
 
 __all__ = ["Notifier"]
@@ -35,13 +36,7 @@ class Notifier:
     async def stop(self) -> None:
         """Stop listening."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         while True:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from underway import _telemetry as telemetry
+from underway._aio import wait_event
 from underway.jobs.engines.base import Engine
 from underway.jobs.job import Job
 from underway.jobs.runtime.acker import Acker
@@ -118,15 +119,7 @@ class Producer:
                 for job in jobs:
                     self._start(job)
                 full = len(jobs) == demand
-            if self._stopping:
-                break
-            if full or demand <= 0:
-                await self._wake.wait()
-            else:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except TimeoutError:
-                    pass
+            await wait_event(self._wake, None if full or demand <= 0 else self.poll_interval)
 
     async def _fetch(self, demand: int) -> list[Job[Any]]:
         with telemetry.span("fetch", {"queue": self.queue, "node": self.node}) as extra:

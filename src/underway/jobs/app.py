@@ -176,7 +176,8 @@ class Jobs:
             from underway.jobs.testing import run_inline
 
             return await run_inline(self, specs)
-        with telemetry.span("insert", {"count": len(specs)}):
+        with telemetry.span("insert", {}) as extra:
+            extra["count"] = len(specs)
             inserted = await self.engine.insert(specs, conn=conn)
         if conn is None:
             self._wake(inserted)
@@ -189,7 +190,8 @@ class Jobs:
             from underway.jobs.testing import run_inline_sync
 
             return run_inline_sync(self, specs)
-        with telemetry.span("insert", {"count": len(specs)}):
+        with telemetry.span("insert", {}) as extra:
+            extra["count"] = len(specs)
             inserted = self.engine.insert_sync(specs, conn=conn)
         if conn is None:
             self._wake(inserted)

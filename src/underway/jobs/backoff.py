@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from underway.errors import ConfigError
+
 __all__ = ["constant", "exponential"]
 
 _MAX_EXPONENT = 20
@@ -33,7 +35,11 @@ def exponential(
 
 
 def constant(seconds: float) -> float:
-    """The same delay for every attempt (validated to be >= 0)."""
-    if seconds < 0:
-        raise ValueError(f"backoff must be >= 0 seconds, got {seconds!r}")
+    """The same delay for every attempt (validated to be >= 0).
+
+    Raises:
+        ConfigError: ``seconds`` is negative or not a number.
+    """
+    if not seconds >= 0:
+        raise ConfigError(f"backoff must be >= 0 seconds, got {seconds!r}")
     return float(seconds)

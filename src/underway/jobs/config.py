@@ -14,6 +14,11 @@ __all__ = ["NodeConfig", "Pruning", "check_queues"]
 _DAY = 86_400.0
 
 
+def _seconds(value: object) -> bool:
+    """Whether ``value`` is a positive number of seconds (not a bool, not NaN)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pruning:
     """How long finished jobs are kept (seconds per state) and how the pruner runs.
@@ -31,9 +36,9 @@ class Pruning:
     def __post_init__(self) -> None:
         for name in ("completed", "cancelled", "discarded", "interval"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or value <= 0:
+            if not _seconds(value):
                 raise ConfigError(f"Pruning.{name} must be seconds > 0, got {value!r}")
-        if not isinstance(self.limit, int) or self.limit < 1:
+        if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
             raise ConfigError(f"Pruning.limit must be an int >= 1, got {self.limit!r}")
 
     @property
@@ -75,7 +80,7 @@ class NodeConfig:
     def __post_init__(self) -> None:
         for name in ("poll_interval", "stage_interval", "heartbeat_interval", "rescue_after"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or value <= 0:
+            if not _seconds(value):
                 raise ConfigError(f"{name} must be seconds > 0, got {value!r}")
         if not isinstance(self.shutdown_grace, int | float) or self.shutdown_grace < 0:
             raise ConfigError(f"shutdown_grace must be seconds >= 0, got {self.shutdown_grace!r}")

@@ -18,7 +18,8 @@ class Snooze:
     seconds: float
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seconds, int | float) or self.seconds < 0:
+        bad_type = not isinstance(self.seconds, int | float) or isinstance(self.seconds, bool)
+        if bad_type or not self.seconds >= 0:
             raise ValueError(f"Snooze seconds must be a number >= 0, got {self.seconds!r}")
 
 

@@ -23,6 +23,7 @@ from collections.abc import Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,9 +72,14 @@ def _finished(job: Job[Any], ack: Ack) -> Job[Any]:
     errors = job.errors
     if ack.error is not None and at is not None:
         errors = (*errors, JobError(ack.attempt, at, ack.error, ack.traceback))
+    attempt, meta = job.attempt, job.meta
+    if ack.snoozed:  # as the engines record it: the attempt is not counted
+        attempt, meta = attempt - 1, {**meta, "snoozed": int(meta.get("snoozed", 0)) + 1}
     return replace(
         job,
         state=ack.state,
+        attempt=attempt,
+        meta=meta,
         errors=errors,
         completed_at=at if ack.state is JobState.COMPLETED else None,
         discarded_at=at if ack.state is JobState.DISCARDED else None,
@@ -168,7 +174,7 @@ async def drain_queue(
     jobs: Jobs,
     queue: str = "default",
     *,
-    with_scheduled: bool = False,
+    with_scheduled: bool | datetime = False,
     with_recursion: bool = True,
     with_safety: bool = True,
     with_limit: int | None = None,
@@ -178,45 +184,71 @@ async def drain_queue(
     Args:
         jobs: The application (in ``manual`` mode, or with no node running).
         queue: The queue to drain.
-        with_scheduled: Also run scheduled and retryable jobs whose time has not come.
+        with_scheduled: ``True`` also runs scheduled and retryable jobs whatever their
+            time (so retries run until the job completes or is discarded); a datetime
+            runs those due up to that time.
         with_recursion: Keep going while jobs enqueue more jobs (False: one pass).
-        with_safety: False re-raises a worker's exception instead of recording it.
+        with_safety: False records a worker's exception on its job, then re-raises it
+            and stops.
         with_limit: Run at most this many jobs.
+
+    Raises:
+        RuntimeError: One job ran more than ``max(100, max_attempts)`` times in this drain
+            (a worker that always snoozes, drained ``with_scheduled=True``).
     """
     counts = dict.fromkeys(("completed", "retryable", "discarded", "cancelled", "snoozed"), 0)
     engine = jobs.engine
     run = 0
     with ThreadPoolExecutor(4, thread_name_prefix="underway-drain") as threads:
-        executor = Executor(jobs.workers, "drain", threads)
+        executor = _KeepingExecutor(jobs.workers, "drain", threads)
+        runs: dict[int, int] = {}
         while True:
-            horizon = 1e18 if with_scheduled else time.time()
-            await engine.stage(horizon, queue=queue)
+            await engine.stage(_horizon(with_scheduled), queue=queue)
             limit = 1000 if with_limit is None else min(1000, with_limit - run)
             batch = await engine.fetch(queue, limit, "drain", time.time()) if limit > 0 else []
             if not batch:
                 break
-            for job in batch:
-                if not with_safety:
-                    await _raise_errors(jobs, job)
+            for index, job in enumerate(batch):
+                runs[job.id] = runs.get(job.id, 0) + 1
+                if runs[job.id] > max(100, job.max_attempts):
+                    await engine.release([j.id for j in batch[index:]], time.time())
+                    raise RuntimeError(
+                        f"job {job.id} ({job.worker}) ran {runs[job.id] - 1} times in one drain "
+                        "and is due again: it keeps snoozing; pass with_limit, or a datetime "
+                        "as with_scheduled"
+                    )
                 ack = await executor.run(job)
                 await engine.ack([ack])
                 key = "snoozed" if ack.snoozed else ack.state.value
                 counts[key] += 1
                 run += 1
+                if not with_safety and executor.raised is not None:
+                    rest = [j.id for j in batch[index + 1 :]]
+                    if rest:
+                        await engine.release(rest, time.time())
+                    raise executor.raised
             if not with_recursion:
                 break
     return DrainResult(**counts)
 
 
-async def _raise_errors(jobs: Jobs, job: Job[Any]) -> None:
-    worker = jobs.workers.get(job.worker)
-    if worker is None:
-        return
-    typed = worker.typed_job(job)
-    if worker.is_async:
-        await worker.call(typed)
-    else:
-        await asyncio.to_thread(worker.call, typed)
+def _horizon(with_scheduled: bool | datetime) -> float:
+    if isinstance(with_scheduled, datetime):
+        return with_scheduled.timestamp()
+    return 1e18 if with_scheduled else time.time()
+
+
+class _KeepingExecutor(Executor):
+    """An executor that also keeps the exception a worker raised (for ``with_safety``)."""
+
+    raised: BaseException | None = None
+
+    async def _perform(self, worker: Worker, job: Job[Any]) -> Any:
+        self.raised = None
+        outcome = await super()._perform(worker, job)
+        if isinstance(outcome, BaseException):
+            self.raised = outcome
+        return outcome
 
 
 def drain_queue_sync(jobs: Jobs, queue: str = "default", **options: Any) -> DrainResult:

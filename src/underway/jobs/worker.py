@@ -91,7 +91,9 @@ class Worker:
         self.max_attempts = _check_max_attempts(max_attempts)
         self.priority = _check_priority(priority)
         self.tags = _check_tags(tags)
-        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
+        ):
             raise ConfigError(f"timeout must be seconds > 0 or None, got {timeout!r}")
         self.timeout = None if timeout is None else float(timeout)
         if isinstance(backoff, int | float) and not isinstance(backoff, bool):
@@ -109,9 +111,9 @@ class Worker:
         self.perform_fn, self.is_async = _resolve_target(target)
         self.target = target
         qualname = getattr(target, "__qualname__", None) or repr(target)
-        self.name = name or f"{target.__module__}.{qualname}"
-        if not self.name:
-            raise ConfigError("worker name must not be empty")
+        self.name = f"{target.__module__}.{qualname}" if name is None else name
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"worker name must be a non-empty string, got {name!r}")
         self.__doc__ = target.__doc__
         self.__wrapped__ = target
 

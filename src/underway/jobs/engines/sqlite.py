@@ -73,6 +73,7 @@ class SQLiteEngine:
         self._pool_lock = threading.Lock()
         self._data_version: int | None = None
         self._max_rows = 500
+        self._applied_on_connect: list[str] = []
 
     def __repr__(self) -> str:
         return f"<SQLiteEngine {self.path}>"
@@ -103,7 +104,7 @@ class SQLiteEngine:
             limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
             self._max_rows = max(1, min(500, limit // _INSERT_COLUMNS))
             self._conn = conn
-            self._migrate(conn)
+            self._applied_on_connect = self._migrate(conn)
             self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         except BaseException:
             self._conn = None
@@ -183,8 +184,15 @@ class SQLiteEngine:
         pool.shutdown(wait=True)
 
     def migrate(self) -> list[str]:
-        """Apply pending migrations (they are also applied on first connection)."""
-        return self._call(self._migrate)
+        """Apply pending migrations (they are also applied on first connection).
+
+        Returns:
+            The migrations applied by this engine since it connected or was last asked,
+            including those applied on connection; empty when the schema was current.
+        """
+        applied = self._call(self._migrate)
+        earlier, self._applied_on_connect = self._applied_on_connect, []
+        return [*earlier, *applied]
 
     @classmethod
     def _migrate(cls, conn: sqlite3.Connection) -> list[str]:
@@ -229,7 +237,8 @@ class SQLiteEngine:
             raise ConfigError(
                 f"conn for a SQLite database must be a sqlite3.Connection, got {type(conn)!r}"
             )
-        self._call(lambda c: None)  # the schema exists before the app's transaction uses it
+        if self._conn is None:  # the schema exists before the app's transaction uses it
+            self._call(lambda c: None)
         try:
             return self._insert(conn, specs, now, own_tx=False)
         except sqlite3.Error as exc:

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of underway against its peers (run with ``python -m bench.<name>``)."""

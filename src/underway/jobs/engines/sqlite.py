@@ -253,6 +253,9 @@ class SQLiteEngine:
             return []
         keys = [s.unique_key for s in specs if s.unique_key is not None]
         returned: list[tuple[int, str | None]] = []
+        # One INSERT statement is atomic on its own; a transaction is needed only when
+        # unique keys are expired first or the jobs span several statements.
+        own_tx = own_tx and (bool(keys) or len(specs) > self._max_rows)
         if own_tx:
             conn.execute("BEGIN IMMEDIATE")
         try:

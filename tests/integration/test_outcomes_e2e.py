@@ -1,0 +1,321 @@
+"""Every outcome of a job, end to end on a running node over a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from underway.jobs import Cancel, Error, Job, JobState, Snooze
+
+from .conftest import MakeJobs, wait_for_state, wait_until
+
+
+async def test_return_completes_and_records_the_result(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+
+    @jobs.worker(record_result=True)
+    async def add(job: Job[Any]) -> dict[str, int]:
+        return {"sum": job.args["a"] + job.args["b"]}
+
+    @jobs.worker
+    async def add_unrecorded(job: Job[Any]) -> int:
+        return int(job.args["a"] + job.args["b"])
+
+    async with jobs:
+        recorded = await add.enqueue({"a": 2, "b": 3})
+        unrecorded = await add_unrecorded.enqueue({"a": 2, "b": 3})
+        done = await wait_for_state(jobs, recorded.id)
+        plain = await wait_for_state(jobs, unrecorded.id)
+
+    assert done.state is JobState.COMPLETED
+    assert done.result == {"sum": 5}
+    assert done.attempt == 1
+    assert done.errors == ()
+    assert done.completed_at is not None
+    assert done.attempted_by == jobs.config.name
+    assert plain.state is JobState.COMPLETED
+    assert plain.result is None
+
+
+async def test_a_result_that_is_not_json_is_an_error(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+
+    @jobs.worker(record_result=True, max_attempts=1)
+    async def opaque(job: Job[Any]) -> object:
+        return object()
+
+    async with jobs:
+        job = await opaque.enqueue({})
+        done = await wait_for_state(jobs, job.id)
+
+    assert done.state is JobState.DISCARDED
+    assert done.result is None
+    assert len(done.errors) == 1
+    assert "not JSON-serialisable" in done.errors[0].error
+
+
+async def test_snooze_reschedules_without_counting_the_attempt(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+
+    @jobs.worker(max_attempts=1)
+    async def later(job: Job[Any]) -> Snooze:
+        return Snooze(60)
+
+    async with jobs:
+        before = time.time()
+        job = await later.enqueue({})
+        snoozed = await wait_for_state(jobs, job.id, JobState.SCHEDULED)
+
+    assert snoozed.attempt == 0
+    assert snoozed.meta["snoozed"] == 1
+    assert snoozed.errors == ()
+    assert snoozed.scheduled_at is not None
+    assert before + 59 <= snoozed.scheduled_at.timestamp() <= time.time() + 61
+
+
+async def test_a_snoozed_job_runs_again_later(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+    runs: list[float] = []
+
+    @jobs.worker(max_attempts=1)
+    async def twice_snoozed(job: Job[Any]) -> Snooze | str:
+        runs.append(time.monotonic())
+        return Snooze(0.2) if len(runs) <= 2 else "done"
+
+    async with jobs:
+        job = await twice_snoozed.enqueue({})
+        done = await wait_for_state(jobs, job.id)
+
+    assert done.state is JobState.COMPLETED
+    assert len(runs) == 3
+    assert done.attempt == 1
+    assert done.meta["snoozed"] == 2
+    assert all(b - a >= 0.2 for a, b in itertools.pairwise(runs))
+
+
+async def test_cancel_ends_the_job_and_it_is_never_retried(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+    runs: list[int] = []
+
+    @jobs.worker(max_attempts=5, backoff=0)
+    async def give_up(job: Job[Any]) -> Cancel:
+        runs.append(job.attempt)
+        return Cancel("customer left")
+
+    async with jobs:
+        job = await give_up.enqueue({})
+        done = await wait_for_state(jobs, job.id)
+        await asyncio.sleep(0.3)  # several stage and poll intervals: nothing may rerun it
+        after = await jobs.get_job(job.id)
+
+    assert done.state is JobState.CANCELLED
+    assert done.cancelled_at is not None
+    assert [e.error for e in done.errors] == ["cancelled: customer left"]
+    assert runs == [1]
+    assert after is not None
+    assert after.state is JobState.CANCELLED
+
+
+async def test_an_exception_is_retried_then_discarded_keeping_every_error(
+    make_jobs: MakeJobs,
+) -> None:
+    jobs = make_jobs()
+
+    @jobs.worker(max_attempts=3, backoff=0.01)
+    async def flaky(job: Job[Any]) -> None:
+        raise ValueError(f"boom on attempt {job.attempt}")
+
+    async with jobs:
+        job = await flaky.enqueue({})
+        done = await wait_for_state(jobs, job.id)
+
+    assert done.state is JobState.DISCARDED
+    assert done.discarded_at is not None
+    assert done.attempt == 3
+    assert [e.attempt for e in done.errors] == [1, 2, 3]
+    assert [e.error for e in done.errors] == [f"ValueError: boom on attempt {n}" for n in (1, 2, 3)]
+    for error in done.errors:
+        assert error.traceback is not None
+        assert "Traceback" in error.traceback
+        assert "in flaky" in error.traceback
+        assert f"boom on attempt {error.attempt}" in error.traceback
+
+
+async def test_a_failed_attempt_waits_for_its_backoff(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+    seen_attempts: list[int] = []
+
+    def backoff(job: Job[Any]) -> float:
+        seen_attempts.append(job.attempt)
+        return 60.0 if job.args["long"] else 0.3
+
+    @jobs.worker(max_attempts=2, backoff=backoff)
+    async def fails(job: Job[Any]) -> None:
+        raise RuntimeError("nope")
+
+    async with jobs:
+        waiting = await fails.enqueue({"long": True})
+        quick = await fails.enqueue({"long": False})
+        retryable = await wait_for_state(jobs, waiting.id, JobState.RETRYABLE)
+        done = await wait_for_state(jobs, quick.id)
+
+    assert retryable.attempt == 1
+    assert retryable.attempted_at is not None
+    assert retryable.scheduled_at is not None
+    delay = retryable.scheduled_at.timestamp() - retryable.attempted_at.timestamp()
+    assert 60.0 <= delay < 61.0
+    assert done.state is JobState.DISCARDED
+    first, second = done.errors
+    assert (second.at - first.at).total_seconds() >= 0.3
+    assert seen_attempts.count(1) == 2  # called with the failed attempt of each job
+
+
+async def test_returning_error_fails_the_attempt_without_a_traceback(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+
+    @jobs.worker(max_attempts=2, backoff=0.01)
+    async def refuses(job: Job[Any]) -> Error:
+        return Error(f"upstream said no ({job.attempt})")
+
+    async with jobs:
+        job = await refuses.enqueue({})
+        done = await wait_for_state(jobs, job.id)
+
+    assert done.state is JobState.DISCARDED
+    assert [(e.attempt, e.error, e.traceback) for e in done.errors] == [
+        (1, "upstream said no (1)", None),
+        (2, "upstream said no (2)", None),
+    ]
+
+
+async def test_an_async_job_past_its_timeout_fails_with_a_clear_message(
+    make_jobs: MakeJobs,
+) -> None:
+    jobs = make_jobs()
+    interrupted: list[bool] = []
+
+    @jobs.worker(timeout=0.2, max_attempts=1)
+    async def too_slow(job: Job[Any]) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            interrupted.append(True)
+            raise
+
+    async with jobs:
+        started = time.monotonic()
+        job = await too_slow.enqueue({})
+        done = await wait_for_state(jobs, job.id)
+        elapsed = time.monotonic() - started
+
+    assert done.state is JobState.DISCARDED
+    assert elapsed < 2.0
+    assert interrupted == [True]
+    (error,) = done.errors
+    assert error.error.startswith("JobTimeout: ")
+    assert f"job {job.id} ran longer than its timeout of 0.2s" in error.error
+
+
+async def test_a_sync_job_past_its_timeout_fails_with_a_clear_message(
+    make_jobs: MakeJobs,
+) -> None:
+    jobs = make_jobs()
+    release = threading.Event()
+
+    @jobs.worker(timeout=0.2, max_attempts=1)
+    def blocks(job: Job[Any]) -> None:
+        release.wait(5)
+
+    try:
+        async with jobs:
+            started = time.monotonic()
+            job = await blocks.enqueue({})
+            done = await wait_for_state(jobs, job.id)
+            elapsed = time.monotonic() - started
+    finally:
+        release.set()
+
+    assert done.state is JobState.DISCARDED
+    assert elapsed < 2.0
+    (error,) = done.errors
+    assert "JobTimeout" in error.error
+    assert "timeout of 0.2s" in error.error
+
+
+async def test_sync_workers_run_in_threads_and_the_loop_stays_responsive(
+    make_jobs: MakeJobs,
+) -> None:
+    jobs = make_jobs()
+    threads: list[int] = []
+    started = threading.Event()
+
+    @jobs.worker
+    def blocking(job: Job[Any]) -> None:
+        threads.append(threading.get_ident())
+        started.set()
+        time.sleep(0.5)
+
+    gaps: list[float] = []
+
+    async def ticker(stop: asyncio.Event) -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            if started.is_set():
+                gaps.append(now - last)
+            last = now
+
+    async with jobs:
+        stop = asyncio.Event()
+        ticking = asyncio.create_task(ticker(stop))
+        job = await blocking.enqueue({})
+        done = await wait_for_state(jobs, job.id)
+        stop.set()
+        await ticking
+
+    assert done.state is JobState.COMPLETED
+    assert threads
+    assert threads[0] != threading.get_ident()
+    assert sum(gaps) >= 0.4  # the ticker ran during the whole blocking call
+    assert max(gaps) < 0.2
+    assert len(gaps) >= 20
+
+
+async def test_a_class_worker_performs_and_backs_off_through_its_methods(
+    make_jobs: MakeJobs,
+) -> None:
+    jobs = make_jobs()
+
+    @jobs.worker(max_attempts=2)
+    class Importer:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def backoff(self, job: Job[Any]) -> float:
+            return 0.01
+
+        async def perform(self, job: Job[Any]) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError("disk not ready")
+
+    async with jobs:
+        job = await Importer.enqueue({})
+        done = await wait_for_state(jobs, job.id)
+
+    assert done.state is JobState.COMPLETED
+    assert done.attempt == 2
+    assert [e.error for e in done.errors] == ["OSError: disk not ready"]
+
+
+async def test_wait_until_raises_when_the_condition_never_holds() -> None:
+    started = time.monotonic()
+    with pytest.raises(AssertionError, match=r"never did not hold within 0\.1s"):
+        await wait_until(lambda: False, 0.1, message="never")
+    assert time.monotonic() - started < 1.0

@@ -58,9 +58,16 @@ _inline_ids = itertools.count(1)
 
 def _job_from_spec(spec: JobSpec, job_id: int) -> Job[Any]:
     return Job(
-        id=job_id, state=JobState.EXECUTING, queue=spec.queue, worker=spec.worker,
-        args=json.loads(spec.args_json), meta=json.loads(spec.meta_json), tags=spec.tags,
-        attempt=1, max_attempts=spec.max_attempts, priority=spec.priority,
+        id=job_id,
+        state=JobState.EXECUTING,
+        queue=spec.queue,
+        worker=spec.worker,
+        args=json.loads(spec.args_json),
+        meta=json.loads(spec.meta_json),
+        tags=spec.tags,
+        attempt=1,
+        max_attempts=spec.max_attempts,
+        priority=spec.priority,
         attempted_by="inline",
     )
 
@@ -304,8 +311,9 @@ def all_enqueued(jobs: Jobs, *, state: Any = _WAITING, **filters: Any) -> list[J
     ``max_attempts``. ``state`` widens or narrows the states searched.
     """
     expected = _expected(filters)
-    found = jobs.list_jobs_sync(state=state, queue=expected.get("queue"),
-                                worker=expected.get("worker"), limit=1_000_000)
+    found = jobs.list_jobs_sync(
+        state=state, queue=expected.get("queue"), worker=expected.get("worker"), limit=1_000_000
+    )
     return [j for j in reversed(found) if _matches(j, expected)]
 
 
@@ -314,10 +322,13 @@ def assert_enqueued(jobs: Jobs, **filters: Any) -> Job[Any]:
     found = all_enqueued(jobs, **filters)
     if not found:
         waiting = all_enqueued(jobs)
-        listing = "\n".join(
-            f"  #{j.id} {j.worker} queue={j.queue} args={j.args} meta={j.meta}"
-            for j in waiting[:20]
-        ) or "  (no waiting jobs)"
+        listing = (
+            "\n".join(
+                f"  #{j.id} {j.worker} queue={j.queue} args={j.args} meta={j.meta}"
+                for j in waiting[:20]
+            )
+            or "  (no waiting jobs)"
+        )
         raise AssertionError(f"expected a job matching {filters}, found none; waiting:\n{listing}")
     return found[0]
 

@@ -165,8 +165,8 @@ class Worker:
         try:
             q = self.queue if queue is None else validate_queue_name(queue)
             prio = self.priority if priority is None else _check_priority(priority)
-            attempts = self.max_attempts if max_attempts is None else _check_max_attempts(
-                max_attempts
+            attempts = (
+                self.max_attempts if max_attempts is None else _check_max_attempts(max_attempts)
             )
             tag_tuple = self.tags if tags is None else _check_tags(tags)
         except ConfigError as exc:

@@ -91,7 +91,9 @@ class SQLiteEngine:
             return self._conn
         try:
             conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None,
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
                 check_same_thread=False,
             )
         except sqlite3.Error as exc:
@@ -284,8 +286,9 @@ class SQLiteEngine:
         wanted = sorted({k for k in keys if k not in inserted})
         found: dict[str, Job[Any]] = {}
         for chunk in _chunks(wanted, 500):
-            sql = _sql("unique_existing").format(columns=COLUMNS + ", unique_key",
-                                                 keys=",".join("?" * len(chunk)))
+            sql = _sql("unique_existing").format(
+                columns=COLUMNS + ", unique_key", keys=",".join("?" * len(chunk))
+            )
             for row in conn.execute(sql, chunk):
                 found[row[-1]] = job_from_row(row, conflict=True)
         return found
@@ -309,10 +312,17 @@ class SQLiteEngine:
             elif a.snoozed:
                 snoozed.append({"id": a.job_id, "scheduled_at": a.scheduled_at})
             else:
-                failed.append({
-                    "id": a.job_id, "state": a.state.value, "at": a.at, "attempt": a.attempt,
-                    "scheduled_at": a.scheduled_at, "error": a.error, "traceback": a.traceback,
-                })
+                failed.append(
+                    {
+                        "id": a.job_id,
+                        "state": a.state.value,
+                        "at": a.at,
+                        "attempt": a.attempt,
+                        "scheduled_at": a.scheduled_at,
+                        "error": a.error,
+                        "traceback": a.traceback,
+                    }
+                )
 
         def write(conn: sqlite3.Connection) -> None:
             with self._write(conn):
@@ -452,8 +462,19 @@ def _insert_params(s: JobSpec, now: float) -> tuple[Any, ...]:
     if s.unique_key is not None and s.unique_period is not None:
         until = now + s.unique_period
     return (
-        state, s.queue, s.worker, s.args_json, s.meta_json, json.dumps(list(s.tags)),
-        s.priority, s.max_attempts, now, at, s.unique_key, s.unique_states, until,
+        state,
+        s.queue,
+        s.worker,
+        s.args_json,
+        s.meta_json,
+        json.dumps(list(s.tags)),
+        s.priority,
+        s.max_attempts,
+        now,
+        at,
+        s.unique_key,
+        s.unique_states,
+        until,
     )
 
 
@@ -477,9 +498,15 @@ def _match(
             job: Job[Any] = Job(
                 id=returned[pos][0],
                 state=JobState.SCHEDULED if at > now else JobState.AVAILABLE,
-                queue=s.queue, worker=s.worker, args=s.args, meta=json.loads(s.meta_json),
-                tags=s.tags, max_attempts=s.max_attempts, priority=s.priority,
-                inserted_at=to_datetime(now), scheduled_at=to_datetime(at),
+                queue=s.queue,
+                worker=s.worker,
+                args=s.args,
+                meta=json.loads(s.meta_json),
+                tags=s.tags,
+                max_attempts=s.max_attempts,
+                priority=s.priority,
+                inserted_at=to_datetime(now),
+                scheduled_at=to_datetime(at),
             )
             out.append(job)
             if s.unique_key is not None:

@@ -21,8 +21,9 @@ class Acker:
     A failed flush keeps its acks and is retried; :meth:`stop` flushes what is left.
     """
 
-    def __init__(self, engine: Engine, *, node: str, interval: float = 0.005,
-                 max_batch: int = 1000) -> None:
+    def __init__(
+        self, engine: Engine, *, node: str, interval: float = 0.005, max_batch: int = 1000
+    ) -> None:
         self.engine = engine
         self.node = node
         self.interval = interval

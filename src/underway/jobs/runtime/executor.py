@@ -36,7 +36,10 @@ class Executor:
                 f"(registered: {known}); the job is discarded"
             )
             return Ack(
-                job.id, JobState.DISCARDED, time.time(), job.attempt,
+                job.id,
+                JobState.DISCARDED,
+                time.time(),
+                job.attempt,
                 error=f"UnknownWorker: {error}",
             )
         meta = {"job": job, "queue": job.queue, "worker": job.worker, "node": self.node}
@@ -55,8 +58,9 @@ class Executor:
                 outcome = TypeError(f"result of {worker.name} is not JSON-serialisable: {exc}")
         failed = isinstance(outcome, BaseException | Error)
         backoff = worker.backoff(job) if failed else 0.0
-        ack = decide(job.id, job.attempt, job.max_attempts, outcome, now=now, backoff=backoff,
-                     result=result)
+        ack = decide(
+            job.id, job.attempt, job.max_attempts, outcome, now=now, backoff=backoff, result=result
+        )
         if traced:
             measures = {"duration": time.perf_counter() - start}
             info = {**meta, "state": ack.state.value}

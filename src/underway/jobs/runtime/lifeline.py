@@ -19,8 +19,9 @@ class Heartbeat(Periodic):
 
     name = "heartbeat"
 
-    def __init__(self, engine: Engine, *, node: str, interval: float,
-                 queues: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(
+        self, engine: Engine, *, node: str, interval: float, queues: Callable[[], Mapping[str, int]]
+    ) -> None:
         super().__init__(interval)
         self.engine = engine
         self.node = node
@@ -42,8 +43,15 @@ class Lifeline(Periodic):
 
     name = "lifeline"
 
-    def __init__(self, engine: Engine, *, node: str, interval: float, rescue_after: float,
-                 wake: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        node: str,
+        interval: float,
+        rescue_after: float,
+        wake: Callable[[str], None],
+    ) -> None:
         super().__init__(interval)
         self.engine = engine
         self.node = node

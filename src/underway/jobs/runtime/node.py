@@ -45,27 +45,42 @@ class Node:
         self.acker = Acker(engine, node=self.name)
         self.producers = {
             queue: Producer(
-                queue, limit, engine=engine, executor=self.executor, acker=self.acker,
-                node=self.name, poll_interval=config.poll_interval,
+                queue,
+                limit,
+                engine=engine,
+                executor=self.executor,
+                acker=self.acker,
+                node=self.name,
+                poll_interval=config.poll_interval,
             )
             for queue, limit in config.queues.items()
         }
         self.heartbeat = Heartbeat(
-            engine, node=self.name, interval=config.heartbeat_interval,
+            engine,
+            node=self.name,
+            interval=config.heartbeat_interval,
             queues=lambda: {q: p.limit for q, p in self.producers.items()},
         )
         self.periodic: list[Periodic] = [
             Stager(engine, interval=config.stage_interval, wake=self.wake, node=self.name),
             Lifeline(
-                engine, node=self.name, interval=max(0.5, config.rescue_after / 4),
-                rescue_after=config.rescue_after, wake=self.wake,
+                engine,
+                node=self.name,
+                interval=max(0.5, config.rescue_after / 4),
+                rescue_after=config.rescue_after,
+                wake=self.wake,
             ),
         ]
         if config.prune is not None:
-            self.periodic.append(Pruner(
-                engine, interval=config.prune.interval, max_age=config.prune.max_age,
-                limit=config.prune.limit, node=self.name,
-            ))
+            self.periodic.append(
+                Pruner(
+                    engine,
+                    interval=config.prune.interval,
+                    max_age=config.prune.max_age,
+                    limit=config.prune.limit,
+                    node=self.name,
+                )
+            )
         self.notifier = Notifier(engine, wake_all=self.wake_all, timeout=config.poll_interval)
         self.started = False
 
@@ -92,8 +107,11 @@ class Node:
             component.start()
         self.notifier.start()
         self.started = True
-        telemetry.emit("node.start", {"system_time": time.time()},
-                       {"node": self.name, "queues": dict(self.config.queues)})
+        telemetry.emit(
+            "node.start",
+            {"system_time": time.time()},
+            {"node": self.name, "queues": dict(self.config.queues)},
+        )
 
     async def stop(self, grace: float | None = None) -> None:
         """Shut down gracefully (see the class docstring)."""
@@ -114,8 +132,9 @@ class Node:
         await self.heartbeat.stop()
         await self._try(self.engine.forget_node(self.name), "remove the node's heartbeat")
         self.threads.shutdown(wait=False, cancel_futures=True)
-        telemetry.emit("node.stop", {"system_time": time.time()},
-                       {"node": self.name, "released": len(ids)})
+        telemetry.emit(
+            "node.stop", {"system_time": time.time()}, {"node": self.name, "released": len(ids)}
+        )
 
     @staticmethod
     async def _try(call: object, what: str) -> None:

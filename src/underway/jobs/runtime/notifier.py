@@ -21,8 +21,9 @@ class Notifier:
     still poll on their own, so no job waits longer than the poll interval.
     """
 
-    def __init__(self, engine: Engine, *, wake_all: Callable[[], None],
-                 timeout: float = 1.0) -> None:
+    def __init__(
+        self, engine: Engine, *, wake_all: Callable[[], None], timeout: float = 1.0
+    ) -> None:
         self.engine = engine
         self.wake_all = wake_all
         self.timeout = timeout

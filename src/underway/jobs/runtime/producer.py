@@ -112,8 +112,9 @@ class Producer:
                 except Exception as exc:
                     failures += 1
                     delay = min(0.1 * 2**failures, 10.0)
-                    _log.warning("fetch from queue %s failed (%s); retry in %.1fs",
-                                 self.queue, exc, delay)
+                    _log.warning(
+                        "fetch from queue %s failed (%s); retry in %.1fs", self.queue, exc, delay
+                    )
                     await asyncio.sleep(delay)
                     continue
                 for job in jobs:

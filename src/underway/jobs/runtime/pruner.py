@@ -18,8 +18,15 @@ class Pruner(Periodic):
 
     name = "pruner"
 
-    def __init__(self, engine: Engine, *, interval: float, max_age: Mapping[JobState, float],
-                 limit: int, node: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        interval: float,
+        max_age: Mapping[JobState, float],
+        limit: int,
+        node: str,
+    ) -> None:
         super().__init__(interval)
         self.engine = engine
         self.max_age = dict(max_age)

@@ -17,8 +17,9 @@ class Stager(Periodic):
 
     name = "stager"
 
-    def __init__(self, engine: Engine, *, interval: float, wake: Callable[[str], None],
-                 node: str) -> None:
+    def __init__(
+        self, engine: Engine, *, interval: float, wake: Callable[[str], None], node: str
+    ) -> None:
         super().__init__(interval)
         self.engine = engine
         self.wake = wake

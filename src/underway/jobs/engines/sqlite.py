@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from underway.errors import ConfigError, DatabaseError, DatabaseLocked
 from underway.jobs.engines._rows import COLUMNS, job_from_row
 from underway.jobs.engines._sql import migrations, query, split_statements
+from underway.jobs.engines._sqlite_direct import DirectWriter
 from underway.jobs.engines.base import JobFilter, StageResult
 from underway.jobs.job import FINISHED_STATES, Job, JobSpec, JobState, to_datetime
 from underway.jobs.outcomes import Ack
@@ -39,6 +40,7 @@ T = TypeVar("T")
 _D = "sqlite"
 _INSERT_COLUMNS = 13
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+_DIRECT_MAX = 50  # inserts of up to this many jobs may run on the caller's thread
 
 
 def _sql(name: str) -> str:
@@ -74,6 +76,9 @@ class SQLiteEngine:
         self._data_version: int | None = None
         self._max_rows = 500
         self._applied_on_connect: list[str] = []
+        self._direct = DirectWriter(
+            path, synchronous=self.synchronous, checkpoint=self._checkpoint_later
+        )
 
     def __repr__(self) -> str:
         return f"<SQLiteEngine {self.path}>"
@@ -161,6 +166,7 @@ class SQLiteEngine:
 
     async def close(self) -> None:
         """Close the connection and stop the database thread."""
+        self._direct.close()
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is None:
@@ -176,6 +182,7 @@ class SQLiteEngine:
 
     def close_sync(self) -> None:
         """:meth:`close` for synchronous callers."""
+        self._direct.close()
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is None:
@@ -228,12 +235,18 @@ class SQLiteEngine:
         if conn is not None:
             return self.insert_sync(specs, conn=conn)
         now = time.time()
+        done, jobs = self._insert_direct(specs, now)
+        if done:
+            return jobs
         return await self._acall(lambda c: self._insert(c, specs, now, own_tx=True))
 
     def insert_sync(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
         """Insert jobs from synchronous code; ``conn`` is an application ``sqlite3`` connection."""
         now = time.time()
         if conn is None:
+            done, jobs = self._insert_direct(specs, now)
+            if done:
+                return jobs
             return self._call(lambda c: self._insert(c, specs, now, own_tx=True))
         if not isinstance(conn, sqlite3.Connection):
             raise ConfigError(
@@ -247,6 +260,23 @@ class SQLiteEngine:
             raise DatabaseError(
                 f"insert through the application's connection failed: {exc}"
             ) from exc
+
+    def _insert_direct(self, specs: Sequence[JobSpec], now: float) -> tuple[bool, list[Job[Any]]]:
+        """Insert a few jobs on this thread if the write lock is free at once (no hand-off)."""
+        if self._conn is None or self.path == ":memory:" or len(specs) > _DIRECT_MAX:
+            return False, []
+        try:
+            done, jobs = self._direct.try_write(lambda c: self._insert(c, specs, now, own_tx=True))
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"SQLite database {self.path!r} failed: {exc}") from exc
+        return done, jobs or []
+
+    def _checkpoint_later(self) -> None:
+        """Ask the database thread to fold the WAL back into the file (without waiting)."""
+        with self._pool_lock:
+            pool = self._pool
+        if pool is not None:
+            pool.submit(self._run, lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)"))
 
     def _insert(
         self, conn: sqlite3.Connection, specs: Sequence[JobSpec], now: float, *, own_tx: bool

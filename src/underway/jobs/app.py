@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, overload
+from typing import Any, Literal, Unpack, overload
 
 from underway import _telemetry as telemetry
 from underway.errors import ConfigError, EnqueueError
@@ -19,8 +19,7 @@ from underway.jobs.config import NodeConfig, Pruning, check_queues
 from underway.jobs.engines import Engine, JobFilter, open_engine
 from underway.jobs.job import Job, JobSpec, JobState
 from underway.jobs.runtime.node import Node
-from underway.jobs.unique import Unique
-from underway.jobs.worker import Backoff, Worker
+from underway.jobs.worker import Worker, WorkerOptions
 
 __all__ = ["Jobs", "TestingMode"]
 
@@ -120,18 +119,7 @@ class Jobs:
 
     @overload
     def worker(
-        self,
-        *,
-        name: str | None = None,
-        queue: str = "default",
-        max_attempts: int = 20,
-        priority: int = 0,
-        tags: Iterable[str] = (),
-        timeout: float | None = None,
-        backoff: Backoff | None = None,
-        unique: Unique | None = None,
-        args: Any = None,
-        record_result: bool = False,
+        self, **options: Unpack[WorkerOptions]
     ) -> Callable[[Callable[..., Any] | type], Worker]: ...
 
     def worker(

@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from underway.errors import ConfigError, EnqueueError
 from underway.jobs import backoff as backoff_policy
@@ -19,11 +19,26 @@ from underway.jobs.unique import Unique
 if TYPE_CHECKING:
     from underway.jobs.app import Jobs
 
-__all__ = ["Worker", "validate_queue_name"]
+__all__ = ["Worker", "WorkerOptions", "validate_queue_name"]
 
 _QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _MISSING: Any = object()
 Backoff = Callable[[Job[Any]], float] | float | int
+
+
+class WorkerOptions(TypedDict, total=False):
+    """The options of :meth:`underway.jobs.Jobs.worker` (see :class:`Worker`)."""
+
+    name: str | None
+    queue: str
+    max_attempts: int
+    priority: int
+    tags: Iterable[str]
+    timeout: float | None
+    backoff: Backoff | None
+    unique: Unique | None
+    args: Any
+    record_result: bool
 
 
 def validate_queue_name(queue: object) -> str:

@@ -218,21 +218,21 @@ async def drain_queue(
             for index, job in enumerate(batch):
                 runs[job.id] = runs.get(job.id, 0) + 1
                 if runs[job.id] > max(100, job.max_attempts):
-                    await engine.release([j.id for j in batch[index:]], time.time())
+                    await engine.release([j.id for j in batch[index:]], "drain", time.time())
                     raise RuntimeError(
                         f"job {job.id} ({job.worker}) ran {runs[job.id] - 1} times in one drain "
                         "and is due again: it keeps snoozing; pass with_limit, or a datetime "
                         "as with_scheduled"
                     )
                 ack = await executor.run(job)
-                await engine.ack([ack])
+                await engine.ack([ack], "drain")
                 key = "snoozed" if ack.snoozed else ack.state.value
                 counts[key] += 1
                 run += 1
                 if not with_safety and executor.raised is not None:
                     rest = [j.id for j in batch[index + 1 :]]
                     if rest:
-                        await engine.release(rest, time.time())
+                        await engine.release(rest, "drain", time.time())
                     raise executor.raised
             if not with_recursion:
                 break

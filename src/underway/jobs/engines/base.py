@@ -71,8 +71,12 @@ class Engine(Protocol):
     async def fetch(self, queue: str, limit: int, node: str, now: float) -> list[Job[Any]]:
         """Claim up to ``limit`` available jobs of ``queue`` for ``node``, in start order."""
 
-    async def ack(self, acks: Sequence[Ack]) -> None:
-        """Write the outcome of finished attempts, all in one transaction."""
+    async def ack(self, acks: Sequence[Ack], node: str) -> None:
+        """Write the outcome of finished attempts, all in one transaction.
+
+        An ack changes its job only if the job is still executing the same attempt on
+        ``node``: a late ack from a run that was rescued meanwhile changes nothing.
+        """
 
     async def stage(self, now: float, *, queue: str | None = None) -> StageResult:
         """Make scheduled and retryable jobs that are due available."""
@@ -93,7 +97,7 @@ class Engine(Protocol):
             Rescued jobs by queue (discarded ones, out of attempts, are not counted).
         """
 
-    async def release(self, job_ids: Sequence[int], now: float) -> int:
+    async def release(self, job_ids: Sequence[int], node: str, now: float) -> int:
         """Hand back jobs this node claimed but did not finish; the attempt is not counted."""
 
     async def wait_for_change(self, timeout: float) -> bool:

@@ -333,14 +333,29 @@ class SQLiteEngine:
         rows.sort(key=lambda r: (r[10], r[12], r[0]))
         return [job_from_row(r) for r in rows]
 
-    async def ack(self, acks: Sequence[Ack]) -> None:
+    async def ack(self, acks: Sequence[Ack], node: str) -> None:
         """Record finished attempts in one transaction."""
         done, failed, snoozed = [], [], []
         for a in acks:
             if a.state is JobState.COMPLETED:
-                done.append({"id": a.job_id, "at": a.at, "result": a.result})
+                done.append(
+                    {
+                        "id": a.job_id,
+                        "at": a.at,
+                        "result": a.result,
+                        "node": node,
+                        "attempt": a.attempt,
+                    }
+                )
             elif a.snoozed:
-                snoozed.append({"id": a.job_id, "scheduled_at": a.scheduled_at})
+                snoozed.append(
+                    {
+                        "id": a.job_id,
+                        "scheduled_at": a.scheduled_at,
+                        "node": node,
+                        "attempt": a.attempt,
+                    }
+                )
             else:
                 failed.append(
                     {
@@ -351,6 +366,7 @@ class SQLiteEngine:
                         "scheduled_at": a.scheduled_at,
                         "error": a.error,
                         "traceback": a.traceback,
+                        "node": node,
                     }
                 )
 
@@ -414,9 +430,9 @@ class SQLiteEngine:
 
         return await self._acall(run)
 
-    async def release(self, job_ids: Sequence[int], now: float) -> int:
+    async def release(self, job_ids: Sequence[int], node: str, now: float) -> int:
         """Hand back unfinished jobs; their attempt is not counted."""
-        params = [{"id": i, "now": now} for i in job_ids]
+        params = [{"id": i, "now": now, "node": node} for i in job_ids]
 
         def run(conn: sqlite3.Connection) -> int:
             with self._write(conn):

@@ -69,7 +69,7 @@ class Acker:
         try:
             with telemetry.span("ack", {"node": self.node}) as extra:
                 extra["count"] = len(batch)
-                await self.engine.ack(batch)
+                await self.engine.ack(batch, self.node)
         except Exception as exc:
             self._buffer[:0] = batch
             _log.warning("writing %d acks failed (%s); will retry", len(batch), exc)

@@ -128,7 +128,9 @@ class Node:
         ids = [i for group in unfinished for i in group]
         if ids:
             _log.warning("releasing %d unfinished job(s) back to their queues", len(ids))
-            await self._try(self.engine.release(ids, time.time()), "release unfinished jobs")
+            await self._try(
+                self.engine.release(ids, self.name, time.time()), "release unfinished jobs"
+            )
         await self.heartbeat.stop()
         await self._try(self.engine.forget_node(self.name), "remove the node's heartbeat")
         self.threads.shutdown(wait=False, cancel_futures=True)

@@ -6,4 +6,4 @@ UPDATE underway_jobs
        cancelled_at = CASE WHEN :state = 'cancelled' THEN :at ELSE cancelled_at END,
        errors = json_insert(errors, '$[#]', json_object(
            'attempt', :attempt, 'at', :at, 'error', :error, 'traceback', :traceback))
- WHERE id = :id AND state = 'executing'
+ WHERE id = :id AND state = 'executing' AND attempted_by = :node AND attempt = :attempt

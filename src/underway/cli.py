@@ -35,7 +35,7 @@ from underway._cli_jobs import (
 )
 from underway._console import counts_line
 from underway.errors import ConfigError, UnderwayError
-from underway.jobs.app import Jobs
+from underway.jobs.app import Jobs, exit_if_left_running
 from underway.jobs.config import check_queues
 
 __all__ = ["main"]
@@ -161,7 +161,7 @@ async def _run_node(jobs: Jobs, stats_interval: float) -> None:
                 "node %s stopping: running jobs get up to %ss", config.name, config.shutdown_grace
             )
         finally:
-            await jobs.stop()
+            await jobs.stop(wait_for_threads=False)
     _log.info("node %s stopped", config.name)
 
 
@@ -226,6 +226,7 @@ def start(
         asyncio.run(_run_node(jobs, stats_interval))
     except UnderwayError as exc:
         raise FailError(f"node {jobs.config.name} cannot run: {exc}") from None
+    exit_if_left_running(jobs)
 
 
 # -- migrate ----------------------------------------------------------------------------------

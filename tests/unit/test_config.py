@@ -82,8 +82,8 @@ def test_shutdown_grace_may_be_zero_but_not_negative(url: str) -> None:
         Jobs(url, shutdown_grace=-1)
 
 
-@pytest.mark.parametrize(("heartbeat", "rescue"), [(5.0, 5.0), (5.0, 4.9), (30, 10)])
-def test_rescue_after_must_exceed_the_heartbeat_interval(
+@pytest.mark.parametrize(("heartbeat", "rescue"), [(5.0, 5.0), (5.0, 4.9), (30, 10), (5.0, 14.9)])
+def test_rescue_after_must_be_three_heartbeat_intervals(
     url: str, heartbeat: float, rescue: float
 ) -> None:
     with pytest.raises(ConfigError, match="rescue_after") as info:

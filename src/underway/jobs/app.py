@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -91,6 +92,7 @@ class Jobs:
         )
         self.workers: dict[str, Worker] = {}
         self._node: Node | None = None
+        self.left_running = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
@@ -214,11 +216,19 @@ class Jobs:
             self._node = None
             raise
 
-    async def stop(self, *, grace: float | None = None) -> None:
-        """Stop the node gracefully (running jobs get ``grace`` seconds) and close."""
+    async def stop(self, *, grace: float | None = None, wait_for_threads: bool = True) -> None:
+        """Stop the node gracefully and close the database.
+
+        Running jobs get ``grace`` seconds (default ``shutdown_grace``); coroutines still
+        running then are cancelled and handed back to their queue. A sync job's thread
+        cannot be interrupted: by default the stop waits for it (the node keeps
+        heartbeating meanwhile). With ``wait_for_threads=False`` such jobs are left
+        ``executing`` for other nodes to rescue once this node's heartbeat expires, and
+        :attr:`left_running` counts them: the process must exit before that (``run`` does).
+        """
         node, self._node = self._node, None
         if node is not None:
-            await node.stop(grace)
+            self.left_running = await node.stop(grace, wait_for_threads=wait_for_threads)
         await self.engine.close()
 
     async def __aenter__(self) -> Jobs:
@@ -228,8 +238,13 @@ class Jobs:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def serve(self, *, stop: asyncio.Event | None = None) -> None:
-        """Run a node until ``stop`` is set or SIGTERM/SIGINT arrives, then stop gracefully."""
+    async def serve(
+        self, *, stop: asyncio.Event | None = None, wait_for_threads: bool = True
+    ) -> None:
+        """Run a node until ``stop`` is set or SIGTERM/SIGINT arrives, then stop gracefully.
+
+        ``wait_for_threads`` is passed to :meth:`stop`.
+        """
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         installed = []
@@ -245,11 +260,17 @@ class Jobs:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
-            await self.stop()
+            await self.stop(wait_for_threads=wait_for_threads)
 
     def run(self) -> None:
-        """Run a node in the foreground until SIGTERM or SIGINT (what ``underway start`` does)."""
-        asyncio.run(self.serve())
+        """Run a node in the foreground until SIGTERM or SIGINT (what ``underway start`` does).
+
+        If sync jobs are still running in threads when the grace period ends, the process
+        exits at once (threads cannot be stopped otherwise); those jobs stay ``executing``
+        and other nodes rescue them once this node's heartbeat expires.
+        """
+        asyncio.run(self.serve(wait_for_threads=False))
+        exit_if_left_running(self)
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -320,13 +341,17 @@ class Jobs:
         return await asyncio.to_thread(self.retry_job_sync, job_id)
 
     def cancel_job_sync(self, job_id: int) -> Job[Any] | None:
-        """Cancel a job that has not finished; one running on this node is interrupted."""
+        """Cancel a job that has not finished.
+
+        A coroutine job running on this node is interrupted; a sync job's thread cannot
+        be, so it runs to its end and its outcome is ignored.
+        """
         job = self.engine.cancel_job(job_id, time.time())
         node, loop = self._node, self._loop
         if job is not None and job.state is JobState.CANCELLED and node and loop:
             producer = node.producers.get(job.queue)
             task = producer.running.get(job.id) if producer else None
-            if task is not None:
+            if task is not None and job.id not in node.executor.in_threads:
                 loop.call_soon_threadsafe(task.cancel)
         return job
 
@@ -341,6 +366,26 @@ class Jobs:
     def migrate_sync(self) -> list[str]:
         """Apply pending schema migrations; returns their names."""
         return self.engine.migrate()
+
+
+def exit_if_left_running(jobs: Jobs) -> None:
+    """End the process at once if the last stop left sync jobs running in threads.
+
+    Python cannot stop a thread, and the interpreter would wait for it at exit while the
+    job may already be rescued elsewhere: leaving now is what keeps a job from running
+    twice at the same time.
+    """
+    if not jobs.left_running:
+        return
+    _log.warning(
+        "exiting with %d sync job(s) still running in threads; they stay executing and are "
+        "rescued once this node's heartbeat expires",
+        jobs.left_running,
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _specs(jobs: Iterable[JobSpec]) -> list[JobSpec]:

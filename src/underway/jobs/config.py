@@ -84,8 +84,9 @@ class NodeConfig:
                 raise ConfigError(f"{name} must be seconds > 0, got {value!r}")
         if not isinstance(self.shutdown_grace, int | float) or self.shutdown_grace < 0:
             raise ConfigError(f"shutdown_grace must be seconds >= 0, got {self.shutdown_grace!r}")
-        if self.rescue_after <= self.heartbeat_interval:
+        if self.rescue_after < 3 * self.heartbeat_interval:
             raise ConfigError(
-                f"rescue_after ({self.rescue_after}s) must be longer than heartbeat_interval "
-                f"({self.heartbeat_interval}s), or live nodes would lose their jobs"
+                f"rescue_after ({self.rescue_after}s) must be at least three times "
+                f"heartbeat_interval ({self.heartbeat_interval}s), or a live node that misses "
+                "a heartbeat would lose its jobs"
             )

@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_WAITING = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.RETRYABLE)
+_WAITING = (JobState.AVAILABLE, JobState.SCHEDULED)
 _inline_ids = itertools.count(1)
 
 
@@ -215,25 +215,27 @@ async def drain_queue(
             batch = await engine.fetch(queue, limit, "drain", time.time()) if limit > 0 else []
             if not batch:
                 break
-            for index, job in enumerate(batch):
-                runs[job.id] = runs.get(job.id, 0) + 1
-                if runs[job.id] > max(100, job.max_attempts):
-                    await engine.release([j.id for j in batch[index:]], "drain", time.time())
-                    raise RuntimeError(
-                        f"job {job.id} ({job.worker}) ran {runs[job.id] - 1} times in one drain "
-                        "and is due again: it keeps snoozing; pass with_limit, or a datetime "
-                        "as with_scheduled"
-                    )
-                ack = await executor.run(job)
-                await engine.ack([ack], "drain")
-                key = "snoozed" if ack.snoozed else ack.state.value
-                counts[key] += 1
-                run += 1
-                if not with_safety and executor.raised is not None:
-                    rest = [j.id for j in batch[index + 1 :]]
-                    if rest:
-                        await engine.release(rest, "drain", time.time())
-                    raise executor.raised
+            finished = 0
+            try:
+                for job in batch:
+                    runs[job.id] = runs.get(job.id, 0) + 1
+                    if runs[job.id] > max(100, job.max_attempts):
+                        raise RuntimeError(
+                            f"job {job.id} ({job.worker}) ran {runs[job.id] - 1} times in one "
+                            "drain and is due again: it keeps snoozing; pass with_limit, or a "
+                            "datetime as with_scheduled"
+                        )
+                    ack = await executor.run(job)
+                    await engine.ack([ack], "drain")
+                    finished += 1
+                    counts["snoozed" if ack.snoozed else ack.state.value] += 1
+                    run += 1
+                    if not with_safety and executor.raised is not None:
+                        raise executor.raised
+            finally:  # jobs claimed but not run go back to the queue, whatever happened
+                rest = [j.id for j in batch[finished:]]
+                if rest:
+                    await engine.release(rest, "drain", time.time())
             if not with_recursion:
                 break
     return DrainResult(**counts)
@@ -304,7 +306,7 @@ def _args_of(worker: Any, value: Any) -> dict[str, Any]:
 
 
 def all_enqueued(jobs: Jobs, *, state: Any = _WAITING, **filters: Any) -> list[Job[Any]]:
-    """Every waiting job (available, scheduled, retryable) that matches ``filters``.
+    """Every enqueued job (available or scheduled, as in Oban) that matches ``filters``.
 
     Filters: ``worker`` (a Worker or its name), ``queue``, ``args`` and ``meta`` (the job's
     must contain these keys and values), ``tags`` (must include these), ``priority``,

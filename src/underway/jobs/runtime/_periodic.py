@@ -22,6 +22,7 @@ class Periodic(ABC):
     """
 
     name = "periodic"
+    backoff = True
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -50,6 +51,7 @@ class Periodic(ABC):
                 self.failures = 0
             except Exception as exc:
                 self.failures += 1
-                delay = min(self.interval * 2**self.failures, max(self.interval, _MAX_BACKOFF))
+                if self.backoff:
+                    delay = min(self.interval * 2**self.failures, max(self.interval, _MAX_BACKOFF))
                 _log.warning("%s failed (%s); retrying in %.1fs", self.name, exc, delay)
             await asyncio.sleep(delay)

@@ -31,6 +31,7 @@ class Acker:
         self._buffer: list[Ack] = []
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def pending(self) -> int:
@@ -45,20 +46,28 @@ class Acker:
     def start(self) -> None:
         """Start flushing."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._loop(), name="underway.acker")
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Stop, after writing every ack that was pushed (retrying for up to ``timeout``)."""
+        """Stop, after writing every ack that was pushed (retrying for up to ``timeout``).
+
+        A flush in progress is waited for, never cancelled: its acks would be lost.
+        """
         task, self._task = self._task, None
-        await cancel_and_wait(task)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._buffer:
-            if await self.flush():
-                continue
-            if asyncio.get_running_loop().time() > deadline:
-                _log.error("could not write %d acks before stopping", len(self._buffer))
-                return
-            await asyncio.sleep(0.1)
+        self._stopping = True
+        self._ready.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if task is not None:
+            done, _ = await asyncio.wait([task], timeout=timeout)
+            if not done:
+                await cancel_and_wait(task)  # the flush puts its batch back when cancelled
+        while self._buffer and loop.time() < deadline:
+            if not await self.flush():
+                await asyncio.sleep(0.1)
+        if self._buffer:
+            _log.error("could not write %d acks before stopping", len(self._buffer))
 
     async def flush(self) -> bool:
         """Write up to ``max_batch`` buffered acks; return whether it succeeded."""
@@ -74,6 +83,9 @@ class Acker:
             self._buffer[:0] = batch
             _log.warning("writing %d acks failed (%s); will retry", len(batch), exc)
             return False
+        except BaseException:
+            self._buffer[:0] = batch  # writing them twice is harmless; losing them is not
+            raise
         return True
 
     async def _loop(self) -> None:
@@ -81,13 +93,17 @@ class Acker:
         while True:
             await self._ready.wait()
             self._ready.clear()
-            if len(self._buffer) < self.max_batch:
+            if not self._stopping and len(self._buffer) < self.max_batch:
                 await asyncio.sleep(self.interval)
             if await self.flush():
                 failures = 0
                 if self._buffer:
                     self._ready.set()
+                elif self._stopping:
+                    return
             else:
                 failures += 1
+                if self._stopping:
+                    return  # stop() goes on retrying until its deadline
                 await asyncio.sleep(min(0.05 * 2**failures, 5.0))
                 self._ready.set()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import Executor as ThreadPool
@@ -11,44 +13,41 @@ from typing import Any
 
 from underway import _telemetry as telemetry
 from underway.errors import JobTimeout, UnknownWorker
+from underway.jobs import backoff as backoff_policy
 from underway.jobs.job import Job, JobState
 from underway.jobs.outcomes import Ack, Cancel, Error, Snooze, decide
 from underway.jobs.worker import Worker
 
 __all__ = ["Executor"]
 
+_log = logging.getLogger("underway.jobs")
+
 
 class Executor:
-    """Performs jobs with the registered workers. Sync workers run in ``threads``."""
+    """Performs jobs with the registered workers. Sync workers run in ``threads``.
+
+    A thread cannot be interrupted, so a sync job keeps its place until its thread returns:
+    :attr:`in_threads` lists the jobs whose thread is still running, and a sync job's
+    timeout is checked when its body returns (measured from when the thread started it).
+    """
 
     def __init__(self, workers: Mapping[str, Worker], node: str, threads: ThreadPool) -> None:
         self.workers = workers
         self.node = node
         self.threads = threads
+        self.in_threads: dict[int, asyncio.Future[Any]] = {}
 
     async def run(self, job: Job[Any]) -> Ack:
         """Run ``job`` and return the change to record. Never raises except on cancellation."""
         worker = self.workers.get(job.worker)
         if worker is None:
-            known = ", ".join(sorted(self.workers)) or "none"
-            error = UnknownWorker(
-                f"no worker named {job.worker!r} is registered on node {self.node} "
-                f"(registered: {known}); the job is discarded"
-            )
-            return Ack(
-                job.id,
-                JobState.DISCARDED,
-                time.time(),
-                job.attempt,
-                error=f"UnknownWorker: {error}",
-            )
+            return _unknown_worker(job, self.node, self.workers)
         meta = {"job": job, "queue": job.queue, "worker": job.worker, "node": self.node}
         traced = telemetry.enabled()
         start = time.perf_counter()
         if traced:
             telemetry.emit("job.start", {"system_time": time.time()}, meta)
         outcome = await self._perform(worker, job)
-        now = time.time()
         result = None
         plain = not isinstance(outcome, BaseException | Snooze | Cancel | Error)
         if worker.record_result and plain:
@@ -57,9 +56,15 @@ class Executor:
             except (TypeError, ValueError) as exc:
                 outcome = TypeError(f"result of {worker.name} is not JSON-serialisable: {exc}")
         failed = isinstance(outcome, BaseException | Error)
-        backoff = worker.backoff(job) if failed else 0.0
+        retry = failed and job.attempt < job.max_attempts
         ack = decide(
-            job.id, job.attempt, job.max_attempts, outcome, now=now, backoff=backoff, result=result
+            job.id,
+            job.attempt,
+            job.max_attempts,
+            outcome,
+            now=time.time(),
+            backoff=_backoff(worker, job) if retry else 0.0,
+            result=result,
         )
         if traced:
             measures = {"duration": time.perf_counter() - start}
@@ -71,19 +76,67 @@ class Executor:
         return ack
 
     async def _perform(self, worker: Worker, job: Job[Any]) -> Any:
+        """The worker's return value, or the exception it raised (any but cancellation)."""
         try:
             typed = worker.typed_job(job)
             if worker.is_async:
-                call = worker.call(typed)
-            else:
-                call = asyncio.get_running_loop().run_in_executor(self.threads, worker.call, typed)
-            if worker.timeout is None:
-                return await call
-            try:
-                return await asyncio.wait_for(call, worker.timeout)
-            except TimeoutError:
-                return JobTimeout(f"job {job.id} ran longer than its timeout of {worker.timeout}s")
+                return await _with_timeout(worker.call(typed), worker.timeout, job.id)
+            result = await self._in_thread(worker, typed)
+            if inspect.isawaitable(result):  # an async body behind a plain decorator
+                return await _with_timeout(result, worker.timeout, job.id)
+            return result
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit or KeyboardInterrupt from a job body fail it
             return exc
+
+    async def _in_thread(self, worker: Worker, job: Job[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.threads, _timed_call, worker, job)
+        self.in_threads[job.id] = future
+        future.add_done_callback(lambda _: self.in_threads.pop(job.id, None))
+        return await asyncio.shield(future)
+
+
+async def _with_timeout(call: Any, timeout: float | None, job_id: int) -> Any:
+    if timeout is None:
+        return await call
+    try:
+        async with asyncio.timeout(timeout) as scope:
+            return await call
+    except TimeoutError:
+        if scope.expired():
+            return JobTimeout(f"job {job_id} ran longer than its timeout of {timeout}s")
+        raise
+
+
+def _timed_call(worker: Worker, job: Job[Any]) -> Any:
+    """Run a sync body in its thread; past the timeout its result becomes a JobTimeout."""
+    started = time.monotonic()
+    result = worker.call(job)
+    elapsed = time.monotonic() - started
+    if worker.timeout is not None and elapsed > worker.timeout:
+        return JobTimeout(
+            f"job {job.id} ran {elapsed:.2f}s, longer than its timeout of {worker.timeout}s "
+            "(a sync job cannot be interrupted: it is failed when its thread returns)"
+        )
+    return result
+
+
+def _backoff(worker: Worker, job: Job[Any]) -> float:
+    try:
+        return worker.backoff(job)
+    except Exception as exc:
+        _log.error("backoff of %s failed (%r); using the default", worker.name, exc)
+        return backoff_policy.exponential(job.attempt)
+
+
+def _unknown_worker(job: Job[Any], node: str, workers: Mapping[str, Worker]) -> Ack:
+    known = ", ".join(sorted(workers)) or "none"
+    error = UnknownWorker(
+        f"no worker named {job.worker!r} is registered on node {node} "
+        f"(registered: {known}); the job is discarded"
+    )
+    return Ack(
+        job.id, JobState.DISCARDED, time.time(), job.attempt, error=f"UnknownWorker: {error}"
+    )

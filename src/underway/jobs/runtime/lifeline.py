@@ -18,6 +18,7 @@ class Heartbeat(Periodic):
     """Records every ``interval`` seconds that this node is alive."""
 
     name = "heartbeat"
+    backoff = False  # a late heartbeat gets a live node's jobs rescued: never wait longer
 
     def __init__(
         self, engine: Engine, *, node: str, interval: float, queues: Callable[[], Mapping[str, int]]

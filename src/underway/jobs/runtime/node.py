@@ -40,7 +40,9 @@ class Node:
         self.config = config
         self.name = config.name
         total = sum(config.queues.values())
-        self.threads = ThreadPoolExecutor(max(1, total), thread_name_prefix="underway-job")
+        # Threads start lazily; the producers' limits bound how many run, so the pool
+        # never makes a sync job wait for a thread (a queue scaled up included).
+        self.threads = ThreadPoolExecutor(max(64, 4 * total), thread_name_prefix="underway-job")
         self.executor = Executor(workers, self.name, self.threads)
         self.acker = Acker(engine, node=self.name)
         self.producers = {
@@ -113,30 +115,53 @@ class Node:
             {"node": self.name, "queues": dict(self.config.queues)},
         )
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Shut down gracefully (see the class docstring)."""
+    async def stop(self, grace: float | None = None, *, wait_for_threads: bool = True) -> int:
+        """Shut down gracefully (see the class docstring).
+
+        Args:
+            grace: Seconds running jobs get (default: the configured ``shutdown_grace``).
+            wait_for_threads: Wait for sync jobs whose threads are still running after the
+                grace period (heartbeating meanwhile). With False they are left
+                ``executing`` and the heartbeat row stays, so other nodes rescue them only
+                once it expires: the process must then exit (see ``Jobs.run``).
+
+        Returns:
+            How many jobs were left running.
+        """
         if not self.started:
-            return
+            return 0
         self.started = False
         grace = self.config.shutdown_grace if grace is None else grace
         await asyncio.gather(*(p.stop_fetching() for p in self.producers.values()))
-        unfinished = await asyncio.gather(*(p.drain(grace) for p in self.producers.values()))
+        drained = await asyncio.gather(
+            *(p.drain(grace, wait_for_threads=wait_for_threads) for p in self.producers.values())
+        )
         await self.notifier.stop()
         for component in self.periodic:
             await component.stop()
         await self.acker.stop()
-        ids = [i for group in unfinished for i in group]
-        if ids:
-            _log.warning("releasing %d unfinished job(s) back to their queues", len(ids))
-            await self._try(
-                self.engine.release(ids, self.name, time.time()), "release unfinished jobs"
-            )
+        handed_back = [i for back, _ in drained for i in back]
+        left = [i for _, running in drained for i in running]
+        if handed_back:
+            _log.warning("handing %d unfinished job(s) back to their queues", len(handed_back))
+            release = self.engine.release(handed_back, self.name, time.time())
+            await self._try(release, "release unfinished jobs")
         await self.heartbeat.stop()
-        await self._try(self.engine.forget_node(self.name), "remove the node's heartbeat")
+        if left:
+            _log.warning(
+                "%d job(s) still running in threads are left executing; other nodes rescue "
+                "them once this node's heartbeat expires",
+                len(left),
+            )
+        else:
+            await self._try(self.engine.forget_node(self.name), "remove the node's heartbeat")
         self.threads.shutdown(wait=False, cancel_futures=True)
         telemetry.emit(
-            "node.stop", {"system_time": time.time()}, {"node": self.name, "released": len(ids)}
+            "node.stop",
+            {"system_time": time.time()},
+            {"node": self.name, "released": len(handed_back), "left_running": len(left)},
         )
+        return len(left)
 
     @staticmethod
     async def _try(call: object, what: str) -> None:

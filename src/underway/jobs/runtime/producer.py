@@ -9,8 +9,10 @@ from typing import Any
 
 from underway import _telemetry as telemetry
 from underway._aio import wait_event
+from underway.jobs.backoff import exponential
 from underway.jobs.engines.base import Engine
 from underway.jobs.job import Job
+from underway.jobs.outcomes import Ack, decide
 from underway.jobs.runtime.acker import Acker
 from underway.jobs.runtime.executor import Executor
 
@@ -83,21 +85,42 @@ class Producer:
         if task is not None:
             await task
 
-    async def drain(self, grace: float) -> list[int]:
-        """Wait up to ``grace`` seconds for running jobs, cancel the rest.
+    async def drain(
+        self, grace: float, *, wait_for_threads: bool = True
+    ) -> tuple[list[int], list[int]]:
+        """Wait up to ``grace`` seconds for running jobs, then cancel the coroutines left.
+
+        A sync job's thread cannot be interrupted: with ``wait_for_threads`` the drain
+        waits for it (its job then finishes normally), otherwise it is left running.
 
         Returns:
-            The ids of jobs that did not finish (to hand back to the queue).
+            The ids of jobs that were cancelled (to hand back to the queue), and the ids of
+            jobs still running (left ``executing``, for the lifeline of another node).
         """
-        if self.running:
-            _, pending = await asyncio.wait(list(self.running.values()), timeout=grace)
-            for task in pending:
+        running = dict(self.running)
+        if running:
+            _, pending = await asyncio.wait(running.values(), timeout=grace)
+            late = [i for i, task in running.items() if task in pending]
+            threaded = [running[i] for i in late if i in self.executor.in_threads]
+            cancelled = [running[i] for i in late if i not in self.executor.in_threads]
+            for task in cancelled:
                 task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=1.0)
-        interrupted = [*self._interrupted, *self.running]
-        self._interrupted.clear()
-        return interrupted
+            if cancelled:
+                await asyncio.wait(cancelled, timeout=1.0)
+            if threaded and wait_for_threads:
+                await self._wait_for_threads(threaded)
+        handed_back, self._interrupted = self._interrupted, []
+        return handed_back, list(self.running)
+
+    async def _wait_for_threads(self, tasks: list[asyncio.Task[None]]) -> None:
+        pending = set(tasks)
+        while pending:
+            _log.warning(
+                "queue %s: waiting for %d sync job(s) whose threads cannot be interrupted",
+                self.queue,
+                len(pending),
+            )
+            _, pending = await asyncio.wait(pending, timeout=5.0)
 
     async def _loop(self) -> None:
         failures = 0
@@ -135,11 +158,21 @@ class Producer:
 
     async def _execute(self, job: Job[Any]) -> None:
         try:
-            ack = await self.executor.run(job)
-            self.acker.push(ack)
+            self.acker.push(await self._outcome(job))
         except asyncio.CancelledError:
-            self._interrupted.append(job.id)
+            if self._stopping:
+                self._interrupted.append(job.id)
             raise
         finally:
             self.running.pop(job.id, None)
             self._wake.set()
+
+    async def _outcome(self, job: Job[Any]) -> Ack:
+        try:
+            return await self.executor.run(job)
+        except Exception as exc:  # the executor records job errors itself: this is a bug
+            _log.exception("running job %s failed outside its worker", job.id)
+            backoff = exponential(job.attempt)
+            return decide(
+                job.id, job.attempt, job.max_attempts, exc, now=time.time(), backoff=backoff
+            )

@@ -6,6 +6,12 @@ timeout of zero: a write either gets the lock at once and runs right there (tens
 microseconds, so the event loop barely notices), or reports that the database is busy and
 the caller falls back to the database thread, which waits for the lock. WAL checkpoints
 are left to the database thread, so a caller never does checkpoint I/O itself.
+
+A thread's connection is closed once the thread has ended (checked whenever another thread
+opens one), so a server that starts a thread per request does not gather open files.
+
+This module also says which ``sqlite3`` errors mean "busy" and which mean the connection
+itself can no longer be used, for every SQLite connection the engine holds.
 """
 
 from __future__ import annotations
@@ -15,9 +21,45 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["DirectWriter"]
+__all__ = ["DirectWriter", "is_broken", "is_busy", "rollback_quietly"]
 
 T = TypeVar("T")
+
+_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+# SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_CANTOPEN, SQLITE_NOTADB: the file or the handle is bad.
+_BROKEN = {10, 11, 14, 26}
+_READONLY_DBMOVED = 1032  # the file was deleted or replaced under the connection
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` means another connection holds a lock the statement needed."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _BUSY
+    text = str(exc)
+    return "database is locked" in text or "database table is locked" in text
+
+
+def is_broken(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` means the connection or its file can no longer be used as it is."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _BROKEN or code == _READONLY_DBMOVED
+    return isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc)
+
+
+def rollback_quietly(conn: sqlite3.Connection) -> bool:
+    """End ``conn``'s open transaction, if any, ignoring a failure to do so.
+
+    Returns:
+        Whether ``conn`` is now outside any transaction (usable as it is).
+    """
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return not conn.in_transaction
+    except sqlite3.Error:  # the error being handled already says what went wrong
+        return False
 
 
 class DirectWriter:
@@ -36,9 +78,15 @@ class DirectWriter:
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         self._writes = 0
+
+    @property
+    def open_connections(self) -> int:
+        """How many per-thread connections are open now."""
+        with self._lock:
+            return len(self._all)
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -46,11 +94,19 @@ class DirectWriter:
             conn = sqlite3.connect(
                 self.path, timeout=0, isolation_level=None, check_same_thread=False
             )
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute("PRAGMA wal_autocheckpoint=0")
+            try:
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+            except BaseException:
+                conn.close()
+                raise
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                ended = [c for t, c in self._all if not t.is_alive()]
+                self._all = [(t, c) for t, c in self._all if t.is_alive()]
+                self._all.append((threading.current_thread(), conn))
+            for old in ended:
+                old.close()
         return conn
 
     def try_write(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
@@ -61,19 +117,22 @@ class DirectWriter:
             was written.
 
         Raises:
-            sqlite3.Error: Any other database error (the thread's connection is dropped).
+            sqlite3.Error: Any other database error (the thread's connection is dropped
+                when the error says it is broken).
         """
-        conn = self._connection()
+        try:
+            conn = self._connection()
+        except sqlite3.Error as exc:  # a new connection's first statement can meet a lock
+            if is_busy(exc):
+                return False, None
+            raise
         try:
             result = fn(conn)
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if "locked" in text or "busy" in text:
+        except sqlite3.Error as exc:
+            if not rollback_quietly(conn) or is_broken(exc):
+                self._drop(conn)
+            if is_busy(exc):
                 return False, None
-            self._drop(conn)
-            raise
-        except sqlite3.Error:
-            self._drop(conn)
             raise
         self._writes += 1
         if self._writes % self.checkpoint_every == 0:
@@ -83,14 +142,13 @@ class DirectWriter:
     def _drop(self, conn: sqlite3.Connection) -> None:
         self._local.conn = None
         with self._lock:
-            if conn in self._all:
-                self._all.remove(conn)
+            self._all = [(t, c) for t, c in self._all if c is not conn]
         conn.close()
 
     def close(self) -> None:
         """Close every thread's connection."""
         with self._lock:
             conns, self._all = self._all, []
-        for conn in conns:
+        for _, conn in conns:
             conn.close()
         self._local = threading.local()

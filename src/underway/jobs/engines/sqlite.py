@@ -6,30 +6,44 @@ share the same connection. Writes that span statements use ``BEGIN IMMEDIATE`` a
 file is in WAL mode with a busy timeout, so concurrent node processes queue for the write
 lock instead of failing. ``PRAGMA data_version`` tells cheaply when another process wrote.
 
+Every ``sqlite3`` error reaches callers as :class:`~underway.errors.DatabaseError` naming
+the file (:class:`~underway.errors.DatabaseLocked` when another connection held a lock past
+the busy timeout); the connection is reopened only when an error says it or its file is
+broken. Inserting through the application's own connection (``conn=``) inside its open
+transaction needs a file that is already migrated: run ``underway migrate`` (or
+``jobs.migrate_sync()``) at startup.
+
 URL: ``sqlite:///path.db`` (relative), ``sqlite:////abs/path.db`` or
 ``sqlite:///:memory:``; options as query parameters: ``busy_timeout`` (seconds, default
 10) and ``synchronous`` (``NORMAL`` by default, which survives a killed process; ``FULL``
-also survives power loss).
+also survives power loss; small inserts then always go through the database thread, so an
+fsync never runs on the event loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from underway.errors import ConfigError, DatabaseError, DatabaseLocked
-from underway.jobs.engines._rows import COLUMNS, job_from_row
+from underway.jobs.engines._rows import COLUMNS, UndecodableRow, job_from_row
 from underway.jobs.engines._sql import migrations, query, split_statements
-from underway.jobs.engines._sqlite_direct import DirectWriter
+from underway.jobs.engines._sqlite_direct import (
+    DirectWriter,
+    is_broken,
+    is_busy,
+    rollback_quietly,
+)
 from underway.jobs.engines.base import JobFilter, StageResult
 from underway.jobs.job import FINISHED_STATES, Job, JobSpec, JobState, to_datetime
 from underway.jobs.outcomes import Ack
@@ -37,10 +51,14 @@ from underway.jobs.outcomes import Ack
 __all__ = ["SQLiteEngine"]
 
 T = TypeVar("T")
+_log = logging.getLogger("underway.jobs")
 _D = "sqlite"
 _INSERT_COLUMNS = 13
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+_SYNCS_EACH_COMMIT = {"FULL", "EXTRA"}  # a commit waits for fsync: not on the caller's thread
 _DIRECT_MAX = 50  # inserts of up to this many jobs may run on the caller's thread
+_APP_CONN = " (through the application's connection)"
+_STORED_SHOWN = 200  # characters of an undecodable value quoted in the job's error
 
 
 def _sql(name: str) -> str:
@@ -76,6 +94,7 @@ class SQLiteEngine:
         self._data_version: int | None = None
         self._max_rows = 500
         self._applied_on_connect: list[str] = []
+        self._wal_warned = False
         self._direct = DirectWriter(
             path, synchronous=self.synchronous, checkpoint=self._checkpoint_later
         )
@@ -105,7 +124,7 @@ class SQLiteEngine:
             raise DatabaseError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         try:
             if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._enable_wal(conn)
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA cache_size=-16000")
             limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
@@ -119,6 +138,24 @@ class SQLiteEngine:
             raise
         return conn
 
+    def _enable_wal(self, conn: sqlite3.Connection) -> str:
+        """Put the file in WAL mode; warn once if the file system keeps another mode.
+
+        Returns:
+            The journal mode in effect.
+        """
+        mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+        if mode != "wal" and not self._wal_warned:
+            self._wal_warned = True
+            _log.warning(
+                "SQLite database %r could not be put in WAL mode (journal_mode=%r is in "
+                "effect): readers and writers will block each other; keep the file on a "
+                "local file system that supports WAL",
+                self.path,
+                mode,
+            )
+        return mode
+
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` with the connection, on the calling (database) thread."""
         try:
@@ -126,19 +163,13 @@ class SQLiteEngine:
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
-    def _error(self, exc: sqlite3.Error) -> Exception:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            return DatabaseLocked(
-                f"SQLite database {self.path!r} is locked: another connection held the write "
-                f"lock longer than busy_timeout={self.busy_timeout}s ({text})"
-            )
-        if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
-            return exc
-        if self._conn is not None:
-            self._conn.close()
+    def _error(self, exc: sqlite3.Error) -> DatabaseError:
+        """Map ``exc``; drop the connection only if it cannot be used as it is."""
+        conn = self._conn
+        if conn is not None and (is_broken(exc) or not rollback_quietly(conn)):
             self._conn = None
-        return DatabaseError(f"SQLite database {self.path!r} failed: {text}")
+            conn.close()
+        return _database_error(exc, self.path, self.busy_timeout)
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the database thread and wait (for synchronous callers)."""
@@ -150,13 +181,14 @@ class SQLiteEngine:
     @staticmethod
     @contextmanager
     def _write(conn: sqlite3.Connection) -> Iterator[None]:
+        """A write transaction; rolled back if the body or the COMMIT fails."""
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback_quietly(conn)
             raise
-        conn.execute("COMMIT")
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -253,22 +285,56 @@ class SQLiteEngine:
                 f"conn for a SQLite database must be a sqlite3.Connection, got {type(conn)!r}"
             )
         if self._conn is None:  # the schema exists before the app's transaction uses it
+            self._require_ready(conn)
             self._call(lambda c: None)
         try:
             return self._insert(conn, specs, now, own_tx=False)
         except sqlite3.Error as exc:
-            raise DatabaseError(
-                f"insert through the application's connection failed: {exc}"
-            ) from exc
+            raise _database_error(exc, self.path, None, via=_APP_CONN) from exc
+
+    def _require_ready(self, conn: sqlite3.Connection) -> None:
+        """Fail at once if opening the engine would have to write inside the app's transaction.
+
+        Switching the file to WAL and migrating need the write lock, which the application's
+        open transaction may hold: the engine would wait for it until its busy timeout.
+        """
+        if not conn.in_transaction or self.path == ":memory:":
+            return
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            try:
+                done = {r[0] for r in conn.execute("SELECT version FROM underway_migrations")}
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                done = set()
+        except sqlite3.Error as exc:
+            raise _database_error(exc, self.path, None, via=_APP_CONN) from exc
+        if any(m.version not in done for m in migrations(_D)):
+            missing = "has no underway tables yet (or an older schema)"
+        elif mode != "wal":
+            missing = f"is not in WAL mode yet (journal_mode={mode!r})"
+        else:
+            return
+        raise DatabaseError(
+            f"SQLite database {self.path!r} {missing}, and the engine cannot prepare it "
+            "while the application's transaction holds the file: run `underway migrate` or "
+            "call jobs.migrate_sync() at startup before enqueueing inside your own transaction"
+        )
 
     def _insert_direct(self, specs: Sequence[JobSpec], now: float) -> tuple[bool, list[Job[Any]]]:
         """Insert a few jobs on this thread if the write lock is free at once (no hand-off)."""
-        if self._conn is None or self.path == ":memory:" or len(specs) > _DIRECT_MAX:
+        if (
+            self._conn is None
+            or self.path == ":memory:"
+            or len(specs) > _DIRECT_MAX
+            or self.synchronous in _SYNCS_EACH_COMMIT
+        ):
             return False, []
         try:
             done, jobs = self._direct.try_write(lambda c: self._insert(c, specs, now, own_tx=True))
         except sqlite3.Error as exc:
-            raise DatabaseError(f"SQLite database {self.path!r} failed: {exc}") from exc
+            raise _database_error(exc, self.path, None) from exc
         return done, jobs or []
 
     def _checkpoint_later(self) -> None:
@@ -288,9 +354,7 @@ class SQLiteEngine:
         # One INSERT statement is atomic on its own; a transaction is needed only when
         # unique keys are expired first or the jobs span several statements.
         own_tx = own_tx and (bool(keys) or len(specs) > self._max_rows)
-        if own_tx:
-            conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write(conn) if own_tx else nullcontext():
             for key_chunk in _chunks(keys, 500):
                 marks = ",".join("?" * len(key_chunk))
                 conn.execute(_sql("unique_expire").format(keys=marks), [*key_chunk, now])
@@ -301,12 +365,6 @@ class SQLiteEngine:
                 values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * len(chunk))
                 returned.extend(conn.execute(_sql("insert").format(values=values), params))
             existing = self._existing(conn, keys, {k for _, k in returned})
-            if own_tx:
-                conn.execute("COMMIT")
-        except BaseException:
-            if own_tx:
-                conn.execute("ROLLBACK")
-            raise
         return _match(specs, sorted(returned), existing, now)
 
     @staticmethod
@@ -320,18 +378,42 @@ class SQLiteEngine:
                 columns=COLUMNS + ", unique_key", keys=",".join("?" * len(chunk))
             )
             for row in conn.execute(sql, chunk):
-                found[row[-1]] = job_from_row(row, conflict=True)
+                found[row[-1]] = job_from_row(row, conflict=True, lenient=True)
         return found
 
     # -- runtime ----------------------------------------------------------------------------
 
     async def fetch(self, queue: str, limit: int, node: str, now: float) -> list[Job[Any]]:
-        """Claim up to ``limit`` available jobs of ``queue`` in start order."""
-        sql = _sql("fetch").format(columns=COLUMNS)
+        """Claim up to ``limit`` available jobs of ``queue`` in start order.
+
+        A queue with nothing available is seen with a read, without taking the write lock.
+        A claimed row that cannot be decoded is discarded in the same transaction, with an
+        error naming the column; the other jobs are returned.
+        """
         params = {"queue": queue, "limit": limit, "node": node, "now": now}
-        rows = await self._acall(lambda c: c.execute(sql, params).fetchall())
-        rows.sort(key=lambda r: (r[10], r[12], r[0]))
-        return [job_from_row(r) for r in rows]
+        return await self._acall(lambda c: self._claim(c, params))
+
+    def _claim(self, conn: sqlite3.Connection, params: dict[str, Any]) -> list[Job[Any]]:
+        if conn.execute(_sql("fetch_probe"), params).fetchone() is None:
+            return []
+        with self._write(conn):
+            rows = conn.execute(_sql("fetch").format(columns=COLUMNS), params).fetchall()
+            rows.sort(key=lambda r: (r[10], r[12], r[0]))
+            jobs: list[Job[Any]] = []
+            undecodable: list[UndecodableRow] = []
+            for row in rows:
+                try:
+                    jobs.append(job_from_row(row))
+                except UndecodableRow as exc:
+                    undecodable.append(exc)
+            if undecodable:
+                conn.executemany(
+                    _sql("discard_undecodable"),
+                    [_discard_params(bad, params) for bad in undecodable],
+                )
+        for bad in undecodable:
+            _log.warning("job %d discarded: %s", bad.job_id, bad)
+        return jobs
 
     async def ack(self, acks: Sequence[Ack], node: str) -> None:
         """Record finished attempts in one transaction."""
@@ -459,7 +541,7 @@ class SQLiteEngine:
         """One job by id, or ``None``."""
         sql = f"SELECT {COLUMNS} FROM underway_jobs WHERE id = ?"
         row = self._call(lambda c: c.execute(sql, (job_id,)).fetchone())
-        return None if row is None else job_from_row(row)
+        return None if row is None else job_from_row(row, lenient=True)
 
     def list_jobs(self, where: JobFilter) -> list[Job[Any]]:
         """Jobs matching ``where``, newest first."""
@@ -478,7 +560,7 @@ class SQLiteEngine:
         sql = f"SELECT {COLUMNS} FROM underway_jobs {cond} ORDER BY id DESC LIMIT ? OFFSET ?"
         params.extend([where.limit, where.offset])
         rows = self._call(lambda c: c.execute(sql, params).fetchall())
-        return [job_from_row(r) for r in rows]
+        return [job_from_row(r, lenient=True) for r in rows]
 
     def retry_job(self, job_id: int, now: float) -> Job[Any] | None:
         """Make a job that is not executing available again now."""
@@ -494,6 +576,31 @@ class SQLiteEngine:
         """Jobs by (queue, state)."""
         rows = self._call(lambda c: c.execute(_sql("counts")).fetchall())
         return {(q, JobState(s)): n for q, s, n in rows}
+
+
+def _database_error(
+    exc: sqlite3.Error, path: str, busy_timeout: float | None, *, via: str = ""
+) -> DatabaseError:
+    """The :class:`DatabaseError` for ``exc``, naming the file (and what was waited for)."""
+    if is_busy(exc):
+        waited = "" if busy_timeout is None else f" (waited up to busy_timeout={busy_timeout}s)"
+        return DatabaseLocked(
+            f"SQLite database {path!r} is locked by another connection{waited}{via}: {exc}"
+        )
+    return DatabaseError(f"SQLite database {path!r} failed{via}: {exc}")
+
+
+def _discard_params(exc: UndecodableRow, claim: dict[str, Any]) -> dict[str, Any]:
+    stored = repr(exc.raw)
+    if len(stored) > _STORED_SHOWN:
+        stored = stored[:_STORED_SHOWN] + "..."
+    return {
+        "id": exc.job_id,
+        "node": claim["node"],
+        "now": claim["now"],
+        "error": f"{exc} (stored text: {stored})",
+        "reset_errors": exc.column == "errors",
+    }
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -1,5 +1,7 @@
+-- Cancel a job that has not finished (an errors column that is not JSON starts again).
 UPDATE underway_jobs
    SET state = 'cancelled', cancelled_at = :now,
-       errors = json_insert(errors, '$[#]', json_object(
-           'attempt', attempt, 'at', :now, 'error', 'cancelled: by request', 'traceback', NULL))
+       errors = json_insert(
+           CASE WHEN json_valid(errors) THEN errors ELSE '[]' END, '$[#]', json_object(
+               'attempt', attempt, 'at', :now, 'error', 'cancelled: by request', 'traceback', NULL))
  WHERE id = :id AND state IN ('scheduled', 'available', 'executing', 'retryable')

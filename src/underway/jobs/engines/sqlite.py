@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from underway.errors import ConfigError, DatabaseError, DatabaseLocked
+from underway.jobs.engines._inserted import chunks, match_inserted
 from underway.jobs.engines._rows import COLUMNS, UndecodableRow, job_from_row
 from underway.jobs.engines._sql import migrations, query, split_statements
 from underway.jobs.engines._sqlite_direct import (
@@ -45,7 +45,7 @@ from underway.jobs.engines._sqlite_direct import (
     rollback_quietly,
 )
 from underway.jobs.engines.base import JobFilter, StageResult
-from underway.jobs.job import FINISHED_STATES, Job, JobSpec, JobState, to_datetime
+from underway.jobs.job import FINISHED_STATES, Job, JobSpec, JobState
 from underway.jobs.outcomes import Ack
 
 __all__ = ["SQLiteEngine"]
@@ -355,17 +355,17 @@ class SQLiteEngine:
         # unique keys are expired first or the jobs span several statements.
         own_tx = own_tx and (bool(keys) or len(specs) > self._max_rows)
         with self._write(conn) if own_tx else nullcontext():
-            for key_chunk in _chunks(keys, 500):
+            for key_chunk in chunks(keys, 500):
                 marks = ",".join("?" * len(key_chunk))
                 conn.execute(_sql("unique_expire").format(keys=marks), [*key_chunk, now])
-            for chunk in _chunks(specs, self._max_rows):
+            for chunk in chunks(specs, self._max_rows):
                 params: list[Any] = []
                 for s in chunk:
                     params.extend(_insert_params(s, now))
                 values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * len(chunk))
                 returned.extend(conn.execute(_sql("insert").format(values=values), params))
             existing = self._existing(conn, keys, {k for _, k in returned})
-        return _match(specs, sorted(returned), existing, now)
+        return match_inserted(specs, sorted(returned), existing, now)
 
     @staticmethod
     def _existing(
@@ -373,7 +373,7 @@ class SQLiteEngine:
     ) -> dict[str, Job[Any]]:
         wanted = sorted({k for k in keys if k not in inserted})
         found: dict[str, Job[Any]] = {}
-        for chunk in _chunks(wanted, 500):
+        for chunk in chunks(wanted, 500):
             sql = _sql("unique_existing").format(
                 columns=COLUMNS + ", unique_key", keys=",".join("?" * len(chunk))
             )
@@ -603,11 +603,6 @@ def _discard_params(exc: UndecodableRow, claim: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 def _insert_params(s: JobSpec, now: float) -> tuple[Any, ...]:
     at = now if s.scheduled_at is None else s.scheduled_at
     state = "scheduled" if at > now else "available"
@@ -629,44 +624,3 @@ def _insert_params(s: JobSpec, now: float) -> tuple[Any, ...]:
         s.unique_states,
         until,
     )
-
-
-def _match(
-    specs: Sequence[JobSpec],
-    returned: list[tuple[int, str | None]],
-    existing: dict[str, Job[Any]],
-    now: float,
-) -> list[Job[Any]]:
-    """Pair each spec with its new id, or with the unique job it conflicted with.
-
-    Rows come back from one insert with ids rising in insertion order; a unique spec whose
-    key is not next in that order was skipped as a duplicate.
-    """
-    out: list[Job[Any]] = []
-    new_by_key: dict[str, Job[Any]] = {}
-    pos = 0
-    for s in specs:
-        if pos < len(returned) and returned[pos][1] == s.unique_key:
-            at = now if s.scheduled_at is None else s.scheduled_at
-            job: Job[Any] = Job(
-                id=returned[pos][0],
-                state=JobState.SCHEDULED if at > now else JobState.AVAILABLE,
-                queue=s.queue,
-                worker=s.worker,
-                args=s.args,
-                meta=json.loads(s.meta_json),
-                tags=s.tags,
-                max_attempts=s.max_attempts,
-                priority=s.priority,
-                inserted_at=to_datetime(now),
-                scheduled_at=to_datetime(at),
-            )
-            out.append(job)
-            if s.unique_key is not None:
-                new_by_key[s.unique_key] = job
-            pos += 1
-        else:
-            assert s.unique_key is not None, "a job without a unique key was not inserted"
-            earlier = new_by_key.get(s.unique_key)
-            out.append(replace(earlier, conflict=True) if earlier else existing[s.unique_key])
-    return out

@@ -22,6 +22,7 @@ def make_jobs(database: str) -> Jobs:
         stage_interval=0.05,
         heartbeat_interval=0.5,
         rescue_after=5.0,
+        leader_ttl=1.0,
         shutdown_grace=10.0,
     )
 

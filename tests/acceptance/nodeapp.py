@@ -100,6 +100,7 @@ def build(settings: Settings) -> Jobs:
         stage_interval=settings.poll,
         heartbeat_interval=settings.heartbeat,
         rescue_after=settings.rescue_after,
+        leader_ttl=1.0,
         shutdown_grace=settings.grace,
     )
     log = ExecutionLog(settings.log_dir, settings.node)

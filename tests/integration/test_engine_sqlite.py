@@ -148,11 +148,11 @@ async def test_migrate_is_idempotent(
     other = engines("")
     from_other = await asyncio.to_thread(other.migrate)
 
-    assert first == ["0001_initial"]
+    assert first == ["0001_initial", "0002_signals_leases_cron"]
     assert again == []
     assert from_other == []
     conn = raw_db()
-    assert conn.execute("SELECT version FROM underway_migrations").fetchall() == [(1,)]
+    assert conn.execute("SELECT version FROM underway_migrations").fetchall() == [(1,), (2,)]
     assert conn.execute("SELECT COUNT(*) FROM underway_jobs").fetchone() == (1,)
 
 

@@ -94,14 +94,14 @@ async def test_pause_stops_claiming_and_resume_starts_again(make_jobs: MakeJobs)
     async with jobs:
         first = await work.enqueue({"i": 0})
         await wait_for_state(jobs, first.id, JobState.EXECUTING)
-        jobs.pause_queue("default")
+        await jobs.pause_queue("default")
         await jobs.enqueue_many(work.new({"i": i}) for i in range(1, 6))
         gate.set()
         await wait_for_state(jobs, first.id)  # a running job finishes while paused
         await asyncio.sleep(0.3)  # six poll intervals
         paused_states = await _states(jobs, "default")
         ran_while_paused = list(ran)
-        jobs.resume_queue("default")
+        await jobs.resume_queue("default")
         await wait_until(lambda: len(ran) == 6, message="every job ran after resume")
 
     assert ran_while_paused == [0]
@@ -126,16 +126,16 @@ async def test_scale_changes_the_limit_of_a_running_queue(make_jobs: MakeJobs) -
         await wait_until(lambda: gauge.now == 1, message="one job running")
         await asyncio.sleep(0.2)
         at_one = gauge.max
-        jobs.scale_queue("default", 4)
+        await jobs.scale_queue("default", 4)
         await wait_until(lambda: gauge.now == 4, message="four jobs running")
         await asyncio.sleep(0.2)
         at_four = gauge.max
         gate.set()
         await wait_until(lambda: gauge.done == 8, message="eight jobs finished")
         with pytest.raises(ConfigError, match="limit of queue 'default' must be an int >= 1"):
-            jobs.scale_queue("default", 0)
+            await jobs.scale_queue("default", 0)
         with pytest.raises(ConfigError, match="queue 'mail' does not run on this node"):
-            jobs.pause_queue("mail")
+            await jobs.pause_queue("mail", local_only=True)
 
     assert (at_one, at_four) == (1, 4)
 

@@ -133,7 +133,7 @@ async def test_sync_jobs_run_at_a_limit_scaled_up_at_runtime(make_jobs: MakeJobs
 
     ids = [(await work.enqueue({"i": i})).id for i in range(4)]
     async with jobs:
-        jobs.scale_queue("default", 4)
+        await jobs.scale_queue("default", 4, local_only=True)
         for i in ids:
             assert (await wait_for_state(jobs, i)).state is JobState.COMPLETED
     assert peak == 4

@@ -6,6 +6,7 @@ like), and run a node with ``underway start module:jobs`` or ``async with jobs:`
 
 from underway.jobs.app import Jobs, TestingMode
 from underway.jobs.config import Pruning
+from underway.jobs.cron import Cron
 from underway.jobs.job import Job, JobError, JobSpec, JobState
 from underway.jobs.outcomes import Cancel, Error, Snooze
 from underway.jobs.unique import Unique
@@ -13,6 +14,7 @@ from underway.jobs.worker import Worker
 
 __all__ = [
     "Cancel",
+    "Cron",
     "Error",
     "Job",
     "JobError",

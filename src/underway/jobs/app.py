@@ -17,10 +17,11 @@ from typing import Any, Literal, Unpack, overload
 from underway import _telemetry as telemetry
 from underway.errors import ConfigError, EnqueueError
 from underway.jobs.config import NodeConfig, Pruning, check_queues
+from underway.jobs.cron import Cron
 from underway.jobs.engines import Engine, JobFilter, open_engine
 from underway.jobs.job import Job, JobSpec, JobState
 from underway.jobs.runtime.node import Node
-from underway.jobs.worker import Worker, WorkerOptions
+from underway.jobs.worker import Worker, WorkerOptions, validate_queue_name
 
 __all__ = ["Jobs", "TestingMode"]
 
@@ -48,6 +49,8 @@ class Jobs:
         heartbeat_interval: Seconds between node heartbeats.
         rescue_after: Seconds without a heartbeat after which a node's jobs are rescued.
         shutdown_grace: Seconds running jobs get to finish on a graceful stop.
+        leader_ttl: Seconds a leader's lease lasts without renewal; when the leader dies,
+            another node takes over within this time.
         prune: How long finished jobs are kept; ``None`` turns the pruner off.
 
     Example::
@@ -75,6 +78,7 @@ class Jobs:
         heartbeat_interval: float = 5.0,
         rescue_after: float = 60.0,
         shutdown_grace: float = 15.0,
+        leader_ttl: float = 30.0,
         prune: Pruning | None = Pruning(),  # noqa: B008 - frozen value
     ) -> None:
         self.database = database
@@ -88,8 +92,10 @@ class Jobs:
             heartbeat_interval=heartbeat_interval,
             rescue_after=rescue_after,
             shutdown_grace=shutdown_grace,
+            leader_ttl=leader_ttl,
             prune=prune,
         )
+        self.crontab: list[Cron] = []
         self.workers: dict[str, Worker] = {}
         self._node: Node | None = None
         self.left_running = 0
@@ -152,6 +158,29 @@ class Jobs:
 
         return register if target is None else register(target)
 
+    def add_cron(self, expression: str, worker: Worker, **options: Any) -> Cron:
+        """Enqueue ``worker`` every time ``expression`` fires (on the leader, once per slot).
+
+        Args:
+            expression: Five cron fields or a nickname (``@hourly``, ``@daily``,
+                ``@reboot``...).
+            worker: A worker of this app.
+            **options: ``args``, ``timezone`` (IANA name, default UTC), ``queue``,
+                ``priority``, ``tags``, ``meta``, ``max_attempts``, ``name`` (see
+                :class:`~underway.jobs.Cron`).
+
+        Raises:
+            ConfigError: The expression, timezone, args or options are invalid, or the
+                worker belongs to another app. Takes effect when the node next starts.
+        """
+        if not isinstance(worker, Worker) or self.workers.get(worker.name) is not worker:
+            raise ConfigError(f"cron needs a worker registered on this app, got {worker!r}")
+        entry = Cron(expression, worker, **options)
+        if any(e.key == entry.key for e in self.crontab):
+            raise ConfigError(f"cron entry {entry.key!r} is already scheduled")
+        self.crontab.append(entry)
+        return entry
+
     # -- enqueue ----------------------------------------------------------------------------
 
     async def enqueue_many(self, jobs: Iterable[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
@@ -208,7 +237,7 @@ class Jobs:
         if self._testing is not None:
             return
         self._loop = asyncio.get_running_loop()
-        node = Node(self.engine, self.workers, self.config)
+        node = Node(self.engine, self.workers, self.config, self.crontab)
         self._node = node
         try:
             await node.start()
@@ -274,18 +303,28 @@ class Jobs:
 
     # -- queues -----------------------------------------------------------------------------
 
-    def pause_queue(self, queue: str) -> None:
-        """Stop claiming jobs from ``queue`` on this node; running jobs finish."""
-        self._producer(queue).pause()
+    async def pause_queue(self, queue: str, *, local_only: bool = False) -> None:
+        """Stop claiming jobs from ``queue`` on every node (or only this one); running
+        jobs finish."""
+        await self._control({"action": "pause", "queue": queue}, local_only)
 
-    def resume_queue(self, queue: str) -> None:
-        """Claim jobs from ``queue`` again on this node."""
-        self._producer(queue).resume()
+    async def resume_queue(self, queue: str, *, local_only: bool = False) -> None:
+        """Claim jobs from ``queue`` again on every node (or only this one)."""
+        await self._control({"action": "resume", "queue": queue}, local_only)
 
-    def scale_queue(self, queue: str, limit: int) -> None:
-        """Change ``queue``'s concurrency limit on this node."""
+    async def scale_queue(self, queue: str, limit: int, *, local_only: bool = False) -> None:
+        """Change ``queue``'s concurrency limit on every node (or only this one)."""
         check_queues({queue: limit})
-        self._producer(queue).scale(limit)
+        await self._control({"action": "scale", "queue": queue, "limit": limit}, local_only)
+
+    async def _control(self, signal: dict[str, Any], local_only: bool) -> None:
+        validate_queue_name(signal["queue"])
+        if local_only:
+            self._producer(signal["queue"])  # raises unless the queue runs here
+        if self._node is not None:
+            self._node.apply(signal)  # at once here; other nodes get it within moments
+        if not local_only:
+            await self.engine.publish(signal)
 
     def _producer(self, queue: str) -> Any:
         if self._node is None:
@@ -356,8 +395,13 @@ class Jobs:
         return job
 
     async def cancel_job(self, job_id: int) -> Job[Any] | None:
-        """Async :meth:`cancel_job_sync`."""
-        return await asyncio.to_thread(self.cancel_job_sync, job_id)
+        """Cancel a job that has not finished, and interrupt it on whichever node runs it
+        (a coroutine job; a sync job's thread runs to its end and its outcome is ignored).
+        """
+        job = await asyncio.to_thread(self.cancel_job_sync, job_id)
+        if job is not None and job.state is JobState.CANCELLED:
+            await self.engine.publish({"action": "cancel", "job_id": job_id})
+        return job
 
     def counts_sync(self) -> dict[tuple[str, JobState], int]:
         """Number of jobs by (queue, state)."""

@@ -75,10 +75,17 @@ class NodeConfig:
     heartbeat_interval: float = 5.0
     rescue_after: float = 60.0
     shutdown_grace: float = 15.0
+    leader_ttl: float = 30.0
     prune: Pruning | None = field(default_factory=Pruning)
 
     def __post_init__(self) -> None:
-        for name in ("poll_interval", "stage_interval", "heartbeat_interval", "rescue_after"):
+        for name in (
+            "poll_interval",
+            "stage_interval",
+            "heartbeat_interval",
+            "rescue_after",
+            "leader_ttl",
+        ):
             value = getattr(self, name)
             if not _seconds(value):
                 raise ConfigError(f"{name} must be seconds > 0, got {value!r}")

@@ -103,6 +103,30 @@ class Engine(Protocol):
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for another process to write; return whether one did."""
 
+    async def publish(self, signal: Mapping[str, Any]) -> None:
+        """Send a control signal (a JSON object) to every node, this one included."""
+
+    async def signals(self) -> list[dict[str, Any]]:
+        """Control signals published since the last call (the first call returns none)."""
+
+    async def acquire_lease(self, name: str, node: str, ttl: float, now: float) -> bool:
+        """Take or renew the lease ``name`` for ``node`` until ``now + ttl``.
+
+        Returns:
+            Whether ``node`` holds the lease now (another node's unexpired lease wins).
+        """
+
+    async def release_lease(self, name: str, node: str) -> None:
+        """Give up the lease ``name`` if ``node`` holds it."""
+
+    async def insert_for_slot(self, name: str, slot: float, spec: JobSpec) -> Job[Any] | None:
+        """Insert ``spec`` for the cron entry ``name``'s ``slot``, once per slot ever.
+
+        The slot is recorded in the same transaction as the insert, so a slot fires once
+        across all nodes and leader changes; an older or already fired slot inserts
+        nothing and returns ``None``.
+        """
+
     def get_job(self, job_id: int) -> Job[Any] | None:
         """One job by id."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from underway._aio import cancel_and_wait
 
@@ -24,8 +25,9 @@ class Periodic(ABC):
     name = "periodic"
     backoff = True
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, *, enabled: Callable[[], bool] | None = None) -> None:
         self.interval = interval
+        self.enabled = enabled
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
 
@@ -47,7 +49,8 @@ class Periodic(ABC):
         while True:
             delay = self.interval
             try:
-                await self.tick()
+                if self.enabled is None or self.enabled():
+                    await self.tick()
                 self.failures = 0
             except Exception as exc:
                 self.failures += 1

@@ -52,8 +52,9 @@ class Lifeline(Periodic):
         interval: float,
         rescue_after: float,
         wake: Callable[[str], None],
+        enabled: Callable[[], bool] | None = None,
     ) -> None:
-        super().__init__(interval)
+        super().__init__(interval, enabled=enabled)
         self.engine = engine
         self.node = node
         self.rescue_after = rescue_after

@@ -5,19 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from underway import _telemetry as telemetry
 from underway.jobs.config import NodeConfig
+from underway.jobs.cron import Cron
 from underway.jobs.engines.base import Engine
 from underway.jobs.runtime._periodic import Periodic
 from underway.jobs.runtime.acker import Acker
 from underway.jobs.runtime.executor import Executor
+from underway.jobs.runtime.leader import Leader
 from underway.jobs.runtime.lifeline import Heartbeat, Lifeline
 from underway.jobs.runtime.notifier import Notifier
 from underway.jobs.runtime.producer import Producer
 from underway.jobs.runtime.pruner import Pruner
+from underway.jobs.runtime.scheduler import Scheduler
 from underway.jobs.runtime.stager import Stager
 from underway.jobs.worker import Worker
 
@@ -35,10 +39,19 @@ class Node:
     unfinished jobs back to their queues, and remove the heartbeat.
     """
 
-    def __init__(self, engine: Engine, workers: Mapping[str, Worker], config: NodeConfig) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        workers: Mapping[str, Worker],
+        config: NodeConfig,
+        crontab: Sequence[Cron] = (),
+    ) -> None:
         self.engine = engine
         self.config = config
         self.name = config.name
+        self.started_at = time.time()
+        self.leader = Leader(engine, node=self.name, ttl=config.leader_ttl)
+        leading = lambda: self.leader.is_leader  # noqa: E731
         total = sum(config.queues.values())
         # Threads start lazily; the producers' limits bound how many run, so the pool
         # never makes a sync job wait for a thread (a queue scaled up included).
@@ -71,8 +84,21 @@ class Node:
                 interval=max(0.5, config.rescue_after / 4),
                 rescue_after=config.rescue_after,
                 wake=self.wake,
+                enabled=leading,
             ),
         ]
+        if crontab:
+            self.periodic.append(
+                Scheduler(
+                    engine,
+                    crontab,
+                    node=self.name,
+                    started_at=self.started_at,
+                    leader_since=lambda: self.leader.since if self.leader.is_leader else None,
+                    wake=self.wake,
+                    enabled=leading,
+                )
+            )
         if config.prune is not None:
             self.periodic.append(
                 Pruner(
@@ -81,9 +107,12 @@ class Node:
                     max_age=config.prune.max_age,
                     limit=config.prune.limit,
                     node=self.name,
+                    enabled=leading,
                 )
             )
-        self.notifier = Notifier(engine, wake_all=self.wake_all, timeout=config.poll_interval)
+        self.notifier = Notifier(
+            engine, wake_all=self.wake_all, on_signal=self.apply, timeout=config.poll_interval
+        )
         self.started = False
 
     def wake(self, queue: str) -> None:
@@ -97,11 +126,46 @@ class Node:
         for producer in self.producers.values():
             producer.notify()
 
+    def apply(self, signal: Mapping[str, Any]) -> None:
+        """Carry out a control signal meant for every node or for this one."""
+        target = signal.get("node")
+        if target is not None and target != self.name:
+            return
+        action, queue = signal.get("action"), signal.get("queue")
+        producers = (
+            list(self.producers.values())
+            if queue is None
+            else ([self.producers[queue]] if queue in self.producers else [])
+        )
+        if action == "pause":
+            for producer in producers:
+                producer.pause()
+        elif action == "resume":
+            for producer in producers:
+                producer.resume()
+        elif action == "scale" and isinstance(signal.get("limit"), int) and signal["limit"] > 0:
+            for producer in producers:
+                producer.scale(signal["limit"])
+        elif action == "cancel" and isinstance(signal.get("job_id"), int):
+            self.interrupt(signal["job_id"])
+        else:
+            _log.warning("ignoring an unknown control signal: %r", dict(signal))
+
+    def interrupt(self, job_id: int) -> None:
+        """Cancel job ``job_id`` if it runs here as a coroutine (a thread cannot be)."""
+        if job_id in self.executor.in_threads:
+            return
+        for producer in self.producers.values():
+            task = producer.running.get(job_id)
+            if task is not None:
+                task.cancel()
+
     async def start(self) -> None:
         """Open the engine and start every component."""
         await self.engine.open()
         await self.engine.heartbeat(self.name, time.time(), {"queues": self.config.queues})
         self.heartbeat.start()
+        self.leader.start()
         self.acker.start()
         for producer in self.producers.values():
             producer.start()
@@ -139,6 +203,7 @@ class Node:
         await self.notifier.stop()
         for component in self.periodic:
             await component.stop()
+        await self.leader.stop()
         await self.acker.stop()
         handed_back = [i for back, _ in drained for i in back]
         left = [i for _, running in drained for i in running]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from underway import _telemetry as telemetry
 from underway.jobs.engines.base import Engine
@@ -26,8 +26,9 @@ class Pruner(Periodic):
         max_age: Mapping[JobState, float],
         limit: int,
         node: str,
+        enabled: Callable[[], bool] | None = None,
     ) -> None:
-        super().__init__(interval)
+        super().__init__(interval, enabled=enabled)
         self.engine = engine
         self.max_age = dict(max_age)
         self.limit = limit

@@ -31,7 +31,8 @@ APP = textwrap.dedent(
 
     jobs = Jobs(
         f"sqlite:///{sys.argv[1]}", queues={"default": 1}, node_name=sys.argv[2],
-        poll_interval=0.05, stage_interval=0.05, heartbeat_interval=0.2, rescue_after=1.0, leader_ttl=1.0,
+        poll_interval=0.05, stage_interval=0.05, heartbeat_interval=0.2, rescue_after=1.0,
+        leader_ttl=1.0,
         shutdown_grace=0.3,
     )
     LOG = sys.argv[3]

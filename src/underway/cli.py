@@ -33,6 +33,7 @@ from underway._cli_jobs import (
     target_options,
     use_database,
 )
+from underway._cli_processes import child_argv, run_processes
 from underway._console import counts_line
 from underway.errors import ConfigError, UnderwayError
 from underway.jobs.app import Jobs, exit_if_left_running
@@ -191,6 +192,13 @@ async def _run_node(jobs: Jobs, stats_interval: float) -> None:
     metavar="SECONDS",
     help="Log job counts per queue and state this often (0: never).",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run this many node processes (to use more than one core).",
+)
 @click.option("--log-jobs", is_flag=True, help="Log every job's start, end and failure.")
 @click.option(
     "--log-level",
@@ -205,6 +213,7 @@ def start(
     node_name: str | None,
     shutdown_grace: float | None,
     stats_interval: float,
+    processes: int,
     log_jobs: bool,
     log_level: str,
 ) -> None:
@@ -220,6 +229,23 @@ def start(
     )
     if not jobs.workers:
         _log.warning("%s registers no workers; its jobs would be discarded", app)
+    if processes > 1:
+
+        def one_node(index: int) -> list[str]:
+            args = ["start", app, "--stats-interval", str(stats_interval), "--log-level", log_level]
+            for queue, limit in queues.items():
+                args += ["--queue", f"{queue}={limit}"]
+            if database:
+                args += ["--database", database]
+            if node_name:
+                args += ["--node-name", f"{node_name}-{index}"]
+            if shutdown_grace is not None:
+                args += ["--shutdown-grace", str(shutdown_grace)]
+            if log_jobs:
+                args.append("--log-jobs")
+            return child_argv(args)
+
+        sys.exit(run_processes(processes, one_node))
     if log_jobs:
         telemetry.attach_logging(logging.getLogger("underway.jobs"), prefix="job.")
     try:

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,19 +67,6 @@ def close(jobs: Jobs) -> None:
     asyncio.run(jobs.engine.close())
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'jobs.db'}"
-
-
-@pytest.fixture
-def client(url: str) -> Iterator[Jobs]:
-    """The test's own handle on the database the CLI works on."""
-    jobs = make_jobs(url)
-    yield jobs
-    close(jobs)
-
-
 # -- start --------------------------------------------------------------------------------------
 
 
@@ -113,14 +100,6 @@ class Node:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.kill()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -34,6 +34,7 @@ def match_inserted(
     out: list[Job[Any]] = []
     new_by_key: dict[str, Job[Any]] = {}
     pos = 0
+    inserted_at = to_datetime(now)  # datetimes are immutable: one object serves every job
     for s in specs:
         if pos < len(returned) and returned[pos][1] == s.unique_key:
             at = now if s.scheduled_at is None else s.scheduled_at
@@ -43,12 +44,12 @@ def match_inserted(
                 queue=s.queue,
                 worker=s.worker,
                 args=s.args,
-                meta=json.loads(s.meta_json),
+                meta={} if s.meta_json == "{}" else json.loads(s.meta_json),
                 tags=s.tags,
                 max_attempts=s.max_attempts,
                 priority=s.priority,
-                inserted_at=to_datetime(now),
-                scheduled_at=to_datetime(at),
+                inserted_at=inserted_at,
+                scheduled_at=inserted_at if at == now else to_datetime(at),
             )
             out.append(job)
             if s.unique_key is not None:

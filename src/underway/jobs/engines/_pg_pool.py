@@ -1,0 +1,232 @@
+"""The engine's connection pools: asynchronous for the runtime, a small synchronous one.
+
+Connections are in autocommit mode, so a single statement is its own transaction (one
+round trip); statements that must go together run in an explicit transaction. A connection
+that sat idle for a while is checked before it is handed out, so after a server restart the
+pool replaces dead connections instead of failing a caller with each of them; a connection
+in steady use is not checked (no extra round trip). Every driver error leaves through
+:func:`~underway.jobs.engines._pg_url.database_error`.
+
+The pools' connections plan without nested loops (``enable_nestloop = off``): a queue
+table's statistics are always stale (what was available a second ago is completed now), and
+with a few rows estimated where there are thousands, a batch joined to ``unnest`` of its
+parameters would be planned as a nested loop that rescans the arrays for every row,
+quadratic in the batch. The engine's statements need no nested loop: hash joins and
+primary-key look-ups keep a batch linear.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from underway.jobs.engines._pg_url import PgOptions, database_error
+
+__all__ = ["AConn", "Conn", "Pools", "Rows", "aexecutor", "arows", "count", "executor", "rows"]
+
+AConn = psycopg.AsyncConnection[tuple[Any, ...]]
+Conn = psycopg.Connection[tuple[Any, ...]]
+Rows = list[tuple[Any, ...]]
+_IDLE_CHECK = 2.0  # seconds unused after which a connection is checked before use
+_GET_TIMEOUT = 10  # seconds to wait for a connection before failing the call
+_SYNC_MAX = 4
+_SESSION = "SET enable_nestloop = off"  # see the module docstring
+
+
+class _Freshness:
+    """Pool callbacks: remember when each connection was last used; check stale ones."""
+
+    def __init__(self) -> None:
+        self._used: WeakKeyDictionary[Any, float] = WeakKeyDictionary()
+
+    def _stale(self, conn: Any) -> bool:
+        return time.monotonic() - self._used.get(conn, 0.0) > _IDLE_CHECK
+
+    def forget(self) -> None:
+        self._used.clear()
+
+    async def aconfigure(self, conn: AConn) -> None:
+        await conn.execute(_SESSION)
+        self.touch(conn)
+
+    def configure(self, conn: Conn) -> None:
+        conn.execute(_SESSION)
+        self.touch(conn)
+
+    def touch(self, conn: Any) -> None:
+        self._used[conn] = time.monotonic()
+
+    async def atouch(self, conn: AConn) -> None:
+        self.touch(conn)
+
+    async def acheck(self, conn: AConn) -> None:
+        if self._stale(conn):
+            await AsyncConnectionPool.check_connection(conn)
+
+    def check(self, conn: Conn) -> None:
+        if self._stale(conn):
+            ConnectionPool.check_connection(conn)
+
+
+async def arows(conn: AConn, sql: str, params: Sequence[Any] | dict[str, Any] | None) -> Rows:
+    """Execute ``sql`` on ``conn``; its rows as tuples (none for a statement without result).
+
+    Rows are tuples whatever the connection's own ``row_factory`` (an application's
+    connection may have another).
+    """
+    cur = conn.cursor(row_factory=tuple_row)
+    await cur.execute(sql, params)
+    return await cur.fetchall() if cur.description is not None else []
+
+
+def rows(conn: Conn, sql: str, params: Sequence[Any] | dict[str, Any] | None) -> Rows:
+    """:func:`arows` for a synchronous connection."""
+    cur = conn.cursor(row_factory=tuple_row)
+    cur.execute(sql, params)
+    return cur.fetchall() if cur.description is not None else []
+
+
+async def count(conn: AConn, sql: str, params: dict[str, Any]) -> int:
+    """Execute ``sql``; the number of rows it changed."""
+    cur = await conn.execute(sql, params)
+    return max(cur.rowcount, 0)
+
+
+def aexecutor(conn: AConn) -> Any:
+    """``execute(sql, params) -> rows`` on ``conn``, for :func:`~._pg_insert.run_steps_async`."""
+
+    async def execute(sql: str, params: Any) -> Rows:
+        return await arows(conn, sql, params)
+
+    return execute
+
+
+def executor(conn: Conn) -> Any:
+    """``execute(sql, params) -> rows`` on ``conn``, for :func:`~._pg_insert.run_steps`."""
+
+    def execute(sql: str, params: Any) -> Rows:
+        return rows(conn, sql, params)
+
+    return execute
+
+
+class Pools:
+    """The asynchronous pool and the synchronous one (each opened on first use)."""
+
+    def __init__(self, options: PgOptions) -> None:
+        self.options = options
+        self._fresh = _Freshness()
+        self._apool: AsyncConnectionPool[AConn] | None = None
+        self._spool: ConnectionPool[Conn] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the asynchronous pool is open."""
+        return self._apool is not None
+
+    @property
+    def is_open_sync(self) -> bool:
+        """Whether the synchronous pool is open."""
+        return self._spool is not None
+
+    async def open(self) -> None:
+        """Open the asynchronous pool (its connections are made in the background)."""
+        if self._apool is not None:
+            return
+        pool: AsyncConnectionPool[AConn] = AsyncConnectionPool(
+            self.options.dsn,
+            min_size=1,
+            max_size=self.options.pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+            configure=self._fresh.aconfigure,
+            check=self._fresh.acheck,
+            reset=self._fresh.atouch,
+            timeout=_GET_TIMEOUT,
+            name=f"underway-{self.options.schema}",
+        )
+        await pool.open(wait=False)
+        self._apool = pool
+
+    def open_sync(self) -> None:
+        """Open the synchronous pool unless it is open."""
+        if self._spool is not None:
+            return
+        pool: ConnectionPool[Conn] = ConnectionPool(
+            self.options.dsn,
+            min_size=1,
+            max_size=min(_SYNC_MAX, self.options.pool_size),
+            open=False,
+            kwargs={"autocommit": True},
+            configure=self._fresh.configure,
+            check=self._fresh.check,
+            reset=self._fresh.touch,
+            timeout=_GET_TIMEOUT,
+            name=f"underway-{self.options.schema}-sync",
+        )
+        pool.open(wait=False)
+        self._spool = pool
+
+    async def close(self) -> None:
+        """Close the asynchronous pool."""
+        pool, self._apool = self._apool, None
+        if pool is not None:
+            await pool.close()
+
+    def close_sync(self) -> None:
+        """Close the synchronous pool (blocks until its workers stopped)."""
+        pool, self._spool = self._spool, None
+        if pool is not None:
+            pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AConn]:
+        """A connection of the asynchronous pool; driver errors become DatabaseError."""
+        if self._apool is None:
+            await self.open()
+        assert self._apool is not None
+        try:
+            async with self._apool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            self._after(exc)
+            raise database_error(exc, self.options.shown) from exc
+
+    @contextmanager
+    def connection_sync(self) -> Iterator[Conn]:
+        """A connection of the synchronous pool (open it first with :meth:`open_sync`)."""
+        assert self._spool is not None
+        try:
+            with self._spool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            self._after(exc)
+            raise database_error(exc, self.options.shown) from exc
+
+    def _after(self, exc: psycopg.Error) -> None:
+        """After a lost connection, check every pooled one before its next use."""
+        if isinstance(exc, psycopg.OperationalError):
+            self._fresh.forget()
+
+    async def direct(self) -> AConn:
+        """A new connection outside the pools (for migrations); the caller closes it."""
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self.options.dsn, autocommit=True, connect_timeout=_GET_TIMEOUT
+            )
+        except psycopg.Error as exc:
+            raise database_error(exc, self.options.shown) from exc
+
+    def direct_sync(self) -> Conn:
+        """:meth:`direct` for synchronous callers."""
+        try:
+            return psycopg.connect(self.options.dsn, autocommit=True, connect_timeout=_GET_TIMEOUT)
+        except psycopg.Error as exc:
+            raise database_error(exc, self.options.shown) from exc

@@ -1,0 +1,464 @@
+"""The PostgreSQL engine: many nodes on one database, with LISTEN/NOTIFY wake-ups.
+
+Runtime calls use an asynchronous psycopg pool; the synchronous calls (``insert_sync``, the
+administrative look-ups, ``migrate``) a small synchronous pool opened on first use. Every
+batch is one statement: an insert of any size (``unnest``), a claim of the whole demand
+(``FOR UPDATE SKIP LOCKED``, so concurrent nodes never take a job twice), the acks of one
+kind. An insert notifies its queues in the same statement, so nodes wake when the inserting
+transaction commits (an application's rolled-back transaction wakes nobody); control
+signals travel the same way and are also kept in a table for nodes that missed them.
+
+URL: ``postgresql://user:password@host:5432/db`` (or ``postgres://``); any libpq parameter
+as a query parameter, plus underway's own: ``schema`` (default ``public``; the tables live
+there, created if missing, so several apps can share a database) and ``pool_size``
+(connections of the node's pool, default 10). Migrations are applied on :meth:`open` and by
+:meth:`migrate`; several processes may migrate at once.
+
+Driver errors reach callers as :class:`~underway.errors.DatabaseError` naming the database
+(without its password). After a lost connection or a server restart, the pools replace
+dead connections and the notification listener reconnects with backoff; meanwhile nodes
+poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any, TypeVar
+
+import psycopg
+
+from underway.errors import ConfigError, DatabaseError
+from underway.jobs.engines._pg_insert import Rows, insert_steps, run_steps, run_steps_async
+from underway.jobs.engines._pg_insert import statements as _statements
+from underway.jobs.engines._pg_listen import Listener
+from underway.jobs.engines._pg_migrate import check_steps, migration_steps
+from underway.jobs.engines._pg_params import ack_batches, discard_params
+from underway.jobs.engines._pg_pool import (
+    AConn,
+    Conn,
+    Pools,
+    aexecutor,
+    arows,
+    count,
+    executor,
+    rows,
+)
+from underway.jobs.engines._pg_rows import claimed_job
+from underway.jobs.engines._pg_signals import SignalCursor
+from underway.jobs.engines._pg_sql import quote_literal
+from underway.jobs.engines._pg_url import database_error, parse_url
+from underway.jobs.engines._rows import UndecodableRow, job_from_row
+from underway.jobs.engines.base import JobFilter, StageResult
+from underway.jobs.job import FINISHED_STATES, Job, JobSpec, JobState
+from underway.jobs.outcomes import Ack
+
+__all__ = ["PostgresEngine"]
+
+_log = logging.getLogger("underway.jobs")
+_APP_CONN = " (through the application's connection)"
+_LISTEN_WAIT = 2.0  # seconds the first wait or signals read waits for LISTEN to start
+_ATTEMPTS = 3  # tries of a statement whose connection turned out to be closed
+# The server closed the connection before the statement ran (shutdown, restart, terminate).
+_NOT_RUN = (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown)
+T = TypeVar("T")
+
+
+class PostgresEngine:
+    """Jobs stored in a PostgreSQL schema. See the module docstring for the URL."""
+
+    def __init__(self, url: str) -> None:
+        self.options = parse_url(url)
+        self.url = url
+        self.schema = self.options.schema
+        self._sql = _statements(self.schema)
+        self._pools = Pools(self.options)
+        self._ready = False  # the schema is known to be migrated
+        self._applied: list[str] = []
+        self._sync_lock = threading.Lock()
+        self._listener: Listener | None = None
+        self._changed = asyncio.Event()
+        self._listened = False
+        self._signals = SignalCursor()
+
+    def __repr__(self) -> str:
+        return f"<PostgresEngine {self.options.shown} schema={self.schema}>"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Apply pending migrations (on a connection of their own) and open the pool."""
+        await self._migrate_once()
+        await self._pools.open()
+
+    async def _migrate_once(self) -> None:
+        if self._ready:
+            return
+        conn = await self._pools.direct()
+        try:
+            if not await run_steps_async(check_steps(self.schema), aexecutor(conn)):
+                async with conn.transaction():
+                    steps = migration_steps(self.schema)
+                    self._applied.extend(await run_steps_async(steps, aexecutor(conn)))
+        except psycopg.Error as exc:
+            raise database_error(exc, self.options.shown) from exc
+        finally:
+            await conn.close()
+        self._ready = True
+
+    async def close(self) -> None:
+        """Stop listening and close both pools. Idempotent."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
+        await self._pools.close()
+        if self._pools.is_open_sync:
+            await asyncio.to_thread(self._pools.close_sync)
+        self._changed = asyncio.Event()
+        self._listened = False
+        self._signals = SignalCursor()
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations (several processes may migrate at once).
+
+        Returns:
+            The migrations this engine applied since it opened or was last asked (those
+            applied by :meth:`open` included); empty when the schema was current.
+        """
+        with self._sync_lock:
+            applied = self._migrate_sync(check_first=False)
+            earlier, self._applied = self._applied, []
+        return [*earlier, *applied]
+
+    def _migrate_sync(self, *, check_first: bool) -> list[str]:
+        conn = self._pools.direct_sync()
+        try:
+            if check_first and run_steps(check_steps(self.schema), executor(conn)):
+                applied: list[str] = []
+            else:
+                with conn.transaction():
+                    applied = run_steps(migration_steps(self.schema), executor(conn))
+        except psycopg.Error as exc:
+            raise database_error(exc, self.options.shown) from exc
+        finally:
+            conn.close()
+        self._ready = True
+        return applied
+
+    def _migrate_once_sync(self) -> None:
+        if self._ready:
+            return
+        with self._sync_lock:
+            if not self._ready:
+                self._applied.extend(self._migrate_sync(check_first=True))
+
+    def _open_sync(self) -> None:
+        self._migrate_once_sync()
+        if not self._pools.is_open_sync:
+            with self._sync_lock:
+                self._pools.open_sync()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AConn]:
+        """A pool connection (the engine opens on first use)."""
+        if not self._pools.is_open:
+            await self.open()
+        async with self._pools.connection() as conn:
+            yield conn
+
+    async def _run(self, fn: Callable[[AConn], Awaitable[T]]) -> T:
+        """``fn(conn)`` on a pool connection, again on another if the first was found closed.
+
+        A connection the server closed while it sat in the pool (a restart, an administrator)
+        fails on first use without running anything, so running ``fn`` again is safe.
+        """
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self._connection() as conn:
+                    return await fn(conn)
+            except DatabaseError as exc:
+                if attempt + 1 == _ATTEMPTS or not isinstance(exc.__cause__, _NOT_RUN):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _rows(self, name: str, params: Mapping[str, Any]) -> Rows:
+        sql, values = self._sql[name], dict(params)
+        return await self._run(lambda conn: arows(conn, sql, values))
+
+    def _run_sync(self, fn: Callable[[Conn], T]) -> T:
+        """:meth:`_run` for synchronous callers."""
+        self._open_sync()
+        for attempt in range(_ATTEMPTS):
+            try:
+                with self._pools.connection_sync() as conn:
+                    return fn(conn)
+            except DatabaseError as exc:
+                if attempt + 1 == _ATTEMPTS or not isinstance(exc.__cause__, _NOT_RUN):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _rows_sync(self, name: str, params: Mapping[str, Any]) -> Rows:
+        sql, values = self._sql[name], dict(params)
+        return self._run_sync(lambda conn: rows(conn, sql, values))
+
+    # -- insert -----------------------------------------------------------------------------
+
+    async def insert(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """Insert jobs (see :meth:`Engine.insert`); ``conn`` is a psycopg connection."""
+        if conn is not None and not isinstance(conn, psycopg.AsyncConnection):
+            return self.insert_sync(specs, conn=conn)
+        if not specs:
+            return []
+        now = time.time()
+        if conn is not None:
+            await self._migrate_once()
+            try:
+                return await self._insert(conn, specs, now, own_tx=False)
+            except psycopg.Error as exc:
+                raise database_error(exc, self.options.shown, via=_APP_CONN) from exc
+        return await self._run(lambda own: self._insert(own, specs, now, own_tx=True))
+
+    async def _insert(
+        self, conn: AConn, specs: Sequence[JobSpec], now: float, *, own_tx: bool
+    ) -> list[Job[Any]]:
+        steps = insert_steps(specs, now, schema=self.schema)
+        if own_tx and any(s.unique_key is not None for s in specs):
+            async with conn.transaction():
+                jobs: list[Job[Any]] = await run_steps_async(steps, aexecutor(conn))
+                return jobs
+        return await run_steps_async(steps, aexecutor(conn))  # type: ignore[no-any-return]
+
+    def insert_sync(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """Insert jobs from synchronous code; ``conn`` is an application psycopg ``Connection``."""
+        if conn is not None and not isinstance(conn, psycopg.Connection):
+            kind = (
+                "an AsyncConnection (use the async enqueue)"
+                if isinstance(conn, psycopg.AsyncConnection)
+                else repr(type(conn))
+            )
+            raise ConfigError(
+                "conn for a PostgreSQL database must be a psycopg Connection (or an "
+                f"AsyncConnection with the async enqueue), got {kind}"
+            )
+        if not specs:
+            return []
+        now = time.time()
+        if conn is not None:
+            self._migrate_once_sync()
+            try:
+                return run_steps(  # type: ignore[no-any-return]
+                    insert_steps(specs, now, schema=self.schema), executor(conn)
+                )
+            except psycopg.Error as exc:
+                raise database_error(exc, self.options.shown, via=_APP_CONN) from exc
+        return self._run_sync(lambda own: self._insert_sync(own, specs, now))
+
+    def _insert_sync(self, conn: Conn, specs: Sequence[JobSpec], now: float) -> list[Job[Any]]:
+        steps = insert_steps(specs, now, schema=self.schema)
+        if any(s.unique_key is not None for s in specs):
+            with conn.transaction():
+                jobs: list[Job[Any]] = run_steps(steps, executor(conn))
+                return jobs
+        return run_steps(steps, executor(conn))  # type: ignore[no-any-return]
+
+    # -- runtime ----------------------------------------------------------------------------
+
+    async def fetch(self, queue: str, limit: int, node: str, now: float) -> list[Job[Any]]:
+        """Claim up to ``limit`` available jobs of ``queue`` in start order.
+
+        A claimed row that cannot be decoded is discarded with an error naming the column;
+        the other jobs are returned.
+        """
+        params = {"queue": queue, "limit": limit, "node": node, "now": float(now)}
+        found = await self._rows("fetch", params)
+        found.sort(key=lambda r: (r[10], r[12], r[0]))
+        jobs: list[Job[Any]] = []
+        undecodable: list[UndecodableRow] = []
+        for row in found:
+            try:
+                jobs.append(claimed_job(row))
+            except UndecodableRow as exc:
+                undecodable.append(exc)
+        for bad in undecodable:
+            await self._rows("discard_undecodable", discard_params(bad, params))
+            _log.warning("job %d discarded: %s", bad.job_id, bad)
+        return jobs
+
+    async def ack(self, acks: Sequence[Ack], node: str) -> None:
+        """Record finished attempts in one transaction (one statement per kind of outcome)."""
+        batches = ack_batches(acks, node)
+        if not batches:
+            return
+
+        async def write(conn: AConn) -> None:
+            if len(batches) == 1:
+                await arows(conn, self._sql[batches[0][0]], batches[0][1])
+                return
+            async with conn.transaction():
+                for name, params in batches:
+                    await arows(conn, self._sql[name], params)
+
+        await self._run(write)
+
+    async def stage(self, now: float, *, queue: str | None = None) -> StageResult:
+        """Make due scheduled and retryable jobs available (and notify their queues)."""
+        found = await self._rows("stage", {"now": float(now), "queue": queue})
+        return StageResult({q: n for q, n, _ in found})
+
+    async def prune(self, max_age: Mapping[JobState, float], now: float, limit: int) -> int:
+        """Delete finished jobs older than their state's age, at most ``limit`` of them."""
+        total = 0
+        for state, age in max_age.items():
+            if state not in FINISHED_STATES or total >= limit:
+                continue
+            sql = self._sql["prune"].replace("{state}", quote_literal(state.value))
+            params = {"before": now - age, "limit": limit - total}
+            total += await self._run(partial(count, sql=sql, params=params))
+        return total
+
+    async def heartbeat(self, node: str, now: float, meta: Mapping[str, Any]) -> None:
+        """Record that ``node`` is alive."""
+        params = {"node": node, "now": float(now), "meta": json.dumps(dict(meta))}
+        await self._rows("heartbeat", params)
+
+    async def forget_node(self, node: str) -> None:
+        """Remove ``node``'s heartbeat."""
+        await self._rows("forget_node", {"node": node})
+
+    async def rescue(self, stale_before: float, now: float) -> dict[str, int]:
+        """Return the jobs of silent nodes to their queues (see :meth:`Engine.rescue`)."""
+        params = {"stale_before": float(stale_before), "now": float(now)}
+
+        async def run(conn: AConn) -> Rows:
+            async with conn.transaction():
+                await arows(conn, self._sql["forget_stale_nodes"], params)
+                return await arows(conn, self._sql["rescue"], params)
+
+        found = await self._run(run)
+        out: dict[str, int] = {}
+        for q, state, _ in found:
+            if state == JobState.AVAILABLE:
+                out[q] = out.get(q, 0) + 1
+        return out
+
+    async def release(self, job_ids: Sequence[int], node: str, now: float) -> int:
+        """Hand back unfinished jobs; their attempt is not counted."""
+        if not job_ids:
+            return 0
+        params = {"ids": list(job_ids), "node": node, "now": float(now)}
+        return sum(n for _, n, _ in await self._rows("release", params))
+
+    # -- notifications and signals -----------------------------------------------------------
+
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a notification (new jobs or a signal)."""
+        await self._listen()
+        if not self._changed.is_set():
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(timeout, 0.0))
+            except TimeoutError:
+                return False
+        self._changed.clear()
+        return True
+
+    async def publish(self, signal: Mapping[str, Any]) -> None:
+        """Send a control signal to every node (kept a few minutes for late readers)."""
+        await self._rows("signal_publish", {"payload": json.dumps(dict(signal))})
+
+    async def signals(self) -> list[dict[str, Any]]:
+        """Control signals published since the last call (the first call returns none)."""
+        await self._listen()
+        listening = self._listener is not None and self._listener.connected
+        if self._signals.skip(listening):
+            return []
+        self._signals.dirty = False  # a notification arriving from here on reads again
+        try:
+            found = await self._rows("signals_since", {"since": self._signals.since()})
+        except BaseException:
+            self._signals.dirty = True
+            raise
+        return self._signals.take(found)
+
+    async def _listen(self) -> None:
+        if self._listener is None:
+            self._listener = Listener(
+                self.options.dsn,
+                (self._sql.channel, self._sql.signal_channel),
+                on_notify=self._notified,
+                on_connected=self._connected,
+                shown=self.options.shown,
+            )
+            await self._listener.start(_LISTEN_WAIT)
+
+    def _notified(self, channel: str, payload: str) -> None:
+        if channel == self._sql.signal_channel:
+            self._signals.dirty = True
+        self._changed.set()
+
+    def _connected(self) -> None:
+        if self._listened:  # a reconnection: notifications may have been missed
+            self._signals.dirty = True
+            self._changed.set()
+        self._listened = True
+
+    # -- leases and cron ----------------------------------------------------------------------
+
+    async def acquire_lease(self, name: str, node: str, ttl: float, now: float) -> bool:
+        """Take or renew the lease ``name`` for ``node`` until ``now + ttl``."""
+        params = {"name": name, "node": node, "until": float(now + ttl), "now": float(now)}
+        return bool(await self._rows("lease_acquire", params))
+
+    async def release_lease(self, name: str, node: str) -> None:
+        """Give up the lease ``name`` if ``node`` holds it."""
+        await self._rows("lease_release", {"name": name, "node": node})
+
+    async def insert_for_slot(self, name: str, slot: float, spec: JobSpec) -> Job[Any] | None:
+        """Insert ``spec`` for cron entry ``name``'s ``slot`` unless the slot already fired."""
+
+        async def run(conn: AConn) -> Job[Any] | None:
+            async with conn.transaction():
+                params = {"name": name, "slot": float(slot)}
+                if not await arows(conn, self._sql["cron_slot"], params):
+                    return None
+                jobs = await self._insert(conn, [spec], time.time(), own_tx=False)
+            return jobs[0]
+
+        return await self._run(run)
+
+    # -- administration -----------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job[Any] | None:
+        """One job by id, or ``None``."""
+        found = self._rows_sync("get_job", {"id": job_id})
+        return job_from_row(found[0], lenient=True) if found else None
+
+    def list_jobs(self, where: JobFilter) -> list[Job[Any]]:
+        """Jobs matching ``where``, newest first."""
+        params = {
+            "states": [s.value for s in where.states] if where.states else None,
+            "queue": where.queue,
+            "worker": where.worker,
+            "limit": where.limit,
+            "offset": where.offset,
+        }
+        return [job_from_row(r, lenient=True) for r in self._rows_sync("list_jobs", params)]
+
+    def retry_job(self, job_id: int, now: float) -> Job[Any] | None:
+        """Make a job that is not executing available again now."""
+        self._rows_sync("retry_job", {"id": job_id, "now": float(now)})
+        return self.get_job(job_id)
+
+    def cancel_job(self, job_id: int, now: float) -> Job[Any] | None:
+        """Cancel a job that has not finished."""
+        self._rows_sync("cancel_job", {"id": job_id, "now": float(now)})
+        return self.get_job(job_id)
+
+    def counts(self) -> dict[tuple[str, JobState], int]:
+        """Jobs by (queue, state)."""
+        return {(q, JobState(s)): n for q, s, n in self._rows_sync("counts", {})}

@@ -1,0 +1,1 @@
+DELETE FROM {schema}.underway_nodes WHERE name = %(node)s

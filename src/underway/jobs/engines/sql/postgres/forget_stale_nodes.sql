@@ -1,0 +1,1 @@
+DELETE FROM {schema}.underway_nodes WHERE heartbeat_at < to_timestamp(%(stale_before)s)

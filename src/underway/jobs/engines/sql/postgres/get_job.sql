@@ -1,0 +1,1 @@
+SELECT {columns} FROM {schema}.underway_jobs WHERE id = %(id)s

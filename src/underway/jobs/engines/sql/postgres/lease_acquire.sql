@@ -1,0 +1,8 @@
+-- Take the lease if it is free or expired, or renew it if :node holds it; a row comes back
+-- only when :node holds it afterwards.
+INSERT INTO {schema}.underway_leases AS l (name, node, expires_at)
+VALUES (%(name)s, %(node)s, to_timestamp(%(until)s))
+ON CONFLICT (name) DO UPDATE
+   SET node = excluded.node, expires_at = excluded.expires_at
+ WHERE l.node = excluded.node OR l.expires_at <= to_timestamp(%(now)s)
+RETURNING node

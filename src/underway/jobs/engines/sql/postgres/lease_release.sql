@@ -1,0 +1,1 @@
+DELETE FROM {schema}.underway_leases WHERE name = %(name)s AND node = %(node)s

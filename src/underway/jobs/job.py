@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-__all__ = ["FINISHED_STATES", "Job", "JobError", "JobSpec", "JobState", "to_datetime"]
+__all__ = ["FINISHED_STATES", "Job", "JobError", "JobSpec", "JobState", "make_job", "to_datetime"]
 
 A = TypeVar("A")
 
@@ -104,3 +104,50 @@ class JobSpec:
     unique_key: str | None = None
     unique_states: int = 0
     unique_period: float | None = None
+
+
+_SET = {f.name: getattr(Job, f.name).__set__ for f in fields(Job)}
+_set_id, _set_state, _set_queue, _set_worker = (_SET[n] for n in ("id", "state", "queue", "worker"))
+_set_args, _set_meta, _set_tags, _set_errors = (_SET[n] for n in ("args", "meta", "tags", "errors"))
+_set_attempt, _set_max, _set_priority = (_SET[n] for n in ("attempt", "max_attempts", "priority"))
+_set_inserted, _set_scheduled = _SET["inserted_at"], _SET["scheduled_at"]
+_set_attempted, _set_by = _SET["attempted_at"], _SET["attempted_by"]
+_set_completed, _set_discarded = _SET["completed_at"], _SET["discarded_at"]
+_set_cancelled, _set_result, _set_conflict = (
+    _SET[n] for n in ("cancelled_at", "result", "conflict")
+)
+
+
+def make_job(*fields_in_order: Any) -> Job[Any]:
+    """A :class:`Job` from all twenty fields in declaration order, without ``__init__``.
+
+    Engines build a Job for every job they insert or claim; filling the slots directly
+    costs about half of what the frozen dataclass's ``__init__`` does.
+    """
+    (
+        id_, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority,
+        inserted_at, scheduled_at, attempted_at, attempted_by, completed_at, discarded_at,
+        cancelled_at, result, conflict,
+    ) = fields_in_order  # fmt: skip
+    job: Job[Any] = object.__new__(Job)
+    _set_id(job, id_)
+    _set_state(job, state)
+    _set_queue(job, queue)
+    _set_worker(job, worker)
+    _set_args(job, args)
+    _set_meta(job, meta)
+    _set_tags(job, tags)
+    _set_errors(job, errors)
+    _set_attempt(job, attempt)
+    _set_max(job, max_attempts)
+    _set_priority(job, priority)
+    _set_inserted(job, inserted_at)
+    _set_scheduled(job, scheduled_at)
+    _set_attempted(job, attempted_at)
+    _set_by(job, attempted_by)
+    _set_completed(job, completed_at)
+    _set_discarded(job, discarded_at)
+    _set_cancelled(job, cancelled_at)
+    _set_result(job, result)
+    _set_conflict(job, conflict)
+    return job

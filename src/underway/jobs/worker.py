@@ -71,9 +71,14 @@ def _check_tags(tags: Iterable[str]) -> tuple[str, ...]:
     return out
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def _dumps(value: Any, what: str) -> str:
+    if not value:
+        return "{}" if isinstance(value, dict) else _ENCODE(value)
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _ENCODE(value)
     except (TypeError, ValueError) as exc:
         raise EnqueueError(f"{what} must be JSON-serialisable: {exc}") from None
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from underway.jobs.job import Job, JobSpec, JobState, to_datetime
+from underway.jobs.job import Job, JobSpec, JobState, make_job, to_datetime
 
 __all__ = ["chunks", "match_inserted"]
 
@@ -38,18 +38,27 @@ def match_inserted(
     for s in specs:
         if pos < len(returned) and returned[pos][1] == s.unique_key:
             at = now if s.scheduled_at is None else s.scheduled_at
-            job: Job[Any] = Job(
-                id=returned[pos][0],
-                state=JobState.SCHEDULED if at > now else JobState.AVAILABLE,
-                queue=s.queue,
-                worker=s.worker,
-                args=s.args,
-                meta={} if s.meta_json == "{}" else json.loads(s.meta_json),
-                tags=s.tags,
-                max_attempts=s.max_attempts,
-                priority=s.priority,
-                inserted_at=inserted_at,
-                scheduled_at=inserted_at if at == now else to_datetime(at),
+            job = make_job(
+                returned[pos][0],
+                JobState.SCHEDULED if at > now else JobState.AVAILABLE,
+                s.queue,
+                s.worker,
+                s.args,
+                {} if s.meta_json == "{}" else json.loads(s.meta_json),
+                s.tags,
+                (),
+                0,
+                s.max_attempts,
+                s.priority,
+                inserted_at,
+                inserted_at if at == now else to_datetime(at),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                False,
             )
             out.append(job)
             if s.unique_key is not None:

@@ -7,7 +7,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from underway.jobs.engines._rows import COLUMNS, UndecodableRow, job_from_row
+from underway.jobs.engines._claimed import claimed_job
+from underway.jobs.engines._rows import COLUMNS, UndecodableRow
 from underway.jobs.engines._sql import query
 from underway.jobs.engines._sqlite_thread import DIALECT, write_transaction
 from underway.jobs.job import Job, JobState
@@ -40,7 +41,7 @@ def claim(conn: sqlite3.Connection, params: dict[str, Any]) -> list[Job[Any]]:
         undecodable: list[UndecodableRow] = []
         for row in rows:
             try:
-                jobs.append(job_from_row(row))
+                jobs.append(claimed_job(row))
             except UndecodableRow as exc:
                 undecodable.append(exc)
         if undecodable:

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from underway.errors import ConfigError, DatabaseError
+from underway.jobs.engines._claimed import claimed_job
 from underway.jobs.engines._pg_insert import Rows, insert_steps, run_steps, run_steps_async
 from underway.jobs.engines._pg_insert import statements as _statements
 from underway.jobs.engines._pg_listen import Listener
@@ -50,7 +51,6 @@ from underway.jobs.engines._pg_pool import (
     executor,
     rows,
 )
-from underway.jobs.engines._pg_rows import claimed_job
 from underway.jobs.engines._pg_signals import SignalCursor
 from underway.jobs.engines._pg_sql import quote_literal
 from underway.jobs.engines._pg_url import database_error, parse_url

@@ -1,4 +1,4 @@
-"""Claimed PostgreSQL rows to jobs, on the fast path.
+"""Claimed rows to jobs, on the fast path (every engine: times as epoch floats, JSON as text).
 
 Rows are selected with :func:`~underway.jobs.engines._pg_sql.columns`, in the order of
 :data:`~underway.jobs.engines._rows.COLUMNS`. Claiming is the hot path of a node (every job
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from underway.jobs.engines._rows import job_from_row
-from underway.jobs.job import Job, JobState
+from underway.jobs.job import Job, JobState, make_job
 
 __all__ = ["claimed_job"]
 
@@ -39,21 +39,25 @@ def claimed_job(row: Sequence[Any]) -> Job[Any]:
     except ValueError:
         return job_from_row(row)
     inserted, scheduled, attempted = row[11], row[12], row[13]
-    return Job(
-        id=row[0],
-        state=_STATES[row[1]],
-        queue=row[2],
-        worker=row[3],
-        args=args,
-        meta={},
-        attempt=row[8],
-        max_attempts=row[9],
-        priority=row[10],
-        inserted_at=None if inserted is None else _at(inserted, UTC),
-        scheduled_at=None if scheduled is None else _at(scheduled, UTC),
-        attempted_at=None if attempted is None else _at(attempted, UTC),
-        attempted_by=row[14],
-        completed_at=None if row[15] is None else _at(row[15], UTC),
-        discarded_at=None if row[16] is None else _at(row[16], UTC),
-        cancelled_at=None if row[17] is None else _at(row[17], UTC),
+    return make_job(
+        row[0],
+        _STATES[row[1]],
+        row[2],
+        row[3],
+        args,
+        {},
+        (),
+        (),
+        row[8],
+        row[9],
+        row[10],
+        None if inserted is None else _at(inserted, UTC),
+        None if scheduled is None else _at(scheduled, UTC),
+        None if attempted is None else _at(attempted, UTC),
+        row[14],
+        None if row[15] is None else _at(row[15], UTC),
+        None if row[16] is None else _at(row[16], UTC),
+        None if row[17] is None else _at(row[17], UTC),
+        None,
+        False,
     )

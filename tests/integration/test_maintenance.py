@@ -1,22 +1,24 @@
-"""Maintenance on a running node: pruner, stager, lifeline, retry/cancel and counts."""
+"""Maintenance on a running node: pruner, stager, lifeline, retry/cancel and counts.
+
+Rows a node elsewhere (or an older version) would have written are inserted with plain SQL
+through :class:`~tests.integration.conftest.Database`, on either engine.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
-from collections.abc import Callable
 from typing import Any
 
 from underway.jobs import Job, Jobs, JobState, Pruning
 
-from .conftest import MakeJobs, wait_for_state, wait_until
+from .conftest import Database, MakeJobs, wait_for_state, wait_until
 
 PARKED = "parked"  # a queue no node in these tests runs
 
 
 def add_row(
-    conn: sqlite3.Connection,
+    database: Database,
     state: str,
     *,
     queue: str = PARKED,
@@ -24,22 +26,7 @@ def add_row(
     **columns: Any,
 ) -> int:
     """Insert one job row directly, as another process or an old version could have."""
-    now = time.time()
-    values: dict[str, Any] = {
-        "state": state,
-        "queue": queue,
-        "worker": worker,
-        "inserted_at": now,
-        "scheduled_at": now,
-        **columns,
-    }
-    names = ", ".join(values)
-    marks = ", ".join("?" * len(values))
-    cursor = conn.execute(
-        f"INSERT INTO underway_jobs ({names}) VALUES ({marks})", [*values.values()]
-    )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    return database.add_job(state, queue=queue, worker=worker, **columns)
 
 
 async def _existing(jobs: Jobs, ids: list[int]) -> set[int]:
@@ -51,23 +38,22 @@ async def _gone(jobs: Jobs, ids: list[int]) -> bool:
 
 
 async def test_pruner_deletes_finished_jobs_older_than_their_state_age(
-    make_jobs: MakeJobs, raw_db: Callable[[], sqlite3.Connection]
+    make_jobs: MakeJobs, database: Database
 ) -> None:
     prune = Pruning(completed=5, cancelled=100, discarded=30, interval=0.05, limit=2)
     jobs = make_jobs(prune=prune)
     jobs.migrate_sync()
-    conn = raw_db()
     now = time.time()
-    old_completed = [add_row(conn, "completed", completed_at=now - 10) for _ in range(5)]
-    young_completed = add_row(conn, "completed", completed_at=now - 2)
-    old_discarded = add_row(conn, "discarded", discarded_at=now - 40)
-    young_discarded = add_row(conn, "discarded", discarded_at=now - 20)
-    kept_cancelled = add_row(conn, "cancelled", cancelled_at=now - 50)
-    old_cancelled = add_row(conn, "cancelled", cancelled_at=now - 500)
+    old_completed = [add_row(database, "completed", completed_at=now - 10) for _ in range(5)]
+    young_completed = add_row(database, "completed", completed_at=now - 2)
+    old_discarded = add_row(database, "discarded", discarded_at=now - 40)
+    young_discarded = add_row(database, "discarded", discarded_at=now - 20)
+    kept_cancelled = add_row(database, "cancelled", cancelled_at=now - 50)
+    old_cancelled = add_row(database, "cancelled", cancelled_at=now - 500)
     unfinished = [
-        add_row(conn, "available", inserted_at=now - 1000, scheduled_at=now - 1000),
-        add_row(conn, "scheduled", inserted_at=now - 1000, scheduled_at=now + 3600),
-        add_row(conn, "retryable", inserted_at=now - 1000, scheduled_at=now + 3600),
+        add_row(database, "available", inserted_at=now - 1000, scheduled_at=now - 1000),
+        add_row(database, "scheduled", inserted_at=now - 1000, scheduled_at=now + 3600),
+        add_row(database, "retryable", inserted_at=now - 1000, scheduled_at=now + 3600),
     ]
     doomed = [*old_completed, old_discarded, old_cancelled]
     kept = [young_completed, young_discarded, kept_cancelled, *unfinished]
@@ -80,21 +66,20 @@ async def test_pruner_deletes_finished_jobs_older_than_their_state_age(
 
 
 async def test_stager_makes_due_scheduled_and_retryable_jobs_available(
-    make_jobs: MakeJobs, raw_db: Callable[[], sqlite3.Connection]
+    make_jobs: MakeJobs, database: Database
 ) -> None:
     jobs = make_jobs()
     jobs.migrate_sync()
-    conn = raw_db()
     now = time.time()
     due = [
-        add_row(conn, "scheduled", scheduled_at=now - 1),
-        add_row(conn, "retryable", scheduled_at=now - 1, attempt=1),
+        add_row(database, "scheduled", scheduled_at=now - 1),
+        add_row(database, "retryable", scheduled_at=now - 1, attempt=1),
     ]
     not_due = [
-        add_row(conn, "scheduled", scheduled_at=now + 3600),
-        add_row(conn, "retryable", scheduled_at=now + 3600, attempt=1),
+        add_row(database, "scheduled", scheduled_at=now + 3600),
+        add_row(database, "retryable", scheduled_at=now + 3600, attempt=1),
     ]
-    soon = add_row(conn, "scheduled", scheduled_at=now + 0.4)
+    soon = add_row(database, "scheduled", scheduled_at=now + 0.4)
 
     async with jobs:
         for job_id in due:
@@ -109,7 +94,7 @@ async def test_stager_makes_due_scheduled_and_retryable_jobs_available(
 
 
 async def test_lifeline_rescues_jobs_of_a_silent_node_only(
-    make_jobs: MakeJobs, raw_db: Callable[[], sqlite3.Connection]
+    make_jobs: MakeJobs, database: Database
 ) -> None:
     jobs = make_jobs(heartbeat_interval=0.2, rescue_after=1.0)  # a lifeline pass every 0.5 s
     ran: list[int] = []
@@ -119,15 +104,11 @@ async def test_lifeline_rescues_jobs_of_a_silent_node_only(
         ran.append(job.attempt)
 
     jobs.migrate_sync()
-    conn = raw_db()
     now = time.time()
-    conn.execute(
-        "INSERT INTO underway_nodes (name, started_at, heartbeat_at) VALUES"
-        " ('dead-node', ?, ?), ('live-node', ?, ?)",
-        (now - 600, now - 60, now - 600, now),
-    )
+    database.add_node("dead-node", started_at=now - 600, heartbeat_at=now - 60)
+    database.add_node("live-node", started_at=now - 600, heartbeat_at=now)
     orphan = add_row(
-        conn,
+        database,
         "executing",
         queue="default",
         worker=resumed.name,
@@ -136,21 +117,20 @@ async def test_lifeline_rescues_jobs_of_a_silent_node_only(
         attempted_at=now - 70,
     )
     exhausted = add_row(
-        conn,
+        database,
         "executing",
         attempt=3,
         max_attempts=3,
         attempted_by="dead-node",
         attempted_at=now - 70,
     )
-    alive = add_row(conn, "executing", attempt=1, attempted_by="live-node", attempted_at=now - 70)
+    alive = add_row(
+        database, "executing", attempt=1, attempted_by="live-node", attempted_at=now - 70
+    )
 
     async def live_node_heartbeats() -> None:
         while True:
-            conn.execute(
-                "UPDATE underway_nodes SET heartbeat_at = ? WHERE name = 'live-node'",
-                (time.time(),),
-            )
+            database.beat("live-node", time.time())
             await asyncio.sleep(0.1)
 
     beating = asyncio.create_task(live_node_heartbeats())
@@ -160,7 +140,7 @@ async def test_lifeline_rescues_jobs_of_a_silent_node_only(
             discarded = await wait_for_state(jobs, exhausted, JobState.DISCARDED)
             await asyncio.sleep(1.2)  # two more lifeline passes, longer than rescue_after
             untouched = await jobs.get_job(alive)
-            nodes = [n for (n,) in conn.execute("SELECT name FROM underway_nodes")]
+            nodes = database.nodes()
     finally:
         beating.cancel()
 

@@ -1,9 +1,11 @@
-"""Every outcome of a job, end to end on a running node over a real SQLite file."""
+"""Every outcome of a job, end to end on a running node, on each engine."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
 import threading
 import time
 from typing import Any
@@ -11,8 +13,27 @@ from typing import Any
 import pytest
 
 from underway.jobs import Cancel, Error, Job, JobState, Snooze
+from underway.jobs.outcomes import decide
 
-from .conftest import MakeJobs, wait_for_state, wait_until
+from .conftest import Database, MakeJobs, known_bug, wait_for_state, wait_until
+
+BOTH = ("sqlite", "postgres")
+NUL_IN_ACKS = (
+    "PostgreSQL: a NUL character in an error message, traceback or recorded result fails "
+    "the whole ack statement (text/jsonb cannot hold it), so a node's acker retries that "
+    "batch until it stops and the other jobs in it stay executing; SQLite stores the text"
+)
+SURROGATE_IN_ACKS = (
+    "every engine: a lone surrogate (os.fsdecode of a non-UTF-8 file name) in an error "
+    "message cannot be encoded as UTF-8 (SQLite, PostgreSQL), in a recorded result it is "
+    "invalid jsonb (PostgreSQL): the ack batch fails, a node's acker retries it until it "
+    "stops, and the other jobs in it stay executing"
+)
+NUL_IN_ARGS = (
+    "PostgreSQL refuses args/meta/tags holding a NUL character with a DatabaseError at "
+    "enqueue (jsonb cannot hold \\u0000), SQLite and the inline testing mode store them: "
+    "both engines should store them or both refuse them with an EnqueueError"
+)
 
 
 async def test_return_completes_and_records_the_result(make_jobs: MakeJobs) -> None:
@@ -327,3 +348,82 @@ async def test_wait_until_raises_when_the_condition_never_holds() -> None:
     with pytest.raises(AssertionError, match=r"never did not hold within 0\.1s"):
         await wait_until(lambda: False, 0.1, message="never")
     assert time.monotonic() - started < 1.0
+
+
+# -- text a database may not store ------------------------------------------------------------
+# A job's error or result is written in one batch with other jobs' acks: text the database
+# refuses must not take the others down with it.
+
+
+async def _ack_with_text(make_jobs: MakeJobs, text: str) -> list[Job[Any]]:
+    """Claim three jobs and ack them in one batch, as a node's acker does: a plain completion,
+    a completion recording ``text``, and a discard with ``text`` in its error and traceback."""
+    jobs = make_jobs(testing="manual")
+
+    @jobs.worker
+    async def parse(job: Job[Any]) -> None: ...
+
+    async with jobs:
+        made = await jobs.enqueue_many(parse.new({"n": n}) for n in range(3))
+        plain, records, fails = await jobs.engine.fetch("default", 3, "node-a", time.time())
+        failure = ValueError(f"bad {text} name")
+        now = time.time()
+        acks = [
+            decide(plain.id, 1, 20, None, now=now, backoff=0),
+            decide(records.id, 1, 20, "", now=now, backoff=0, result=json.dumps(f"read {text}")),
+            decide(fails.id, 1, 1, failure, now=now, backoff=0),
+        ]
+        await jobs.engine.ack(acks, "node-a")
+        return [await wait_for_state(jobs, j.id, timeout=1.0) for j in made]
+
+
+async def test_a_nul_character_in_an_error_or_result_holds_up_no_ack(
+    make_jobs: MakeJobs, request: pytest.FixtureRequest
+) -> None:
+    known_bug(request, ["postgres"], NUL_IN_ACKS)
+    plain, records, fails = await _ack_with_text(make_jobs, "a\x00b")
+
+    assert (plain.state, records.state, fails.state) == (
+        JobState.COMPLETED,
+        JobState.COMPLETED,
+        JobState.DISCARDED,
+    )
+    assert records.result is not None
+    assert records.result.startswith("read a")
+    assert fails.errors[0].error.startswith("ValueError: bad a")
+
+
+async def test_a_lone_surrogate_in_an_error_or_result_holds_up_no_ack(
+    make_jobs: MakeJobs, request: pytest.FixtureRequest
+) -> None:
+    known_bug(request, BOTH, SURROGATE_IN_ACKS)
+    plain, records, fails = await _ack_with_text(make_jobs, os.fsdecode(b"report-\xff.csv"))
+
+    assert (plain.state, records.state, fails.state) == (
+        JobState.COMPLETED,
+        JobState.COMPLETED,
+        JobState.DISCARDED,
+    )
+    assert records.result is not None
+    assert records.result.startswith("read report-")
+    assert fails.errors[0].error.startswith("ValueError: bad report-")
+
+
+async def test_args_with_a_nul_character_are_stored_as_given(
+    make_jobs: MakeJobs, database: Database, request: pytest.FixtureRequest
+) -> None:
+    known_bug(request, ["postgres"], NUL_IN_ARGS)
+    jobs = make_jobs(testing="manual")
+
+    @jobs.worker
+    async def parse(job: Job[Any]) -> None: ...
+
+    job = await parse.enqueue({"line": "a\x00b"}, meta={"m": "\x00"}, tags=["t\x00"])
+    stored = await jobs.get_job(job.id)
+
+    assert stored is not None
+    assert (stored.args, stored.meta, stored.tags) == (
+        {"line": "a\x00b"},
+        {"m": "\x00"},
+        ("t\x00",),
+    )

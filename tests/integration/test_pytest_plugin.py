@@ -1,10 +1,14 @@
-"""The pytest plugin: ``underway_testing`` in a user's test suite, run by pytest itself."""
+"""The pytest plugin: ``underway_testing`` in a user's test suite, run by pytest itself.
+
+The user's application is configured with the engine of the run (its database must never be
+written); one of the user's tests chooses a database of that engine for itself.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+
+from .conftest import Database
 
 pytest_plugins = ["pytester"]
 
@@ -12,6 +16,7 @@ APP = """
 from underway.jobs import Jobs
 
 jobs = Jobs({url!r}, queues={{"default": 1}})
+CHOSEN_URL = {chosen!r}
 ORIGINAL_ENGINE = jobs.engine
 ORIGINAL_URL = jobs.database
 
@@ -58,6 +63,15 @@ def test_failing_test_still_restores(underway_testing):
     raise AssertionError("deliberate failure")
 
 
+def test_a_database_of_ones_choice(underway_testing):
+    jobs = underway_testing(myapp.jobs, database=myapp.CHOSEN_URL)
+    assert jobs.database == myapp.CHOSEN_URL
+    myapp.greet.enqueue_sync({"name": "cy"})
+    assert drain_queue_sync(jobs).completed == 1
+    myapp.greet.enqueue_sync({"name": "di"})
+    assert drain_queue_sync(jobs).completed == 1
+
+
 def test_app_is_restored_after_each_test():
     assert myapp.jobs.testing is None
     assert myapp.jobs.engine is myapp.ORIGINAL_ENGINE
@@ -73,29 +87,39 @@ filterwarnings = error
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> Path:
-    prod = pytester.path / "prod.db"
-    pytester.makepyfile(myapp=APP.format(url=f"sqlite:///{prod}"))
+def chosen(database: Database) -> Database:
+    """The database one of the user's tests asks for."""
+    return database.other("chosen")
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, database: Database, chosen: Database) -> None:
+    pytester.makepyfile(myapp=APP.format(url=database.url, chosen=chosen.url))
     pytester.makepyfile(test_user_suite=TESTS)
     pytester.makeini(INI)
     pytester.syspathinsert()
-    return prod
 
 
-def test_fixture_in_a_users_suite(pytester: pytest.Pytester, project: Path) -> None:
+@pytest.mark.usefixtures("project")
+def test_fixture_in_a_users_suite(
+    pytester: pytest.Pytester, database: Database, chosen: Database
+) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
-    result.assert_outcomes(passed=4, failed=1)
+    result.assert_outcomes(passed=5, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*test_manual_by_default PASSED*",
             "*test_each_test_gets_a_fresh_database PASSED*",
             "*test_inline_in_an_async_test PASSED*",
             "*test_failing_test_still_restores FAILED*",
+            "*test_a_database_of_ones_choice PASSED*",
             "*test_app_is_restored_after_each_test PASSED*",
         ]
     )
     assert "deliberate failure" in result.stdout.str()
-    assert not project.exists(), "the application's own database was never written"
+    assert not database.exists(), "the application's own database was never written"
+    states = chosen.sql("SELECT state FROM underway_jobs ORDER BY id")
+    assert states == [("completed",), ("completed",)]
 
 
 def test_fixture_is_registered_by_the_plugin(pytester: pytest.Pytester) -> None:

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 from underway.jobs import Job, JobState
 
-from .conftest import MakeJobs, wait_for_state, wait_until
+from .conftest import Database, MakeJobs, wait_for_state, wait_until
+
+# Another connection's statements that take the write lock on the jobs: the whole file on
+# SQLite, the table on PostgreSQL (reads go on, writes wait).
+WRITE_LOCK = {
+    "sqlite": ["BEGIN IMMEDIATE"],
+    "postgres": ["BEGIN", "LOCK TABLE underway_jobs IN EXCLUSIVE MODE"],
+}
 
 
 class Abort(BaseException):
     """Not an Exception: raised by a job body that misbehaves."""
 
 
-async def test_graceful_stop_writes_every_ack_while_the_database_is_busy(
-    make_jobs: MakeJobs, raw_db: Callable[[], sqlite3.Connection]
+async def test_graceful_stop_writes_every_ack_while_another_connection_holds_the_lock(
+    make_jobs: MakeJobs, database: Database
 ) -> None:
-    jobs = make_jobs(url_options="?busy_timeout=5", queues={"default": 2}, shutdown_grace=10)
+    waits = "" if database.postgres else "?busy_timeout=5"  # PostgreSQL waits for locks
+    jobs = make_jobs(url_options=waits, queues={"default": 2}, shutdown_grace=10)
     locked = threading.Event()
 
     @jobs.worker(max_attempts=1)
@@ -29,11 +37,12 @@ async def test_graceful_stop_writes_every_ack_while_the_database_is_busy(
         await asyncio.sleep(job.args["s"])
 
     def hold_lock() -> None:
-        conn = raw_db()
-        conn.execute("BEGIN IMMEDIATE")
-        locked.set()
-        time.sleep(1.5)
-        conn.execute("COMMIT")
+        with closing(database.connect()) as conn:
+            for statement in WRITE_LOCK[database.kind]:
+                conn.execute(statement)
+            locked.set()
+            time.sleep(1.5)
+            conn.execute("COMMIT")
 
     a = await work.enqueue({"s": 0.5})
     b = await work.enqueue({"s": 0.7})
@@ -42,10 +51,13 @@ async def test_graceful_stop_writes_every_ack_while_the_database_is_busy(
     holder = threading.Thread(target=hold_lock)
     holder.start()
     await asyncio.to_thread(locked.wait)
+    started = time.monotonic()
     await jobs.stop()
+    stopped_after = time.monotonic() - started
     await asyncio.to_thread(holder.join)
     states = [jobs.get_job_sync(i).state for i in (a.id, b.id)]  # type: ignore[union-attr]
     assert states == [JobState.COMPLETED, JobState.COMPLETED]
+    assert stopped_after > 1.2, "the acks waited for the lock (jobs end within 0.7 s)"
 
 
 async def test_a_base_exception_from_a_job_fails_the_job_not_the_node(make_jobs: MakeJobs) -> None:

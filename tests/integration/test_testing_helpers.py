@@ -1,12 +1,13 @@
-"""The helpers users test their own jobs with: modes, assertions, perform_job, drain_queue."""
+"""The helpers users test their own jobs with: modes, assertions, perform_job, drain_queue.
+
+Each test runs on both engines: the helpers must behave the same whatever database the
+application is configured with.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from underway.jobs.testing import (
     use_testing,
 )
 
+from .conftest import Database, MakeJobs
+
 
 @dataclass
 class Resize:
@@ -35,20 +38,13 @@ class Resize:
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'jobs.db'}"
+def inline(make_jobs: MakeJobs) -> Jobs:
+    return make_jobs(testing="inline")
 
 
 @pytest.fixture
-def inline(url: str) -> Jobs:
-    return Jobs(url, testing="inline")
-
-
-@pytest.fixture
-def manual(url: str) -> Iterator[Jobs]:
-    jobs = Jobs(url, testing="manual")
-    yield jobs
-    jobs.engine.close_sync()  # type: ignore[attr-defined]
+def manual(make_jobs: MakeJobs) -> Jobs:
+    return make_jobs(testing="manual")
 
 
 def state_of(jobs: Jobs, job: Job[Any]) -> Job[Any]:
@@ -65,7 +61,7 @@ def near(when: Any, expected: float, slack: float = 5.0) -> bool:
 
 
 async def test_inline_enqueue_runs_at_once_and_returns_the_completed_job(
-    inline: Jobs, tmp_path: Path
+    inline: Jobs, database: Database
 ) -> None:
     ran: list[dict[str, Any]] = []
 
@@ -82,7 +78,7 @@ async def test_inline_enqueue_runs_at_once_and_returns_the_completed_job(
     assert job.completed_at is not None
     assert job.errors == ()
     assert (job.queue, job.tags, job.priority, job.meta) == ("mail", ("t",), 3, {"m": 1})
-    assert list(tmp_path.iterdir()) == [], "inline mode must not touch the database"
+    assert not database.exists(), "inline mode must not touch the database"
 
 
 async def test_inline_failure_is_retryable_with_its_error(inline: Jobs) -> None:
@@ -595,17 +591,17 @@ async def test_drain_hands_typed_args_and_runs_sync_workers(manual: Jobs) -> Non
     assert seen == [Resize(5)]
 
 
-async def test_drain_discards_a_job_whose_worker_is_unknown(manual: Jobs, url: str) -> None:
-    elsewhere = Jobs(url, testing="manual")
+async def test_drain_discards_a_job_whose_worker_is_unknown(
+    manual: Jobs, make_jobs: MakeJobs
+) -> None:
+    elsewhere = make_jobs(testing="manual")
 
     @elsewhere.worker(name="gone.worker")
     async def gone(job: Job[Any]) -> None:
         return None
 
-    try:
-        job = await gone.enqueue({})
-    finally:
-        await elsewhere.engine.close()
+    job = await gone.enqueue({})
+    await elsewhere.engine.close()
     assert await drain_queue(manual) == DrainResult(discarded=1)
     stored = state_of(manual, job)
     assert stored.state is JobState.DISCARDED
@@ -624,17 +620,26 @@ def test_drain_queue_sync(manual: Jobs) -> None:
     assert (result.completed, result.retryable, result.total) == (1, 1, 2)
 
 
+def test_sync_helpers_serve_one_event_loop_after_another(manual: Jobs) -> None:
+    """Each ``*_sync`` call from sync code runs an event loop of its own, ended after."""
+
+    @manual.worker
+    def work(job: Job[Any]) -> None:
+        return None
+
+    for n in range(3):
+        work.enqueue_sync({"n": n})
+        assert drain_queue_sync(manual) == DrainResult(completed=1)
+    assert sorted(j.args["n"] for j in all_enqueued(manual, state="completed")) == [0, 1, 2]
+
+
 # -- use_testing ------------------------------------------------------------------------------
 
 
-def count_rows(path: Path) -> int:
-    with closing(sqlite3.connect(path)) as conn:
-        return int(conn.execute("SELECT count(*) FROM underway_jobs").fetchone()[0])
-
-
-def test_use_testing_swaps_in_a_fresh_database_and_restores(tmp_path: Path) -> None:
-    prod = tmp_path / "prod.db"
-    app = Jobs(f"sqlite:///{prod}")
+def test_use_testing_swaps_in_a_fresh_database_and_restores(
+    make_jobs: MakeJobs, database: Database
+) -> None:
+    app = make_jobs()
     old_engine, old_url = app.engine, app.database
 
     @app.worker
@@ -654,11 +659,11 @@ def test_use_testing_swaps_in_a_fresh_database_and_restores(tmp_path: Path) -> N
     assert app.database == old_url
     assert app.testing is None
     assert not temp_db.exists(), "the temporary database is removed"
-    assert not prod.exists(), "nothing was written to the application's database"
+    assert not database.exists(), "nothing was written to the application's database"
 
 
-def test_use_testing_restores_the_previous_mode_after_an_error(url: str) -> None:
-    app = Jobs(url, testing="inline")
+def test_use_testing_restores_the_previous_mode_after_an_error(make_jobs: MakeJobs) -> None:
+    app = make_jobs(testing="inline")
     engine = app.engine
     modes: list[str | None] = []
 
@@ -674,8 +679,8 @@ def test_use_testing_restores_the_previous_mode_after_an_error(url: str) -> None
     assert app.engine is engine
 
 
-def test_use_testing_inline_and_nested(url: str) -> None:
-    app = Jobs(url)
+def test_use_testing_inline_and_nested(make_jobs: MakeJobs) -> None:
+    app = make_jobs()
 
     @app.worker(record_result=True)
     def echo(job: Job[Any]) -> Any:
@@ -691,15 +696,31 @@ def test_use_testing_inline_and_nested(url: str) -> None:
     assert app.testing is None
 
 
-def test_use_testing_with_a_given_database(tmp_path: Path, url: str) -> None:
-    app = Jobs(url)
-    chosen = tmp_path / "chosen.db"
+def test_use_testing_with_a_given_database(make_jobs: MakeJobs, database: Database) -> None:
+    app = make_jobs()
+    chosen = database.other("chosen")
 
     @app.worker
     def send(job: Job[Any]) -> None:
         return None
 
-    with use_testing(app, database=f"sqlite:///{chosen}"):
+    with use_testing(app, database=chosen.url):
         send.enqueue_sync({})
         send.enqueue_sync({})
-    assert count_rows(chosen) == 2
+    assert chosen.sql("SELECT count(*) FROM underway_jobs") == [(2,)]
+    assert not database.exists(), "nothing was written to the application's database"
+
+
+def test_use_testing_closes_the_database_it_opened(make_jobs: MakeJobs, database: Database) -> None:
+    app = make_jobs()
+    chosen = database.other("chosen")
+
+    @app.worker
+    def send(job: Job[Any]) -> None:
+        return None
+
+    before = set(threading.enumerate())
+    with use_testing(app, database=chosen.url):
+        send.enqueue_sync({})
+        assert set(threading.enumerate()) - before, "the engine works in threads of its own"
+    assert set(threading.enumerate()) <= before

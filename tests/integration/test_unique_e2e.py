@@ -1,4 +1,4 @@
-"""Unique jobs end to end on a SQLite file: conflicts, each option, bulk inserts, races."""
+"""Unique jobs end to end on each engine: conflicts, each option, bulk inserts, races."""
 
 from __future__ import annotations
 

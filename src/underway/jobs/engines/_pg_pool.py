@@ -17,6 +17,7 @@ primary-key look-ups keep a batch linear.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -124,12 +125,18 @@ class Pools:
         self.options = options
         self._fresh = _Freshness()
         self._apool: AsyncConnectionPool[AConn] | None = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
         self._spool: ConnectionPool[Conn] | None = None
 
     @property
     def is_open(self) -> bool:
-        """Whether the asynchronous pool is open."""
-        return self._apool is not None
+        """Whether the asynchronous pool is open (on an event loop that has not ended)."""
+        return self._apool is not None and not self._loop_ended()
+
+    def _loop_ended(self) -> bool:
+        """Whether the loop the asynchronous pool was opened on is closed (``asyncio.run``
+        returned, cancelling the pool's tasks): the pool cannot serve another loop."""
+        return self._aloop is not None and self._aloop.is_closed()
 
     @property
     def is_open_sync(self) -> bool:
@@ -138,8 +145,9 @@ class Pools:
 
     async def open(self) -> None:
         """Open the asynchronous pool (its connections are made in the background)."""
-        if self._apool is not None:
+        if self.is_open:
             return
+        self._apool = None  # one whose loop ended is left to the garbage collector
         pool: AsyncConnectionPool[AConn] = AsyncConnectionPool(
             self.options.dsn,
             min_size=1,
@@ -153,7 +161,7 @@ class Pools:
             name=f"underway-{self.options.schema}",
         )
         await pool.open(wait=False)
-        self._apool = pool
+        self._apool, self._aloop = pool, asyncio.get_running_loop()
 
     def open_sync(self) -> None:
         """Open the synchronous pool unless it is open."""
@@ -176,8 +184,9 @@ class Pools:
 
     async def close(self) -> None:
         """Close the asynchronous pool."""
+        ended = self._loop_ended()
         pool, self._apool = self._apool, None
-        if pool is not None:
+        if pool is not None and not ended:
             await pool.close()
 
     def close_sync(self) -> None:
@@ -189,7 +198,7 @@ class Pools:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AConn]:
         """A connection of the asynchronous pool; driver errors become DatabaseError."""
-        if self._apool is None:
+        if not self.is_open:
             await self.open()
         assert self._apool is not None
         try:

@@ -97,6 +97,9 @@ class Engine(Protocol):
             Rescued jobs by queue (discarded ones, out of attempts, are not counted).
         """
 
+    async def executing(self, node: str) -> list[int]:
+        """Ids of the jobs the database records as executing on ``node``."""
+
     async def release(self, job_ids: Sequence[int], node: str, now: float) -> int:
         """Hand back jobs this node claimed but did not finish; the attempt is not counted."""
 

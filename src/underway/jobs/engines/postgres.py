@@ -56,6 +56,8 @@ from underway.jobs.engines._pg_sql import quote_literal
 from underway.jobs.engines._pg_url import database_error, parse_url
 from underway.jobs.engines._rows import UndecodableRow, job_from_row
 from underway.jobs.engines.base import JobFilter, StageResult
+from underway.jobs.integrations import AppConnection, adapt
+from underway.jobs.integrations._dispatch import AsyncExecute
 from underway.jobs.job import FINISHED_STATES, Job, JobSpec, JobState
 from underway.jobs.outcomes import Ack
 
@@ -68,6 +70,10 @@ _ATTEMPTS = 3  # tries of a statement whose connection turned out to be closed
 # The server closed the connection before the statement ran (shutdown, restart, terminate).
 _NOT_RUN = (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown)
 T = TypeVar("T")
+
+
+def _via(app: AppConnection) -> str:
+    return f" (through the application's {app.kind})"
 
 
 class PostgresEngine:
@@ -123,6 +129,11 @@ class PostgresEngine:
         self._changed = asyncio.Event()
         self._listened = False
         self._signals = SignalCursor()
+
+    def close_sync(self) -> None:
+        """Close the synchronous pool, for synchronous callers (``use_testing``). The
+        asynchronous side is closed by :meth:`close`, or goes with its ended event loop."""
+        self._pools.close_sync()
 
     def migrate(self) -> list[str]:
         """Apply pending migrations (several processes may migrate at once).
@@ -210,8 +221,14 @@ class PostgresEngine:
     # -- insert -----------------------------------------------------------------------------
 
     async def insert(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
-        """Insert jobs (see :meth:`Engine.insert`); ``conn`` is a psycopg connection."""
+        """Insert jobs (see :meth:`Engine.insert`); ``conn`` is the application's connection.
+
+        See :mod:`underway.jobs.integrations` for the kinds of ``conn`` besides psycopg's.
+        """
         if conn is not None and not isinstance(conn, psycopg.AsyncConnection):
+            app = None if isinstance(conn, psycopg.Connection) else adapt(conn)
+            if app is not None and app.aexecute is not None:
+                return await self._insert_app(specs, app, app.aexecute)
             return self.insert_sync(specs, conn=conn)
         if not specs:
             return []
@@ -235,17 +252,14 @@ class PostgresEngine:
         return await run_steps_async(steps, aexecutor(conn))  # type: ignore[no-any-return]
 
     def insert_sync(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
-        """Insert jobs from synchronous code; ``conn`` is an application psycopg ``Connection``."""
+        """Insert jobs from synchronous code; ``conn`` is the application's connection."""
         if conn is not None and not isinstance(conn, psycopg.Connection):
-            kind = (
-                "an AsyncConnection (use the async enqueue)"
-                if isinstance(conn, psycopg.AsyncConnection)
-                else repr(type(conn))
-            )
-            raise ConfigError(
-                "conn for a PostgreSQL database must be a psycopg Connection (or an "
-                f"AsyncConnection with the async enqueue), got {kind}"
-            )
+            if isinstance(conn, psycopg.AsyncConnection):
+                raise ConfigError(
+                    "conn for a PostgreSQL database must be a psycopg Connection (or an "
+                    "AsyncConnection with the async enqueue), got an AsyncConnection"
+                )
+            return self._insert_app_sync(specs, adapt(conn))
         if not specs:
             return []
         now = time.time()
@@ -258,6 +272,34 @@ class PostgresEngine:
             except psycopg.Error as exc:
                 raise database_error(exc, self.options.shown, via=_APP_CONN) from exc
         return self._run_sync(lambda own: self._insert_sync(own, specs, now))
+
+    async def _insert_app(
+        self, specs: Sequence[JobSpec], app: AppConnection, execute: AsyncExecute
+    ) -> list[Job[Any]]:
+        """Insert through an application's asynchronous connection of another library."""
+        if not specs:
+            return []
+        await self._migrate_once()
+        try:
+            return await run_steps_async(  # type: ignore[no-any-return]
+                insert_steps(specs, time.time(), schema=self.schema), execute
+            )
+        except app.errors as exc:
+            raise database_error(exc, self.options.shown, via=_via(app)) from exc
+
+    def _insert_app_sync(self, specs: Sequence[JobSpec], app: AppConnection) -> list[Job[Any]]:
+        """Insert through an application's synchronous connection of another library."""
+        if app.execute is None:
+            raise ConfigError(f"conn is an {app.kind}: use the async enqueue (await ...enqueue)")
+        if not specs:
+            return []
+        self._migrate_once_sync()
+        try:
+            return run_steps(  # type: ignore[no-any-return]
+                insert_steps(specs, time.time(), schema=self.schema), app.execute
+            )
+        except app.errors as exc:
+            raise database_error(exc, self.options.shown, via=_via(app)) from exc
 
     def _insert_sync(self, conn: Conn, specs: Sequence[JobSpec], now: float) -> list[Job[Any]]:
         steps = insert_steps(specs, now, schema=self.schema)
@@ -326,6 +368,10 @@ class PostgresEngine:
         """Record that ``node`` is alive."""
         params = {"node": node, "now": float(now), "meta": json.dumps(dict(meta))}
         await self._rows("heartbeat", params)
+
+    async def executing(self, node: str) -> list[int]:
+        """Ids of the jobs recorded as executing on ``node``."""
+        return [row[0] for row in await self._rows("executing", {"node": node})]
 
     async def forget_node(self, node: str) -> None:
         """Remove ``node``'s heartbeat."""

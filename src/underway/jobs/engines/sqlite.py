@@ -194,6 +194,13 @@ class SQLiteEngine:
         params = {"node": node, "now": now, "meta": json.dumps(dict(meta))}
         await self._db.acall(lambda c: c.execute(_sql("heartbeat"), params))
 
+    async def executing(self, node: str) -> list[int]:
+        """Ids of the jobs recorded as executing on ``node``."""
+        rows = await self._db.acall(
+            lambda c: c.execute(_sql("executing"), {"node": node}).fetchall()
+        )
+        return [row[0] for row in rows]
+
     async def forget_node(self, node: str) -> None:
         """Remove ``node``'s heartbeat."""
         await self._db.acall(lambda c: c.execute(_sql("forget_node"), {"node": node}))

@@ -32,11 +32,16 @@ class Acker:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._inflight: list[Ack] = []
 
     @property
     def pending(self) -> int:
         """Acks not yet written."""
         return len(self._buffer)
+
+    def job_ids(self) -> set[int]:
+        """Jobs whose ack is buffered or being written."""
+        return {a.job_id for a in self._buffer} | {a.job_id for a in self._inflight}
 
     def push(self, ack: Ack) -> None:
         """Queue one ack for the next flush."""
@@ -75,6 +80,7 @@ class Acker:
         if not batch:
             return True
         del self._buffer[: len(batch)]
+        self._inflight = batch
         try:
             with telemetry.span("ack", {"node": self.node}) as extra:
                 extra["count"] = len(batch)
@@ -86,6 +92,8 @@ class Acker:
         except BaseException:
             self._buffer[:0] = batch  # writing them twice is harmless; losing them is not
             raise
+        finally:
+            self._inflight = []
         return True
 
     async def _loop(self) -> None:

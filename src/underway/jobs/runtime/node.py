@@ -21,6 +21,7 @@ from underway.jobs.runtime.lifeline import Heartbeat, Lifeline
 from underway.jobs.runtime.notifier import Notifier
 from underway.jobs.runtime.producer import Producer
 from underway.jobs.runtime.pruner import Pruner
+from underway.jobs.runtime.reconciler import Reconciler
 from underway.jobs.runtime.scheduler import Scheduler
 from underway.jobs.runtime.stager import Stager
 from underway.jobs.worker import Worker
@@ -110,10 +111,23 @@ class Node:
                     enabled=leading,
                 )
             )
+        self.periodic.append(
+            Reconciler(
+                engine,
+                node=self.name,
+                interval=max(1.0, 2 * config.heartbeat_interval),
+                known=self._known_jobs,
+                wake=self.wake_all,
+            )
+        )
         self.notifier = Notifier(
             engine, wake_all=self.wake_all, on_signal=self.apply, timeout=config.poll_interval
         )
         self.started = False
+
+    def _known_jobs(self) -> set[int]:
+        running = {i for producer in self.producers.values() for i in producer.running}
+        return running | self.acker.job_ids()
 
     def wake(self, queue: str) -> None:
         """Tell ``queue``'s producer that jobs may be available."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import traceback as tb
 from dataclasses import dataclass
 from typing import Any
 
 from underway.jobs.job import JobState
 
-__all__ = ["Ack", "Cancel", "Error", "Snooze", "decide"]
+__all__ = ["Ack", "Cancel", "Error", "Snooze", "decide", "storable_json", "storable_text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,32 @@ class Ack:
     snoozed: bool = False
 
 
+def storable_text(text: str) -> str:
+    """``text`` as every engine can store it: valid UTF-8 with no NUL character.
+
+    Error messages often quote file names or bytes decoded with ``surrogateescape``; such
+    lone surrogates are written as ``\\udcff`` escapes and NUL as ``\\x00``, so one
+    odd message never holds up the batch of acks it travels in.
+    """
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")  # an escaped NUL, not an escaped backslash
+_ENCODE_RESULT = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+
+
+def storable_json(value: Any) -> str:
+    """A job's result as JSON every engine can store: lone surrogates and NUL characters,
+    which PostgreSQL's jsonb refuses, become U+FFFD."""
+    text = _ENCODE_RESULT(value)
+    if text.isascii() and "\\u0000" not in text:
+        return text
+    return _SURROGATE.sub("\ufffd", _JSON_NUL.sub("\\1\ufffd", text))
+
+
 def decide(
     job_id: int,
     attempt: int,
@@ -88,13 +116,14 @@ def decide(
             snoozed=True,
         )
     if isinstance(outcome, Cancel):
-        return Ack(job_id, JobState.CANCELLED, now, attempt, error=f"cancelled: {outcome.reason}")
+        reason = storable_text(f"cancelled: {outcome.reason}")
+        return Ack(job_id, JobState.CANCELLED, now, attempt, error=reason)
     if isinstance(outcome, BaseException | Error):
         if isinstance(outcome, Error):
-            message, trace = outcome.reason, None
+            message, trace = storable_text(str(outcome.reason)), None
         else:
-            message = f"{type(outcome).__name__}: {outcome}"
-            trace = "".join(tb.format_exception(outcome))
+            message = storable_text(f"{type(outcome).__name__}: {outcome}")
+            trace = storable_text("".join(tb.format_exception(outcome)))
         if attempt >= max_attempts:
             return Ack(job_id, JobState.DISCARDED, now, attempt, error=message, traceback=trace)
         return Ack(
@@ -106,4 +135,6 @@ def decide(
             error=message,
             traceback=trace,
         )
+    if result is not None and ("\\u" in result or not result.isascii()):
+        result = storable_json(json.loads(result))
     return Ack(job_id, JobState.COMPLETED, now, attempt, result=result)

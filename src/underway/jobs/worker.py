@@ -78,9 +78,29 @@ def _dumps(value: Any, what: str) -> str:
     if not value:
         return "{}" if isinstance(value, dict) else _ENCODE(value)
     try:
-        return _ENCODE(value)
+        text = _ENCODE(value)
     except (TypeError, ValueError) as exc:
         raise EnqueueError(f"{what} must be JSON-serialisable: {exc}") from None
+    if "\\u0000" in text or "\\ud" in text:
+        _refuse_unstorable(text, what)
+    return text
+
+
+def _refuse_unstorable(text: str, what: str) -> None:
+    """Refuse NUL characters and lone surrogates, which PostgreSQL's jsonb cannot hold."""
+    decoded = json.dumps(json.loads(text), ensure_ascii=False)
+    if "\\u0000" in decoded:
+        raise EnqueueError(
+            f"{what} contain a NUL character (\\x00), which the database cannot store; "
+            "encode binary data first (for example as base64)"
+        )
+    try:
+        decoded.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EnqueueError(
+            f"{what} contain a lone surrogate (text decoded with surrogateescape, such as a "
+            "file name that is not valid UTF-8); decode it as UTF-8 with errors='replace'"
+        ) from None
 
 
 class Worker:

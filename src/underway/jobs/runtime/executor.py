@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ from underway import _telemetry as telemetry
 from underway.errors import JobTimeout, UnknownWorker
 from underway.jobs import backoff as backoff_policy
 from underway.jobs.job import Job, JobState
-from underway.jobs.outcomes import Ack, Cancel, Error, Snooze, decide
+from underway.jobs.outcomes import Ack, Cancel, Error, Snooze, decide, storable_json
 from underway.jobs.worker import Worker
 
 __all__ = ["Executor"]
@@ -52,7 +51,7 @@ class Executor:
         plain = not isinstance(outcome, BaseException | Snooze | Cancel | Error)
         if worker.record_result and plain:
             try:
-                result = json.dumps(outcome, separators=(",", ":"), allow_nan=False)
+                result = storable_json(outcome)
             except (TypeError, ValueError) as exc:
                 outcome = TypeError(f"result of {worker.name} is not JSON-serialisable: {exc}")
         failed = isinstance(outcome, BaseException | Error)

@@ -1,0 +1,178 @@
+"""The application the PostgreSQL acceptance tests run in node subprocesses.
+
+Settings travel as ``UWPG_<NAME>`` environment variables (see :class:`PgSettings`), so the
+same module serves the test process (to enqueue) and every node process. Run a node with
+``python -m tests.acceptance.pg_nodeapp``; it stops gracefully on SIGTERM.
+
+Every execution of the :data:`RECORD` worker first inserts one row into the test's ``runs``
+table (``job_id, node, attempt`` and the server's clock) on a connection of its own, in its
+own transaction, then sleeps as long as its args say. A job that ran twice has two rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from underway.jobs import Job, Jobs
+
+RECORD = "pg_acceptance.record"
+RUNS_DDL = (
+    "CREATE TABLE {schema}.runs (id bigserial PRIMARY KEY, job_id bigint NOT NULL, "
+    "node text NOT NULL, attempt integer NOT NULL, at timestamptz NOT NULL "
+    "DEFAULT clock_timestamp())"
+)
+_INSERT_RUN = "INSERT INTO {schema}.runs (job_id, node, attempt) VALUES (%s, %s, %s)"
+_ENV_PREFIX = "UWPG_"
+
+
+@dataclass(frozen=True)
+class PgSettings:
+    """How a node is set up; each field travels as ``UWPG_<NAME>``.
+
+    Attributes:
+        dsn: The test database (without underway's options).
+        schema: The schema of underway's tables and of ``runs``.
+        node: The node's name.
+        queues: ``"name=limit,..."``.
+        cron: A cron expression for the :data:`RECORD` worker, or empty for none.
+        pool_size: Connections of the engine's pool (and of the ``runs`` pool).
+    """
+
+    dsn: str
+    schema: str
+    node: str = "node"
+    queues: str = "default=10"
+    heartbeat: float = 0.2
+    rescue_after: float = 1.5
+    leader_ttl: float = 1.0
+    grace: float = 5.0
+    poll: float = 0.1
+    retry_after: float = 0.2
+    cron: str = ""
+    pool_size: int = 4
+
+    @property
+    def url(self) -> str:
+        """The engine URL: the test database with the schema and the pool size."""
+        return f"{self.dsn}?schema={self.schema}&pool_size={self.pool_size}"
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as environment variables."""
+        return {f"{_ENV_PREFIX}{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PgSettings:
+        """Read the settings back from environment variables."""
+        kinds = {"float": float, "int": int, "str": str}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"{_ENV_PREFIX}{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = kinds[str(f.type)](raw)
+        return cls(**values)
+
+    def queue_limits(self) -> dict[str, int]:
+        """``queues`` (``"a=3,b=1"``) as a mapping."""
+        pairs = (item.split("=") for item in self.queues.split(",") if item)
+        return {name: int(limit) for name, limit in pairs}
+
+
+class Runs:
+    """Writes one ``runs`` row per execution through a small pool of its own."""
+
+    def __init__(self, settings: PgSettings) -> None:
+        self.sql = _INSERT_RUN.format(schema=settings.schema)
+        self.node = settings.node
+        self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            settings.dsn,
+            min_size=1,
+            max_size=settings.pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+            timeout=10.0,
+            name=f"runs-{settings.node}",
+        )
+
+    async def record(self, job: Job[Any]) -> None:
+        """Insert the row of this execution (autocommit: its own transaction)."""
+        async with self.pool.connection() as conn:
+            await conn.execute(self.sql, (job.id, self.node, job.attempt))
+
+
+def duration(args: Mapping[str, Any], node: str) -> float:
+    """``args["seconds"]``: one duration, or one per node name with ``"*"`` for the others."""
+    seconds: float | dict[str, float] = args.get("seconds", 0.0)
+    if isinstance(seconds, dict):
+        return float(seconds[node] if node in seconds else seconds.get("*", 0.0))
+    return float(seconds)
+
+
+def build(settings: PgSettings, runs: Runs | None = None) -> Jobs:
+    """The app configured by ``settings``; its worker writes to ``runs`` when given."""
+    jobs = Jobs(
+        settings.url,
+        queues=settings.queue_limits(),
+        node_name=settings.node,
+        poll_interval=settings.poll,
+        stage_interval=settings.poll,
+        heartbeat_interval=settings.heartbeat,
+        rescue_after=settings.rescue_after,
+        leader_ttl=settings.leader_ttl,
+        shutdown_grace=settings.grace,
+    )
+
+    @jobs.worker(name=RECORD, backoff=settings.retry_after)
+    async def record(job: Job[dict[str, Any]]) -> None:
+        if runs is None:
+            raise RuntimeError("this app only enqueues")
+        await runs.record(job)
+        await asyncio.sleep(duration(job.args, settings.node))
+
+    if settings.cron:
+        jobs.add_cron(settings.cron, record, args={"cron": settings.cron})
+    return jobs
+
+
+@contextmanager
+def client(settings: PgSettings) -> Iterator[Jobs]:
+    """An app that enqueues and inspects without running a node; closed on exit."""
+    jobs = build(settings)
+    try:
+        yield jobs
+    finally:
+        asyncio.run(jobs.stop())
+
+
+async def serve(settings: PgSettings) -> None:
+    """Run a node until SIGTERM/SIGINT, with the ``runs`` pool open meanwhile."""
+    runs = Runs(settings)
+    await runs.pool.open(wait=False)
+    try:
+        await build(settings, runs).serve(wait_for_threads=False)
+    finally:
+        await runs.pool.close()
+
+
+def main() -> int:
+    """Run one node with the settings of the environment."""
+    settings = PgSettings.from_env(os.environ)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s {settings.node} %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -177,6 +177,7 @@ class Node:
     async def start(self) -> None:
         """Open the engine and start every component."""
         await self.engine.open()
+        await self.engine.signals()  # from now on: signals published after start reach us
         await self.engine.heartbeat(self.name, time.time(), {"queues": self.config.queues})
         self.heartbeat.start()
         self.leader.start()

@@ -1,0 +1,69 @@
+"""Queue control and cancellation reach every node, not only the one that asked."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from underway.jobs import Job, JobState
+
+from .conftest import MakeJobs, wait_for_state, wait_until
+
+
+async def test_pause_resume_and_scale_from_one_node_reach_another(make_jobs: MakeJobs) -> None:
+    a = make_jobs(node_name="node-a", queues={"default": 1})
+    b = make_jobs(node_name="node-b", queues={"default": 1})
+    for app in (a, b):
+
+        @app.worker(name="signals.work")
+        async def work(job: Job[Any]) -> None:
+            await asyncio.sleep(0.05)
+
+    async with a, b:
+        producer = b.node.producers["default"]  # type: ignore[union-attr]
+        await a.pause_queue("default")
+        await wait_until(lambda: producer.paused, timeout=3.0, message="node-b paused")
+        await a.scale_queue("default", 3)
+        await wait_until(lambda: producer.limit == 3, timeout=3.0, message="node-b scaled")
+        await a.resume_queue("default")
+        await wait_until(lambda: not producer.paused, timeout=3.0, message="node-b resumed")
+        job = await a.workers["signals.work"].enqueue({})
+        await wait_for_state(a, job.id)
+
+
+async def test_local_only_control_leaves_other_nodes_alone(make_jobs: MakeJobs) -> None:
+    a = make_jobs(node_name="node-a")
+    b = make_jobs(node_name="node-b")
+    async with a, b:
+        await a.pause_queue("default", local_only=True)
+        await asyncio.sleep(0.5)
+        assert a.node.producers["default"].paused  # type: ignore[union-attr]
+        assert not b.node.producers["default"].paused  # type: ignore[union-attr]
+
+
+async def test_cancel_from_one_node_interrupts_the_job_running_on_another(
+    make_jobs: MakeJobs,
+) -> None:
+    a = make_jobs(node_name="node-a", queues={"other": 1})  # runs no "default" jobs
+    b = make_jobs(node_name="node-b")
+    started = asyncio.Event()
+    interrupted = asyncio.Event()
+    for app in (a, b):
+
+        @app.worker(name="signals.long")
+        async def long(job: Job[Any]) -> None:
+            started.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                interrupted.set()
+                raise
+
+    async with a, b:
+        job = await a.workers["signals.long"].enqueue({})
+        await asyncio.wait_for(started.wait(), 5.0)
+        cancelled = await a.cancel_job(job.id)
+        assert cancelled is not None
+        assert cancelled.state is JobState.CANCELLED
+        await asyncio.wait_for(interrupted.wait(), 5.0)
+        assert (await wait_for_state(a, job.id)).state is JobState.CANCELLED

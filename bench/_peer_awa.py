@@ -23,21 +23,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import math
-import platform
-import statistics
 import time
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Any
 
 import awa
 import psycopg
 
-POLL_EVERY = 0.02
-TIMEOUT = 300.0
-LATENCY_QUEUE_LIMIT = 10
+from _pgcommon import (
+    LATENCY_QUEUE_LIMIT,
+    Pings,
+    create_database,
+    drop_database,
+    parser,
+    report,
+    wait_for_count,
+)
+
 POOL_SIZE = 10
 
 COUNT_COMPLETED = """
@@ -66,40 +68,15 @@ class Ping:
     k: int
 
 
-def _db_url(admin_dsn: str, db: str) -> str:
-    return f"{admin_dsn.rpartition('/')[0]}/{db}"
-
-
-async def create_database(admin_dsn: str, db: str) -> str:
+async def prepare_database(admin_dsn: str, db: str) -> str:
     """Create ``db`` afresh, migrate it and activate queue storage; returns its URL."""
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{db}"')
-    url = _db_url(admin_dsn, db)
+    url = create_database(admin_dsn, db)
     await awa.migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT awa.storage_auto_finalize_if_fresh('awa')").fetchone()
     if not row or not row[0]:
         raise SystemExit("awa queue storage did not activate on a fresh database")
     return url
-
-
-def drop_database(admin_dsn: str, db: str) -> None:
-    """Drop ``db`` if it exists."""
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-
-
-def summary(ms: list[float]) -> dict[str, float]:
-    """p50, p95 (nearest rank) and max of latencies in milliseconds."""
-    ordered = sorted(ms)
-    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-    return {
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p95_ms": round(p95, 2),
-        "max_ms": round(ordered[-1], 2),
-        "samples": len(ordered),
-    }
 
 
 async def throughput(url: str, n: int, concurrency: int, analyze: bool) -> dict[str, Any]:
@@ -132,14 +109,7 @@ async def throughput(url: str, n: int, concurrency: int, analyze: bool) -> dict[
 
         t1 = time.perf_counter()
         await client.start([(queue, concurrency)])
-        process_s = None
-        while process_s is None:
-            if await completed() >= n:
-                process_s = time.perf_counter() - t1
-            elif time.perf_counter() - t1 > TIMEOUT:
-                raise SystemExit(f"only {await completed()} of {n} jobs completed in time")
-            else:
-                await asyncio.sleep(POLL_EVERY)
+        process_s = await wait_for_count(completed, n, t1)
         await client.shutdown()
         await client.close()
         done = await completed()
@@ -150,49 +120,33 @@ async def latency(url: str, samples: int) -> dict[str, Any]:
     """Enqueue-to-start latency on an idle queue, two ways of enqueueing."""
     client = awa.AsyncClient(url, max_connections=POOL_SIZE)
     other = awa.AsyncClient(url, max_connections=POOL_SIZE)
-    started: dict[int, float] = {}
-    signals: dict[int, asyncio.Event] = {}
+    pings = Pings()
 
     @client.task(Ping, queue="latency")
     async def ping(job: Any) -> None:
-        started[job.args.k] = time.perf_counter()
-        signals[job.args.k].set()
+        pings.arrived(job.args.k)
+
+    async def enqueue(way: str, k: int) -> None:
+        await (client if way == "same" else other).insert(Ping(k), queue="latency")
 
     await client.start([("latency", LATENCY_QUEUE_LIMIT)])
     await asyncio.sleep(1.0)
-    ways: dict[str, list[float]] = {"same": [], "client": []}
-    for k in range(2 * samples):
-        way = "same" if k % 2 == 0 else "client"
-        signals[k] = asyncio.Event()
-        t0 = time.perf_counter()
-        await (client if way == "same" else other).insert(Ping(k), queue="latency")
-        await asyncio.wait_for(signals[k].wait(), timeout=10)
-        ways[way].append((started[k] - t0) * 1000)
-        await asyncio.sleep(0.02)
+    figures = await pings.measure(samples, enqueue)
     await client.shutdown()
     await client.close()
     await other.close()
-    return {way: summary(ms) for way, ms in ways.items()}
+    return figures
 
 
 async def _measure(args: argparse.Namespace) -> dict[str, Any]:
-    url = await create_database(args.admin_dsn, args.db)
+    url = await prepare_database(args.admin_dsn, args.db)
     if args.phase == "throughput":
         return await throughput(url, args.jobs, args.concurrency, args.analyze)
     return await latency(url, args.samples)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    p.add_argument("--db", required=True)
-    p.add_argument("--phase", choices=["throughput", "latency"], default="throughput")
-    p.add_argument("--jobs", type=int, default=10_000)
-    p.add_argument("--analyze", type=int, choices=[0, 1], default=1, help="ANALYZE after insert")
-    p.add_argument("--concurrency", type=int, default=200)
-    p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--drop", action="store_true", help="only drop --db")
-    args = p.parse_args()
+    args = parser(concurrency=200).parse_args()
     if args.drop:
         drop_database(args.admin_dsn, args.db)
         return
@@ -200,10 +154,7 @@ def main() -> None:
         out = asyncio.run(_measure(args))
     finally:
         drop_database(args.admin_dsn, args.db)
-    out["version"] = version("awa-pg")
-    out["loop"] = "asyncio"
-    out["python"] = platform.python_version()
-    print(json.dumps(out), flush=True)
+    report(out, "awa-pg", "asyncio")
 
 
 if __name__ == "__main__":

@@ -18,15 +18,8 @@ oban's own CLI does. Prints one JSON object as the last line.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import math
-import platform
-import statistics
 import time
-from collections.abc import Awaitable, Callable
-from importlib.metadata import version
 from typing import Any
 
 import psycopg
@@ -34,12 +27,18 @@ from oban import Oban, worker
 from oban.schema import install
 from psycopg_pool import AsyncConnectionPool
 
-POLL_EVERY = 0.02
-TIMEOUT = 300.0
-LATENCY_QUEUE_LIMIT = 10
+from _pgcommon import (
+    LATENCY_QUEUE_LIMIT,
+    Pings,
+    create_database,
+    drop_database,
+    event_loop,
+    parser,
+    report,
+    wait_for_count,
+)
 
-_started: dict[int, float] = {}
-_signals: dict[int, asyncio.Event] = {}
+_pings = Pings()
 _handled = 0
 
 
@@ -57,39 +56,7 @@ class PingWorker:
     """Records when it starts."""
 
     async def process(self, job: Any) -> None:
-        key = job.args["k"]
-        _started[key] = time.perf_counter()
-        _signals[key].set()
-
-
-def _db_url(admin_dsn: str, db: str) -> str:
-    return f"{admin_dsn.rpartition('/')[0]}/{db}"
-
-
-def create_database(admin_dsn: str, db: str) -> str:
-    """Create ``db`` afresh; returns its URL."""
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{db}"')
-    return _db_url(admin_dsn, db)
-
-
-def drop_database(admin_dsn: str, db: str) -> None:
-    """Drop ``db`` if it exists."""
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-
-
-def summary(ms: list[float]) -> dict[str, float]:
-    """p50, p95 (nearest rank) and max of latencies in milliseconds."""
-    ordered = sorted(ms)
-    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-    return {
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p95_ms": round(p95, 2),
-        "max_ms": round(ordered[-1], 2),
-        "samples": len(ordered),
-    }
+        _pings.arrived(job.args["k"])
 
 
 async def _count(pool: AsyncConnectionPool, state: str) -> int:
@@ -99,15 +66,6 @@ async def _count(pool: AsyncConnectionPool, state: str) -> int:
         )
         row = await cur.fetchone()
         return int(row[0]) if row else 0
-
-
-async def _wait_for(count: Callable[[], Awaitable[int]], n: int, t0: float) -> float:
-    while True:
-        if await count() >= n:
-            return time.perf_counter() - t0
-        if time.perf_counter() - t0 > TIMEOUT:
-            raise SystemExit(f"only {await count()} of {n} jobs completed in {TIMEOUT:.0f} s")
-        await asyncio.sleep(POLL_EVERY)
 
 
 async def throughput(url: str, n: int, concurrency: int, analyze: bool) -> dict[str, Any]:
@@ -139,7 +97,7 @@ async def throughput(url: str, n: int, concurrency: int, analyze: bool) -> dict[
 
             t1 = time.perf_counter()
             await runtime.start()
-            process_s = await _wait_for(completed, n, t1)
+            process_s = await wait_for_count(completed, n, t1)
             await runtime.stop()
         return {
             "insert_s": insert_s,
@@ -162,45 +120,26 @@ async def latency(url: str, samples: int) -> dict[str, Any]:
         client = Oban(pool=pool, name="bench-client")
         await runtime.start()
         await asyncio.sleep(1.0)
-        ways: dict[str, list[float]] = {"same": [], "client": []}
-        for k in range(2 * samples):
-            way = "same" if k % 2 == 0 else "client"
-            _signals[k] = asyncio.Event()
-            t0 = time.perf_counter()
+
+        async def enqueue(way: str, k: int) -> None:
             if way == "same":
                 await PingWorker.enqueue({"k": k})
             else:
                 await client.enqueue(PingWorker.new({"k": k}))
-            await asyncio.wait_for(_signals[k].wait(), timeout=10)
-            ways[way].append((_started[k] - t0) * 1000)
-            await asyncio.sleep(0.02)
+
+        figures = await _pings.measure(samples, enqueue)
         await runtime.stop()
-        return {way: summary(ms) for way, ms in ways.items()}
+        return figures
     finally:
         await pool.close()
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    p.add_argument("--db", required=True)
-    p.add_argument("--phase", choices=["throughput", "latency"], default="throughput")
-    p.add_argument("--jobs", type=int, default=10_000)
-    p.add_argument("--analyze", type=int, choices=[0, 1], default=1, help="ANALYZE after insert")
-    p.add_argument("--concurrency", type=int, default=100)
-    p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--drop", action="store_true", help="only drop --db")
-    args = p.parse_args()
+    args = parser(concurrency=100).parse_args()
     if args.drop:
         drop_database(args.admin_dsn, args.db)
         return
-    try:
-        import uvloop
-
-        run: Callable[[Any], Any] = uvloop.run
-        loop = f"uvloop {uvloop.__version__}"
-    except ImportError:
-        run, loop = asyncio.run, "asyncio"
+    run, loop = event_loop()
     url = create_database(args.admin_dsn, args.db)
     try:
         if args.phase == "throughput":
@@ -209,10 +148,7 @@ def main() -> None:
             out = run(latency(url, args.samples))
     finally:
         drop_database(args.admin_dsn, args.db)
-    out["version"] = version("oban")
-    out["loop"] = loop
-    out["python"] = platform.python_version()
-    print(json.dumps(out), flush=True)
+    report(out, "oban", loop)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import math
-import platform
-import statistics
 import time
-from collections.abc import Callable
-from importlib.metadata import version
 from typing import Any
 
 import asyncpg
@@ -37,13 +31,9 @@ from pgqueuer.models import Job
 from pgqueuer.qm import QueueManager
 from pgqueuer.queries import Queries
 
-POLL_EVERY = 0.02
-TIMEOUT = 300.0
+from _pgcommon import db_url, event_loop, parser, report, summary, wait_for_count
+
 COUNT_SUCCESSFUL = "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'"
-
-
-def _db_url(admin_dsn: str, db: str) -> str:
-    return f"{admin_dsn.rpartition('/')[0]}/{db}"
 
 
 async def create_database(admin_dsn: str, db: str) -> str:
@@ -54,7 +44,7 @@ async def create_database(admin_dsn: str, db: str) -> str:
         await conn.execute(f'CREATE DATABASE "{db}"')
     finally:
         await conn.close()
-    return _db_url(admin_dsn, db)
+    return db_url(admin_dsn, db)
 
 
 async def drop_database(admin_dsn: str, db: str) -> None:
@@ -64,18 +54,6 @@ async def drop_database(admin_dsn: str, db: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     finally:
         await conn.close()
-
-
-def summary(ms: list[float]) -> dict[str, float]:
-    """p50, p95 (nearest rank) and max of latencies in milliseconds."""
-    ordered = sorted(ms)
-    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-    return {
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p95_ms": round(p95, 2),
-        "max_ms": round(ordered[-1], 2),
-        "samples": len(ordered),
-    }
 
 
 async def throughput(
@@ -110,17 +88,11 @@ async def throughput(
         runner = asyncio.create_task(
             qm.run(batch_size=batch_size, mode=QueueExecutionMode.continuous)
         )
-        process_s = None
-        while process_s is None:
-            if await setup.fetchval(COUNT_SUCCESSFUL) >= n:
-                process_s = time.perf_counter() - t1
-            elif runner.done():
-                runner.result()
-                raise SystemExit("the queue manager stopped early")
-            elif time.perf_counter() - t1 > TIMEOUT:
-                raise SystemExit(f"not all {n} jobs completed in {TIMEOUT:.0f} s")
-            else:
-                await asyncio.sleep(POLL_EVERY)
+
+        async def completed() -> int:
+            return int(await setup.fetchval(COUNT_SUCCESSFUL))
+
+        process_s = await wait_for_count(completed, n, t1, runner)
         qm.shutdown.set()
         await asyncio.wait_for(runner, 30)
         return {
@@ -182,32 +154,15 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    p.add_argument("--db", required=True)
-    p.add_argument("--phase", choices=["throughput", "latency"], default="throughput")
-    p.add_argument("--jobs", type=int, default=10_000)
-    p.add_argument("--analyze", type=int, choices=[0, 1], default=1, help="ANALYZE after insert")
+    p = parser()
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--chunk", type=int, default=1000, help="jobs per enqueue call")
-    p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--drop", action="store_true", help="only drop --db")
     args = p.parse_args()
-    try:
-        import uvloop
-
-        run: Callable[[Any], Any] = uvloop.run
-        loop = f"uvloop {uvloop.__version__}"
-    except ImportError:
-        run, loop = asyncio.run, "asyncio"
+    run, loop = event_loop()
     if args.drop:
         run(drop_database(args.admin_dsn, args.db))
         return
-    out = run(_measure(args))
-    out["version"] = version("pgqueuer")
-    out["loop"] = loop
-    out["python"] = platform.python_version()
-    print(json.dumps(out), flush=True)
+    report(run(_measure(args)), "pgqueuer", loop)
 
 
 if __name__ == "__main__":

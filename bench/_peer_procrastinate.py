@@ -20,54 +20,25 @@ connection pool. Prints one JSON object as the last line.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
-import math
-import platform
-import statistics
 import time
-from importlib.metadata import version
 from typing import Any
 
 import procrastinate
 import psycopg
 
-POLL_EVERY = 0.02
-TIMEOUT = 300.0
+from _pgcommon import (
+    Pings,
+    create_database,
+    drop_database,
+    parser,
+    report,
+    wait_for_count,
+)
+
 LATENCY_CONCURRENCY = 10
 COUNT_SUCCEEDED = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
-
-
-def _db_url(admin_dsn: str, db: str) -> str:
-    return f"{admin_dsn.rpartition('/')[0]}/{db}"
-
-
-def create_database(admin_dsn: str, db: str) -> str:
-    """Create ``db`` afresh; returns its URL."""
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{db}"')
-    return _db_url(admin_dsn, db)
-
-
-def drop_database(admin_dsn: str, db: str) -> None:
-    """Drop ``db`` if it exists."""
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-
-
-def summary(ms: list[float]) -> dict[str, float]:
-    """p50, p95 (nearest rank) and max of latencies in milliseconds."""
-    ordered = sorted(ms)
-    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-    return {
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p95_ms": round(p95, 2),
-        "max_ms": round(ordered[-1], 2),
-        "samples": len(ordered),
-    }
 
 
 def _app(url: str) -> procrastinate.App:
@@ -114,17 +85,7 @@ async def throughput(
             worker = asyncio.create_task(
                 app.run_worker_async(concurrency=concurrency, install_signal_handlers=False)
             )
-            process_s = None
-            while process_s is None:
-                if await count() >= n:
-                    process_s = time.perf_counter() - t1
-                elif worker.done():
-                    worker.result()
-                    raise SystemExit("the worker stopped early")
-                elif time.perf_counter() - t1 > TIMEOUT:
-                    raise SystemExit(f"only {await count()} of {n} jobs succeeded in time")
-                else:
-                    await asyncio.sleep(POLL_EVERY)
+            process_s = await wait_for_count(count, n, t1, worker)
             await _stop(worker)
             completed = await count()
     return {
@@ -139,13 +100,11 @@ async def latency(url: str, samples: int) -> dict[str, Any]:
     """Enqueue-to-start latency on an idle queue, two ways of enqueueing."""
     app = _app(url)
     client = _app(url)
-    started: dict[int, float] = {}
-    signals: dict[int, asyncio.Event] = {}
+    pings = Pings()
 
     @app.task(name="ping")
     async def ping(k: int) -> None:
-        started[k] = time.perf_counter()
-        signals[k].set()
+        pings.arrived(k)
 
     async with app.open_async(), client.open_async():
         await app.schema_manager.apply_schema_async()
@@ -154,33 +113,18 @@ async def latency(url: str, samples: int) -> dict[str, Any]:
         )
         await asyncio.sleep(1.0)
         remote = client.configure_task("ping", allow_unknown=True)
-        ways: dict[str, list[float]] = {"same": [], "client": []}
-        for k in range(2 * samples):
-            way = "same" if k % 2 == 0 else "client"
-            signals[k] = asyncio.Event()
-            t0 = time.perf_counter()
-            if way == "same":
-                await ping.defer_async(k=k)
-            else:
-                await remote.defer_async(k=k)
-            await asyncio.wait_for(signals[k].wait(), timeout=10)
-            ways[way].append((started[k] - t0) * 1000)
-            await asyncio.sleep(0.02)
+
+        async def enqueue(way: str, k: int) -> None:
+            await (ping if way == "same" else remote).defer_async(k=k)
+
+        figures = await pings.measure(samples, enqueue)
         await _stop(worker)
-    return {way: summary(ms) for way, ms in ways.items()}
+    return figures
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    p.add_argument("--db", required=True)
-    p.add_argument("--phase", choices=["throughput", "latency"], default="throughput")
-    p.add_argument("--jobs", type=int, default=10_000)
-    p.add_argument("--analyze", type=int, choices=[0, 1], default=1, help="ANALYZE after insert")
-    p.add_argument("--concurrency", type=int, default=10)
+    p = parser(concurrency=10)
     p.add_argument("--chunk", type=int, default=1000, help="jobs per batch_defer_async call")
-    p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--drop", action="store_true", help="only drop --db")
     args = p.parse_args()
     if args.drop:
         drop_database(args.admin_dsn, args.db)
@@ -195,10 +139,7 @@ def main() -> None:
             out = asyncio.run(latency(url, args.samples))
     finally:
         drop_database(args.admin_dsn, args.db)
-    out["version"] = version("procrastinate")
-    out["loop"] = "asyncio"
-    out["python"] = platform.python_version()
-    print(json.dumps(out), flush=True)
+    report(out, "procrastinate", "asyncio")
 
 
 if __name__ == "__main__":

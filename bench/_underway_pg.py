@@ -25,25 +25,27 @@ Prints one JSON object as the last line. When underway cannot run on PostgreSQL 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import math
-import platform
-import statistics
 import sys
 import time
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from _pgcommon import (
+    LATENCY_QUEUE_LIMIT,
+    Pings,
+    create_database,
+    drop_database,
+    parser,
+    report,
+    wait_for_count,
+)
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
     from underway.jobs import Jobs
 
-POLL_EVERY = 0.02
-TIMEOUT = 300.0
-LATENCY_QUEUE_LIMIT = 10
 UNAVAILABLE = 3
 
 
@@ -55,40 +57,6 @@ def _unavailable(exc: BaseException) -> NoReturn:
     said = str(exc) if isinstance(exc, Unavailable) else f"{type(exc).__name__}: {exc}"
     print(json.dumps({"unavailable": said}), flush=True)
     sys.exit(UNAVAILABLE)
-
-
-def _db_url(admin_dsn: str, db: str) -> str:
-    return f"{admin_dsn.rpartition('/')[0]}/{db}"
-
-
-def create_database(admin_dsn: str, db: str) -> str:
-    """Create ``db`` afresh; returns its URL."""
-    import psycopg
-
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{db}"')
-    return _db_url(admin_dsn, db)
-
-
-def drop_database(admin_dsn: str, db: str) -> None:
-    """Drop ``db`` if it exists."""
-    import psycopg
-
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-
-
-def summary(ms: list[float]) -> dict[str, float]:
-    """p50, p95 (nearest rank) and max of latencies in milliseconds."""
-    ordered = sorted(ms)
-    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-    return {
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p95_ms": round(p95, 2),
-        "max_ms": round(ordered[-1], 2),
-        "samples": len(ordered),
-    }
 
 
 def _app(url: str, queue: str, concurrency: int) -> Jobs:
@@ -161,69 +129,43 @@ async def throughput(url: str, n: int, concurrency: int, analyze: bool) -> dict[
         if available != n:
             raise SystemExit(f"{available} of {n} jobs available after enqueue_many")
         t1 = time.perf_counter()
-        process_s = None
+
+        async def completed() -> int:
+            return await _count(watch, table, "completed")
+
         async with jobs:
-            while process_s is None:
-                if await _count(watch, table, "completed") >= n:
-                    process_s = time.perf_counter() - t1
-                elif time.perf_counter() - t1 > TIMEOUT:
-                    done = await _count(watch, table, "completed")
-                    raise SystemExit(f"only {done} of {n} jobs completed in {TIMEOUT:.0f} s")
-                else:
-                    await asyncio.sleep(POLL_EVERY)
-        completed = await _count(watch, table, "completed")
-    return {
-        "insert_s": insert_s,
-        "process_s": process_s,
-        "handled": handled,
-        "completed": completed,
-    }
+            process_s = await wait_for_count(completed, n, t1)
+        done = await completed()
+    return {"insert_s": insert_s, "process_s": process_s, "handled": handled, "completed": done}
 
 
 async def latency(url: str, samples: int) -> dict[str, Any]:
     """Enqueue-to-start latency on an idle queue, two ways of enqueueing."""
     jobs = await _migrated(url, "latency", LATENCY_QUEUE_LIMIT)
     client = _app(url, "latency", LATENCY_QUEUE_LIMIT)
-    started: dict[int, float] = {}
-    signals: dict[int, asyncio.Event] = {}
+    pings = Pings()
 
     @jobs.worker(queue="latency", name="bench.ping", max_attempts=1)
     async def ping(job: Any) -> None:
-        k = job.args["k"]
-        started[k] = time.perf_counter()
-        signals[k].set()
+        pings.arrived(job.args["k"])
 
     @client.worker(queue="latency", name="bench.ping", max_attempts=1)
     async def ping_from_client(job: Any) -> None:
         raise AssertionError("the client app runs no node")
 
+    async def enqueue(way: str, k: int) -> None:
+        await (ping if way == "same" else ping_from_client).enqueue({"k": k})
+
     await client.engine.open()
-    ways: dict[str, list[float]] = {"same": [], "client": []}
     async with jobs:
         await asyncio.sleep(1.0)
-        for k in range(2 * samples):
-            way = "same" if k % 2 == 0 else "client"
-            signals[k] = asyncio.Event()
-            t0 = time.perf_counter()
-            await (ping if way == "same" else ping_from_client).enqueue({"k": k})
-            await asyncio.wait_for(signals[k].wait(), timeout=10)
-            ways[way].append((started[k] - t0) * 1000)
-            await asyncio.sleep(0.02)
+        figures = await pings.measure(samples, enqueue)
     await client.engine.close()
-    return {way: summary(ms) for way, ms in ways.items()}
+    return figures
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    p.add_argument("--db", required=True)
-    p.add_argument("--phase", choices=["throughput", "latency"], default="throughput")
-    p.add_argument("--jobs", type=int, default=10_000)
-    p.add_argument("--analyze", type=int, choices=[0, 1], default=1, help="ANALYZE after insert")
-    p.add_argument("--concurrency", type=int, default=100)
-    p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--drop", action="store_true", help="only drop --db")
-    args = p.parse_args()
+    args = parser(concurrency=100).parse_args()
     try:
         import psycopg  # noqa: F401
         import psycopg_pool  # noqa: F401
@@ -244,10 +186,7 @@ def main() -> None:
         _unavailable(exc)
     finally:
         drop_database(args.admin_dsn, args.db)
-    out["version"] = version("underway")
-    out["python"] = platform.python_version()
-    out["loop"] = "asyncio"
-    print(json.dumps(out), flush=True)
+    report(out, "underway", "asyncio")
 
 
 if __name__ == "__main__":

@@ -10,26 +10,19 @@ directory and is shown when a wait times out.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import psycopg
 
-from tests.acceptance._procs import kill9, wait_for
+from tests.acceptance._procs import NodeProcesses
 from tests.acceptance.pg_nodeapp import RECORD, RUNS_DDL, PgSettings, client
-
-ROOT = Path(__file__).resolve().parents[2]
-MODULE = "tests.acceptance.pg_nodeapp"
 
 
 def admin_url() -> str:
@@ -66,7 +59,7 @@ class Run:
     at: float
 
 
-class PgCluster:
+class PgCluster(NodeProcesses[PgSettings]):
     """Node processes on one schema of the test database, and what they did.
 
     Args:
@@ -74,11 +67,12 @@ class PgCluster:
         workdir: Where each process's stdout/stderr files go.
     """
 
+    module = "tests.acceptance.pg_nodeapp"
+    poll_interval = 0.05
+
     def __init__(self, base: PgSettings, workdir: Path) -> None:
-        self.base = base
+        super().__init__(base, workdir)
         self.schema = base.schema
-        self.workdir = workdir
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def __enter__(self) -> PgCluster:
         with client(self.base) as jobs:  # the tables exist before any node starts
@@ -86,72 +80,9 @@ class PgCluster:
         self.execute(RUNS_DDL.format(schema=self.schema))
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        for _, proc in self.procs:
-            if proc.poll() is None:
-                kill9(proc)
-
-    # -- processes ----------------------------------------------------------------------------
-
-    def start_node(
-        self, name: str, *, wait: bool = True, **changes: Any
-    ) -> subprocess.Popen[bytes]:
-        """Start node ``name``; with ``wait``, return once it heartbeats."""
-        settings = replace(self.base, node=name, **changes)
-        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, **settings.to_env(), "PYTHONPATH": path}
-        env.pop("PYTEST_CURRENT_TEST", None)
-        with (
-            open(self.workdir / f"{name}.out", "wb") as out,
-            open(self.workdir / f"{name}.err", "wb") as err,
-        ):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", MODULE],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
-        self.procs.append((name, proc))
-        if wait:
-            self.wait_for(
-                lambda: proc.poll() is not None or self.alive(name),
-                timeout=20,
-                what=f"node {name} to start",
-            )
-            assert proc.poll() is None, f"node {name} exited early:\n{self.output()}"
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes], *, timeout: float = 20.0) -> int:
-        """SIGTERM ``proc`` and return its exit code."""
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait(timeout=timeout)
-
     def log(self, name: str) -> str:
         """Everything node ``name`` wrote to stderr (its log)."""
         return (self.workdir / f"{name}.err").read_text(errors="replace")
-
-    def output(self, tail: int = 3000) -> str:
-        """The tail of every node's log, for failure messages."""
-        parts = [
-            f"--- {name} (exit {proc.poll()}) ---\n{self.log(name)[-tail:]}"
-            for name, proc in self.procs
-        ]
-        return "\n".join(parts)
-
-    def wait_for(
-        self, condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.05
-    ) -> Any:
-        """:func:`wait_for` that shows the nodes' logs on timeout."""
-        return wait_for(
-            condition, timeout=timeout, what=what, interval=interval, diagnose=self.output
-        )
 
     # -- the database -------------------------------------------------------------------------
 

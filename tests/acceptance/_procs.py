@@ -19,9 +19,9 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
-from tests.acceptance.nodeapp import Settings, client
+from tests.acceptance.nodeapp import EnvSettings, Settings, client
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "tests.acceptance.nodeapp"
@@ -98,25 +98,25 @@ def read_events(log_dir: Path) -> list[Event]:
     return sorted(events, key=lambda e: e.at)
 
 
-class Processes:
-    """Starts node and helper processes for one test and kills any left at the end.
+S = TypeVar("S", bound=EnvSettings)
+
+
+class NodeProcesses(Generic[S]):
+    """Runs ``python -m <module>`` processes for one test and kills any left at the end.
 
     Args:
-        base: Settings shared by every node (database and log directory included).
+        base: Settings shared by every process.
         workdir: Where each process's stdout/stderr files go.
     """
 
-    def __init__(self, base: Settings, workdir: Path) -> None:
+    module: ClassVar[str]
+    node_args: ClassVar[tuple[str, ...]] = ()
+    poll_interval: ClassVar[float] = 0.02
+
+    def __init__(self, base: S, workdir: Path) -> None:
         self.base = base
         self.workdir = workdir
-        self.db = Path(base.db)
-        self.log_dir = Path(base.log_dir)
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def __enter__(self) -> Processes:
-        with client(self.base) as jobs:  # the schema exists before any process opens the file
-            jobs.migrate_sync()
-        return self
 
     def __exit__(
         self,
@@ -128,8 +128,8 @@ class Processes:
             if proc.poll() is None:
                 kill9(proc)
 
-    def spawn(self, label: str, args: Sequence[str], settings: Settings) -> subprocess.Popen[bytes]:
-        """Run ``python -m tests.acceptance.nodeapp *args`` with ``settings`` in its env."""
+    def spawn(self, label: str, args: Sequence[str], settings: S) -> subprocess.Popen[bytes]:
+        """Run ``python -m <module> *args`` with ``settings`` in its env."""
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         env = {**os.environ, **settings.to_env(), "PYTHONPATH": path}
         env.pop("PYTEST_CURRENT_TEST", None)
@@ -138,7 +138,7 @@ class Processes:
             open(self.workdir / f"{label}.err", "wb") as err,
         ):
             proc = subprocess.Popen(
-                [sys.executable, "-m", MODULE, *args],
+                [sys.executable, "-m", self.module, *args],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -148,14 +148,19 @@ class Processes:
         self.procs.append((label, proc))
         return proc
 
+    def alive(self, node: str) -> bool:
+        """Whether ``node`` has a heartbeat row (written before it claims any job)."""
+        raise NotImplementedError
+
     def start_node(
         self, name: str, *, wait: bool = True, **changes: Any
     ) -> subprocess.Popen[bytes]:
         """Start a node named ``name``; with ``wait``, return once it heartbeats."""
-        proc = self.spawn(name, ["node"], replace(self.base, node=name, **changes))
+        settings = replace(self.base, node=name, **changes)  # type: ignore[type-var]
+        proc = self.spawn(name, self.node_args, settings)
         if wait:
             self.wait_for(
-                lambda: proc.poll() is not None or node_alive(self.db, name),
+                lambda: proc.poll() is not None or self.alive(name),
                 timeout=20,
                 what=f"node {name} to start",
             )
@@ -175,9 +180,43 @@ class Processes:
             parts.append(f"--- {label} (exit {proc.poll()}) ---\n{text[-tail:]}")
         return "\n".join(parts)
 
-    def wait_for(self, condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    def wait_for(
+        self,
+        condition: Callable[[], Any],
+        *,
+        timeout: float,
+        what: str,
+        interval: float | None = None,
+    ) -> Any:
         """:func:`wait_for` that shows the processes' output on timeout."""
-        return wait_for(condition, timeout=timeout, what=what, diagnose=self.output)
+        every = self.poll_interval if interval is None else interval
+        return wait_for(condition, timeout=timeout, what=what, interval=every, diagnose=self.output)
+
+
+class Processes(NodeProcesses[Settings]):
+    """Starts node and helper processes of :mod:`tests.acceptance.nodeapp` for one test.
+
+    Args:
+        base: Settings shared by every node (database and log directory included).
+        workdir: Where each process's stdout/stderr files go.
+    """
+
+    module = MODULE
+    node_args = ("node",)
+
+    def __init__(self, base: Settings, workdir: Path) -> None:
+        super().__init__(base, workdir)
+        self.db = Path(base.db)
+        self.log_dir = Path(base.log_dir)
+
+    def __enter__(self) -> Processes:
+        with client(self.base) as jobs:  # the schema exists before any process opens the file
+            jobs.migrate_sync()
+        return self
+
+    def alive(self, node: str) -> bool:
+        """Whether ``node`` has a heartbeat row (written before it claims any job)."""
+        return node_alive(self.db, node)
 
     def events(self) -> list[Event]:
         """The execution log of every process so far."""

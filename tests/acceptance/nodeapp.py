@@ -19,10 +19,10 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from underway.jobs import Job, Jobs, Unique
 
@@ -30,12 +30,42 @@ RECORD = "acceptance.record"
 UNIQUE = "acceptance.unique"
 UNIQUE_BY_ACCOUNT = "acceptance.unique_by_account"
 
-_ENV_PREFIX = "UW_"
+_KINDS: dict[str, type] = {"float": float, "int": int, "str": str}
+
+
+class EnvSettings:
+    """What a dataclass of settings needs to travel to a subprocess as ``<prefix><NAME>``."""
+
+    env_prefix: ClassVar[str]
+    node: str
+    queues: str
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as environment variables."""
+        names = (f.name for f in fields(self))  # type: ignore[arg-type]
+        return {f"{self.env_prefix}{name.upper()}": str(getattr(self, name)) for name in names}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        """Read the settings back from environment variables."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            raw = env.get(f"{cls.env_prefix}{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _KINDS[str(f.type)](raw)
+        return cls(**values)
+
+    def queue_limits(self) -> dict[str, int]:
+        """``queues`` (``"a=3,b=1"``) as a mapping."""
+        pairs = (item.split("=") for item in self.queues.split(",") if item)
+        return {name: int(limit) for name, limit in pairs}
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(EnvSettings):
     """How a node or an inserter is set up; each field travels as ``UW_<NAME>``."""
+
+    env_prefix: ClassVar[str] = "UW_"
 
     db: str
     log_dir: str
@@ -45,25 +75,6 @@ class Settings:
     rescue_after: float = 1.5
     grace: float = 5.0
     poll: float = 0.05
-
-    def to_env(self) -> dict[str, str]:
-        """The settings as environment variables."""
-        return {f"{_ENV_PREFIX}{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Read the settings back from environment variables."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"{_ENV_PREFIX}{f.name.upper()}")
-            if raw is not None:
-                values[f.name] = float(raw) if f.type == "float" else raw
-        return cls(**values)
-
-    def queue_limits(self) -> dict[str, int]:
-        """``queues`` (``"a=3,b=1"``) as a mapping."""
-        pairs = (item.split("=") for item in self.queues.split(",") if item)
-        return {name: int(limit) for name, limit in pairs}
 
 
 class ExecutionLog:
@@ -82,7 +93,7 @@ class ExecutionLog:
         os.write(self._fd, line.encode())
 
 
-def _duration(args: Mapping[str, Any], node: str) -> float:
+def duration(args: Mapping[str, Any], node: str) -> float:
     """``args["seconds"]``: one duration, or one per node name with ``"*"`` for the others."""
     seconds: float | dict[str, float] = args.get("seconds", 0.0)
     if isinstance(seconds, dict):
@@ -108,7 +119,7 @@ def build(settings: Settings) -> Jobs:
     @jobs.worker(name=RECORD)
     async def record(job: Job[dict[str, Any]]) -> None:
         log.write("start", job)
-        await asyncio.sleep(_duration(job.args, settings.node))
+        await asyncio.sleep(duration(job.args, settings.node))
         log.write("finish", job)
 
     @jobs.worker(name=UNIQUE, unique=Unique(period=300))
@@ -123,13 +134,26 @@ def build(settings: Settings) -> Jobs:
 
 
 @contextmanager
-def client(settings: Settings) -> Iterator[Jobs]:
-    """An app that enqueues and inspects without running a node; closed on exit."""
-    jobs = build(settings)
+def stopping(jobs: Jobs) -> Iterator[Jobs]:
+    """Yield ``jobs``, an app that runs no node, and close it on exit."""
     try:
         yield jobs
     finally:
         asyncio.run(jobs.stop())
+
+
+def client(settings: Settings) -> AbstractContextManager[Jobs]:
+    """An app that enqueues and inspects without running a node; closed on exit."""
+    return stopping(build(settings))
+
+
+def log_to_stderr(node: str) -> None:
+    """Log at INFO to stderr, each line naming ``node``."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s {node} %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _wait_for_file(path: Path, timeout: float) -> None:
@@ -185,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     racer.add_argument("index", type=int)
     options = parser.parse_args(argv)
     settings = Settings.from_env(os.environ)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format=f"%(asctime)s {settings.node} %(levelname)s %(name)s: %(message)s",
-    )
+    log_to_stderr(settings.node)
     if options.command == "node":
         build(settings).run()
     else:

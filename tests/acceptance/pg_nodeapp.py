@@ -12,16 +12,15 @@ own transaction, then sleeps as long as its args say. A job that ran twice has t
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from typing import Any
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from psycopg_pool import AsyncConnectionPool
 
+from tests.acceptance.nodeapp import EnvSettings, duration, log_to_stderr, stopping
 from underway.jobs import Job, Jobs
 
 RECORD = "pg_acceptance.record"
@@ -31,11 +30,10 @@ RUNS_DDL = (
     "DEFAULT clock_timestamp())"
 )
 _INSERT_RUN = "INSERT INTO {schema}.runs (job_id, node, attempt) VALUES (%s, %s, %s)"
-_ENV_PREFIX = "UWPG_"
 
 
 @dataclass(frozen=True)
-class PgSettings:
+class PgSettings(EnvSettings):
     """How a node is set up; each field travels as ``UWPG_<NAME>``.
 
     Attributes:
@@ -46,6 +44,8 @@ class PgSettings:
         cron: A cron expression for the :data:`RECORD` worker, or empty for none.
         pool_size: Connections of the engine's pool (and of the ``runs`` pool).
     """
+
+    env_prefix: ClassVar[str] = "UWPG_"
 
     dsn: str
     schema: str
@@ -64,26 +64,6 @@ class PgSettings:
     def url(self) -> str:
         """The engine URL: the test database with the schema and the pool size."""
         return f"{self.dsn}?schema={self.schema}&pool_size={self.pool_size}"
-
-    def to_env(self) -> dict[str, str]:
-        """The settings as environment variables."""
-        return {f"{_ENV_PREFIX}{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> PgSettings:
-        """Read the settings back from environment variables."""
-        kinds = {"float": float, "int": int, "str": str}
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"{_ENV_PREFIX}{f.name.upper()}")
-            if raw is not None:
-                values[f.name] = kinds[str(f.type)](raw)
-        return cls(**values)
-
-    def queue_limits(self) -> dict[str, int]:
-        """``queues`` (``"a=3,b=1"``) as a mapping."""
-        pairs = (item.split("=") for item in self.queues.split(",") if item)
-        return {name: int(limit) for name, limit in pairs}
 
 
 class Runs:
@@ -106,14 +86,6 @@ class Runs:
         """Insert the row of this execution (autocommit: its own transaction)."""
         async with self.pool.connection() as conn:
             await conn.execute(self.sql, (job.id, self.node, job.attempt))
-
-
-def duration(args: Mapping[str, Any], node: str) -> float:
-    """``args["seconds"]``: one duration, or one per node name with ``"*"`` for the others."""
-    seconds: float | dict[str, float] = args.get("seconds", 0.0)
-    if isinstance(seconds, dict):
-        return float(seconds[node] if node in seconds else seconds.get("*", 0.0))
-    return float(seconds)
 
 
 def build(settings: PgSettings, runs: Runs | None = None) -> Jobs:
@@ -142,14 +114,9 @@ def build(settings: PgSettings, runs: Runs | None = None) -> Jobs:
     return jobs
 
 
-@contextmanager
-def client(settings: PgSettings) -> Iterator[Jobs]:
+def client(settings: PgSettings) -> AbstractContextManager[Jobs]:
     """An app that enqueues and inspects without running a node; closed on exit."""
-    jobs = build(settings)
-    try:
-        yield jobs
-    finally:
-        asyncio.run(jobs.stop())
+    return stopping(build(settings))
 
 
 async def serve(settings: PgSettings) -> None:
@@ -165,11 +132,7 @@ async def serve(settings: PgSettings) -> None:
 def main() -> int:
     """Run one node with the settings of the environment."""
     settings = PgSettings.from_env(os.environ)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format=f"%(asctime)s {settings.node} %(levelname)s %(name)s: %(message)s",
-    )
+    log_to_stderr(settings.node)
     asyncio.run(serve(settings))
     return 0
 

@@ -31,6 +31,7 @@ import psycopg
 import pytest
 
 from underway.jobs import Job, Jobs, JobState
+from underway.jobs.engines.sqlite import SQLiteEngine
 from underway.jobs.job import FINISHED_STATES
 
 from .pg import Schemas, schemas
@@ -229,6 +230,21 @@ def db_path(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
 def db_url(db_path: Path) -> str:
     """The database URL of :func:`db_path`."""
     return f"sqlite:///{db_path}"
+
+
+@pytest.fixture
+async def sqlite_engines(db_url: str) -> AsyncIterator[Callable[[str], SQLiteEngine]]:
+    """Opens engines on the test's file (URL options appended), closed at teardown."""
+    opened: list[SQLiteEngine] = []
+
+    def make(options: str = "") -> SQLiteEngine:
+        engine = SQLiteEngine(db_url + options)
+        opened.append(engine)
+        return engine
+
+    yield make
+    for engine in opened:
+        await engine.close()
 
 
 @pytest.fixture

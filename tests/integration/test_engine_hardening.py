@@ -8,7 +8,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +38,6 @@ def spec(i: int, *, queue: str = QUEUE, priority: int = 0, max_attempts: int = 2
         priority=priority,
         max_attempts=max_attempts,
     )
-
-
-@pytest.fixture
-async def engines(db_url: str) -> AsyncIterator[Callable[[str], SQLiteEngine]]:
-    """Opens engines on the test's file (URL options appended), closed at teardown."""
-    opened: list[SQLiteEngine] = []
-
-    def make(options: str = "") -> SQLiteEngine:
-        engine = SQLiteEngine(db_url + options)
-        opened.append(engine)
-        return engine
-
-    yield make
-    for engine in opened:
-        await engine.close()
 
 
 def _hold_write_lock(conn: sqlite3.Connection) -> None:
@@ -85,9 +70,9 @@ async def _claimed_twice(
 
 
 async def test_a_late_ack_and_release_from_a_rescued_node_change_nothing(
-    engines: Callable[[str], SQLiteEngine],
+    sqlite_engines: Callable[[str], SQLiteEngine],
 ) -> None:
-    a, b = engines(""), engines("")
+    a, b = sqlite_engines(""), sqlite_engines("")
     job = await _claimed_twice(a, b, "node-a", "node-b")
     now = time.time()
 
@@ -114,9 +99,9 @@ async def test_a_late_ack_and_release_from_a_rescued_node_change_nothing(
 
 
 async def test_a_late_ack_of_an_earlier_attempt_on_the_same_node_changes_nothing(
-    engines: Callable[[str], SQLiteEngine],
+    sqlite_engines: Callable[[str], SQLiteEngine],
 ) -> None:
-    a, b = engines(""), engines("")
+    a, b = sqlite_engines(""), sqlite_engines("")
     job = await _claimed_twice(a, b, "node-a", "node-a")
     now = time.time()
 
@@ -140,9 +125,9 @@ def _poison(conn: sqlite3.Connection, job_id: int, column: str, text: str) -> No
 
 
 async def test_fetch_discards_undecodable_rows_and_returns_the_good_ones(
-    engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
+    sqlite_engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
 ) -> None:
-    engine = engines("")
+    engine = sqlite_engines("")
     await engine.open()
     inserted = await engine.insert([spec(i) for i in range(10)])
     raw = raw_db()
@@ -166,9 +151,9 @@ async def test_fetch_discards_undecodable_rows_and_returns_the_good_ones(
 
 
 async def test_list_and_get_mark_undecodable_fields_instead_of_raising(
-    engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
+    sqlite_engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
 ) -> None:
-    engine = engines("")
+    engine = sqlite_engines("")
     await engine.open()
     inserted = await engine.insert([spec(i) for i in range(len(JSON_COLUMNS) + 1)])
     raw = raw_db()
@@ -226,9 +211,9 @@ async def test_a_node_runs_the_good_jobs_of_a_batch_with_a_poison_row(
 
 
 async def test_rescue_and_failed_acks_cope_with_an_undecodable_errors_column(
-    engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
+    sqlite_engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
 ) -> None:
-    engine = engines("")
+    engine = sqlite_engines("")
     await engine.open()
     inserted = await engine.insert([spec(i) for i in range(4)])
     claimed = await engine.fetch(QUEUE, 4, "node-a", time.time())
@@ -257,9 +242,9 @@ async def test_rescue_and_failed_acks_cope_with_an_undecodable_errors_column(
 
 
 async def test_constraint_errors_become_database_errors_and_keep_the_connection(
-    engines: Callable[[str], SQLiteEngine], db_path: Path
+    sqlite_engines: Callable[[str], SQLiteEngine], db_path: Path
 ) -> None:
-    engine = engines("")
+    engine = sqlite_engines("")
     await engine.open()
     conn = engine._conn
     bad = spec(0, priority=12)  # the table's CHECK rejects it
@@ -281,9 +266,9 @@ async def test_constraint_errors_become_database_errors_and_keep_the_connection(
 
 
 async def test_a_lock_is_reported_as_what_happened_and_keeps_the_connection(
-    engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
+    sqlite_engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
 ) -> None:
-    engine = engines("?busy_timeout=0.2")
+    engine = sqlite_engines("?busy_timeout=0.2")
     await engine.open()
     conn = engine._conn
     holder = raw_db()
@@ -349,12 +334,12 @@ def test_a_refused_wal_mode_is_logged_once(
 
 
 async def test_a_file_in_wal_mode_logs_nothing(
-    engines: Callable[[str], SQLiteEngine],
+    sqlite_engines: Callable[[str], SQLiteEngine],
     raw_db: Callable[[], sqlite3.Connection],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="underway.jobs")
-    await engines("").open()
+    await sqlite_engines("").open()
 
     assert raw_db().execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
@@ -395,9 +380,9 @@ def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("synchronous", "direct"), [("NORMAL", 1), ("FULL", 0), ("EXTRA", 0)])
 async def test_direct_writes_are_skipped_when_each_commit_syncs_to_disk(
-    engines: Callable[[str], SQLiteEngine], synchronous: str, direct: int
+    sqlite_engines: Callable[[str], SQLiteEngine], synchronous: str, direct: int
 ) -> None:
-    engine = engines(f"?synchronous={synchronous}")
+    engine = sqlite_engines(f"?synchronous={synchronous}")
     await engine.open()
 
     (job,) = await engine.insert([spec(1)])
@@ -410,9 +395,9 @@ async def test_direct_writes_are_skipped_when_each_commit_syncs_to_disk(
 
 
 async def test_fetch_on_an_empty_queue_does_not_wait_for_the_write_lock(
-    engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
+    sqlite_engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
 ) -> None:
-    engine = engines("?busy_timeout=0.2")
+    engine = sqlite_engines("?busy_timeout=0.2")
     await engine.open()
     await engine.insert([spec(1, queue="other")])
     holder = raw_db()
@@ -433,14 +418,14 @@ async def test_fetch_on_an_empty_queue_does_not_wait_for_the_write_lock(
 
 
 async def test_enqueue_in_an_app_transaction_on_an_unmigrated_file_says_to_migrate(
-    engines: Callable[[str], SQLiteEngine], db_path: Path
+    sqlite_engines: Callable[[str], SQLiteEngine], db_path: Path
 ) -> None:
     app = sqlite3.connect(db_path, timeout=1.0)
     try:
         app.execute("CREATE TABLE users (name TEXT)")
         app.commit()
         app.execute("INSERT INTO users VALUES ('ann')")  # opens the app's transaction
-        engine = engines("?busy_timeout=1")
+        engine = sqlite_engines("?busy_timeout=1")
         started = time.monotonic()
         with pytest.raises(DatabaseError) as info:
             engine.insert_sync([spec(1)], conn=app)
@@ -465,15 +450,15 @@ async def test_enqueue_in_an_app_transaction_on_an_unmigrated_file_says_to_migra
 
 
 async def test_enqueue_in_an_app_transaction_on_a_migrated_file_opens_the_engine(
-    engines: Callable[[str], SQLiteEngine], db_path: Path
+    sqlite_engines: Callable[[str], SQLiteEngine], db_path: Path
 ) -> None:
-    await asyncio.to_thread(engines("").migrate)
+    await asyncio.to_thread(sqlite_engines("").migrate)
     app = sqlite3.connect(db_path, timeout=1.0)
     try:
         app.execute("CREATE TABLE users (name TEXT)")
         app.commit()
         app.execute("INSERT INTO users VALUES ('ann')")
-        fresh = engines("?busy_timeout=1")
+        fresh = sqlite_engines("?busy_timeout=1")
         (job,) = fresh.insert_sync([spec(1)], conn=app)
         app.commit()
     finally:

@@ -7,7 +7,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +34,10 @@ def spec(i: int, *, priority: int = 0, scheduled_at: float | None = None) -> Job
     )
 
 
-@pytest.fixture
-async def engines(db_url: str) -> AsyncIterator[Callable[[str], SQLiteEngine]]:
-    """Opens engines on the test's file (URL options appended), closed at teardown."""
-    opened: list[SQLiteEngine] = []
-
-    def make(options: str = "") -> SQLiteEngine:
-        engine = SQLiteEngine(db_url + options)
-        opened.append(engine)
-        return engine
-
-    yield make
-    for engine in opened:
-        await engine.close()
-
-
 async def test_fetch_claims_jobs_in_start_order(
-    engines: Callable[[str], SQLiteEngine],
+    sqlite_engines: Callable[[str], SQLiteEngine],
 ) -> None:
-    engine = engines("")
+    engine = sqlite_engines("")
     await engine.open()
     now = time.time()
     plan = [(3, now - 5), (0, now - 1), (0, now - 9), (3, now - 5), (1, now - 2), (0, now - 1)]
@@ -70,9 +55,9 @@ async def test_fetch_claims_jobs_in_start_order(
 
 
 async def test_fetch_takes_only_due_available_jobs_of_its_queue(
-    engines: Callable[[str], SQLiteEngine],
+    sqlite_engines: Callable[[str], SQLiteEngine],
 ) -> None:
-    engine = engines("")
+    engine = sqlite_engines("")
     await engine.open()
     now = time.time()
     later = spec(1, scheduled_at=now + 60)
@@ -86,9 +71,9 @@ async def test_fetch_takes_only_due_available_jobs_of_its_queue(
 
 
 async def test_two_engines_fetching_concurrently_never_claim_a_job_twice(
-    engines: Callable[[str], SQLiteEngine],
+    sqlite_engines: Callable[[str], SQLiteEngine],
 ) -> None:
-    first, second = engines(""), engines("")
+    first, second = sqlite_engines(""), sqlite_engines("")
     await first.open()
     await second.open()
     total = 3000
@@ -121,9 +106,9 @@ async def test_two_engines_fetching_concurrently_never_claim_a_job_twice(
 
 
 async def test_bulk_insert_of_5000_jobs_returns_ids_in_order(
-    engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
+    sqlite_engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
 ) -> None:
-    engine = engines("")
+    engine = sqlite_engines("")
     await engine.open()
     count = 5000
 
@@ -139,13 +124,13 @@ async def test_bulk_insert_of_5000_jobs_returns_ids_in_order(
 
 
 async def test_migrate_is_idempotent(
-    engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
+    sqlite_engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
 ) -> None:
-    engine = engines("")
+    engine = sqlite_engines("")
     first = await asyncio.to_thread(engine.migrate)
     await engine.insert([spec(1)])
     again = await asyncio.to_thread(engine.migrate)
-    other = engines("")
+    other = sqlite_engines("")
     from_other = await asyncio.to_thread(other.migrate)
 
     assert first == ["0001_initial", "0002_signals_leases_cron"]
@@ -174,9 +159,9 @@ async def test_a_corrupt_file_raises_a_clear_database_error(
 
 
 async def test_a_long_write_transaction_raises_database_locked_after_busy_timeout(
-    engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
+    sqlite_engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
 ) -> None:
-    engine = engines("?busy_timeout=0.2")
+    engine = sqlite_engines("?busy_timeout=0.2")
     await engine.open()
     holder = raw_db()
     holder.execute("BEGIN IMMEDIATE")

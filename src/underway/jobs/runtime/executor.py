@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import Executor as ThreadPool
+from concurrent.futures import Future
 from typing import Any
 
 from underway import _telemetry as telemetry
@@ -34,7 +35,7 @@ class Executor:
         self.workers = workers
         self.node = node
         self.threads = threads
-        self.in_threads: dict[int, asyncio.Future[Any]] = {}
+        self.in_threads: dict[int, Future[Any]] = {}
 
     async def run(self, job: Job[Any]) -> Ack:
         """Run ``job`` and return the change to record. Never raises except on cancellation."""
@@ -90,11 +91,12 @@ class Executor:
             return exc
 
     async def _in_thread(self, worker: Worker, job: Job[Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.threads, _timed_call, worker, job)
-        self.in_threads[job.id] = future
-        future.add_done_callback(lambda _: self.in_threads.pop(job.id, None))
-        return await asyncio.shield(future)
+        # The thread's own future is tracked: cancelling the awaiting task cannot cancel a
+        # running thread, so the entry stays until the thread really returns.
+        running = self.threads.submit(_timed_call, worker, job)
+        self.in_threads[job.id] = running
+        running.add_done_callback(lambda _: self.in_threads.pop(job.id, None))
+        return await asyncio.wrap_future(running)
 
 
 async def _with_timeout(call: Any, timeout: float | None, job_id: int) -> Any:

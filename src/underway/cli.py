@@ -237,8 +237,9 @@ def start(
                 args += ["--queue", f"{queue}={limit}"]
             if database:
                 args += ["--database", database]
-            if node_name:
-                args += ["--node-name", f"{node_name}-{index}"]
+            # Every process needs its own name (heartbeats, rescue and the reconciler
+            # tell nodes apart by it), even when the app sets one.
+            args += ["--node-name", f"{node_name or jobs.config.name}-{index}"]
             if shutdown_grace is not None:
                 args += ["--shutdown-grace", str(shutdown_grace)]
             if log_jobs:

@@ -451,12 +451,20 @@ async def test_a_late_ack_and_release_from_a_rescued_node_change_nothing(
     assert (after_b.state, after_b.result) == (JobState.COMPLETED, "b")
 
 
-async def test_rescue_returns_only_the_jobs_of_silent_nodes(engines: MakeEngine) -> None:
+async def test_rescue_returns_only_the_jobs_of_silent_nodes(
+    engines: MakeEngine, pg: Schemas
+) -> None:
     engine = await opened(engines)
     now = time.time()
     await engine.insert([spec(1), spec(2), spec(3, max_attempts=1)])
-    await engine.heartbeat("dead", now - 100, {})
+    await engine.heartbeat("dead", now, {})
     await engine.heartbeat("alive", now, {"queues": {QUEUE: 1}})
+    # Liveness is judged on the server's clock: age the dead node's heartbeat there.
+    raw(
+        pg,
+        "UPDATE underway_nodes SET heartbeat_at = now() - interval '100 seconds' "
+        "WHERE name = 'dead'",
+    )
     (mine,) = await engine.fetch(QUEUE, 1, "alive", now)
     theirs = await engine.fetch(QUEUE, 2, "dead", now)
 
@@ -468,6 +476,19 @@ async def test_rescue_returns_only_the_jobs_of_silent_nodes(engines: MakeEngine)
     assert sorted(states[j.id] for j in theirs) == [JobState.AVAILABLE, JobState.DISCARDED]
     await engine.forget_node("alive")
     assert await engine.rescue(stale_before=now - 10, now=now) == {QUEUE: 1}
+
+
+async def test_liveness_uses_the_servers_clock_not_the_nodes(
+    engines: MakeEngine,
+) -> None:
+    engine = await opened(engines)
+    now = time.time()
+    await engine.insert([spec(1)])
+    # A node whose clock runs 90 s behind heartbeats and claims a job: still alive.
+    await engine.heartbeat("slow-clock", now - 90, {})
+    (job,) = await engine.fetch(QUEUE, 1, "slow-clock", now - 90)
+    assert await engine.rescue(stale_before=now - 60, now=now) == {}
+    assert engine.get_job(job.id).state is JobState.EXECUTING  # type: ignore[union-attr]
 
 
 async def test_release_hands_back_only_this_nodes_jobs(engines: MakeEngine) -> None:
@@ -576,17 +597,20 @@ async def test_a_lease_has_one_holder_until_it_expires_or_is_released(
     engines: MakeEngine,
 ) -> None:
     engine = await opened(engines)
-    now = time.time()
+    now = time.time()  # the nodes' clocks do not matter: expiry is on the server's clock
 
-    assert await engine.acquire_lease("leader", "a", 10, now)
-    assert not await engine.acquire_lease("leader", "b", 10, now + 1)
-    assert await engine.acquire_lease("leader", "a", 10, now + 5)  # renewed until now + 15
-    assert not await engine.acquire_lease("leader", "b", 10, now + 12)
-    assert await engine.acquire_lease("leader", "b", 10, now + 16)
+    assert await engine.acquire_lease("leader", "a", 0.6, now)
+    assert not await engine.acquire_lease("leader", "b", 0.6, now + 3600)
+    await asyncio.sleep(0.3)
+    assert await engine.acquire_lease("leader", "a", 0.6, now)  # renewed for 0.6 s more
+    await asyncio.sleep(0.4)
+    assert not await engine.acquire_lease("leader", "b", 0.6, now)  # renewal still holds
+    await asyncio.sleep(0.4)
+    assert await engine.acquire_lease("leader", "b", 0.6, now)  # expired: taken over
     await engine.release_lease("leader", "a")  # not the holder: nothing changes
-    assert not await engine.acquire_lease("leader", "a", 10, now + 17)
+    assert not await engine.acquire_lease("leader", "a", 0.6, now)
     await engine.release_lease("leader", "b")
-    assert await engine.acquire_lease("leader", "a", 10, now + 17)
+    assert await engine.acquire_lease("leader", "a", 0.6, now)
 
 
 async def test_insert_for_slot_fires_once_per_slot_across_engines(engines: MakeEngine) -> None:

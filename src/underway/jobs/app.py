@@ -42,8 +42,9 @@ class Jobs:
         queues: Queue name to concurrency limit on this node. Default ``{"default": 10}``.
         testing: ``"inline"`` runs each job as it is enqueued, without a database;
             ``"manual"`` stores jobs but runs no queues (see :mod:`underway.jobs.testing`).
-        node_name: This node's name in heartbeats and ``attempted_by``. Default: host,
-            pid and a random suffix.
+        node_name: This node's name in heartbeats and ``attempted_by``; it must be unique
+            among running processes (two live nodes with one name would hand back each
+            other's jobs). Default: host, pid and a random suffix.
         poll_interval: Seconds between polls when no notification arrives.
         stage_interval: Seconds between passes that make due scheduled jobs available.
         heartbeat_interval: Seconds between node heartbeats.

@@ -379,7 +379,8 @@ class PostgresEngine:
 
     async def rescue(self, stale_before: float, now: float) -> dict[str, int]:
         """Return the jobs of silent nodes to their queues (see :meth:`Engine.rescue`)."""
-        params = {"stale_before": float(stale_before), "now": float(now)}
+        # Liveness is judged on the server's clock: the window, not the client's time.
+        params = {"window": float(now - stale_before), "now": float(now)}
 
         async def run(conn: AConn) -> Rows:
             async with conn.transaction():
@@ -457,7 +458,7 @@ class PostgresEngine:
 
     async def acquire_lease(self, name: str, node: str, ttl: float, now: float) -> bool:
         """Take or renew the lease ``name`` for ``node`` until ``now + ttl``."""
-        params = {"name": name, "node": node, "until": float(now + ttl), "now": float(now)}
+        params = {"name": name, "node": node, "ttl": float(ttl)}  # expiry on the server's clock
         return bool(await self._rows("lease_acquire", params))
 
     async def release_lease(self, name: str, node: str) -> None:

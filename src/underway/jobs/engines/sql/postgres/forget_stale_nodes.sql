@@ -1,1 +1,3 @@
-DELETE FROM {schema}.underway_nodes WHERE heartbeat_at < to_timestamp(%(stale_before)s)
+-- On the server's clock, like the heartbeats.
+DELETE FROM {schema}.underway_nodes
+ WHERE heartbeat_at < statement_timestamp() - make_interval(secs => %(window)s)

@@ -17,7 +17,7 @@ WITH rescued AS (
        AND (j.attempted_by IS NULL OR NOT EXISTS (
             SELECT 1 FROM {schema}.underway_nodes AS n
              WHERE n.name = j.attempted_by
-               AND n.heartbeat_at >= to_timestamp(%(stale_before)s)))
+               AND n.heartbeat_at >= statement_timestamp() - make_interval(secs => %(window)s)))
     RETURNING j.queue, j.state
 )
 SELECT queue, state, pg_notify({channel}, queue) FROM rescued

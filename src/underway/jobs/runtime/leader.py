@@ -56,9 +56,8 @@ class Leader(Periodic):
     async def stop(self) -> None:
         """Stop renewing and hand the lease over at once."""
         await super().stop()
-        if self._held_until:
-            self._held_until = 0.0
-            try:
-                await self.engine.release_lease(LEASE, self.node)
-            except Exception as exc:
-                _log.warning("could not release the leader lease: %s", exc)
+        self._held_until = 0.0
+        try:  # also when a cancelled tick took the lease without hearing back
+            await self.engine.release_lease(LEASE, self.node)  # a no-op unless we hold it
+        except Exception as exc:
+            _log.warning("could not release the leader lease: %s", exc)

@@ -14,9 +14,10 @@ import pytest
 import underway
 import underway.errors
 import underway.jobs
+import underway.pipelines
 
 # Package __init__ modules re-export: every public attribute must be listed.
-PACKAGES = [underway, underway.jobs]
+PACKAGES = [underway, underway.jobs, underway.pipelines]
 # Plain modules: every public class or function defined in the module must be listed.
 MODULES = [underway.errors]
 

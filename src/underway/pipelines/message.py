@@ -1,0 +1,116 @@
+"""Messages flowing through a pipeline and the acknowledgers that settle them with a broker."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+__all__ = ["Acknowledger", "Message", "MessageStatus", "NoopAcknowledger", "group_acks"]
+
+MessageStatus = Literal["ok", "failed"]
+
+
+class Acknowledger(Protocol):
+    """Settles messages with the broker they came from.
+
+    ``ack`` receives every message of one group at once (successful and failed), so a
+    broker that supports bulk acknowledgements can send them in one call. It may be a
+    plain or an ``async`` method.
+    """
+
+    def ack(
+        self, successful: Sequence[Message], failed: Sequence[Message]
+    ) -> Awaitable[None] | None:
+        """Acknowledge ``successful`` and settle ``failed`` per their ``ack_options``."""
+
+
+class NoopAcknowledger:
+    """An acknowledger that does nothing (for messages with no broker behind them)."""
+
+    def ack(self, successful: Sequence[Message], failed: Sequence[Message]) -> None:
+        """Ignore the messages."""
+
+
+@dataclass(eq=False)
+class Message:
+    """One message: its data, where it goes and how it is acknowledged.
+
+    Attributes:
+        data: The payload, as the producer decoded it (handlers may replace it).
+        metadata: Broker details (delivery tag, stream id, headers...).
+        acknowledger: Settles the message with its broker, exactly once.
+        batcher: Name of the batcher the message goes to after processing (``None``: none).
+        batch_key: Messages with different keys are never batched together.
+        status: ``"ok"`` or ``"failed"``.
+        reason: Why the message failed (an exception or any value), else ``None``.
+        ack_options: Per-message instructions for the acknowledger (``configure_ack``).
+    """
+
+    data: Any
+    metadata: dict[str, Any] = field(default_factory=dict)
+    acknowledger: Acknowledger = field(default_factory=NoopAcknowledger)
+    batcher: str | None = None
+    batch_key: Any = None
+    status: MessageStatus = "ok"
+    reason: Any = None
+    ack_options: dict[str, Any] = field(default_factory=dict)
+
+    def update_data(self, data: Any) -> Message:
+        """Replace the payload; returns the message for chaining."""
+        self.data = data
+        return self
+
+    def put_batcher(self, name: str) -> Message:
+        """Route the message to the batcher called ``name`` after processing."""
+        self.batcher = name
+        return self
+
+    def put_batch_key(self, key: Any) -> Message:
+        """Batch the message only with messages that have the same ``key``."""
+        self.batch_key = key
+        return self
+
+    def failed(self, reason: Any) -> Message:
+        """Mark the message failed with ``reason``; it is settled as a failure."""
+        self.status = "failed"
+        self.reason = reason
+        return self
+
+    def configure_ack(self, **options: Any) -> Message:
+        """Set per-message acknowledgement options, such as ``on_failure="requeue"``.
+
+        The options are read by the message's acknowledger (for example ``on_success`` and
+        ``on_failure`` with values like ``"ack"``, ``"requeue"`` or ``"reject"``).
+        """
+        self.ack_options.update(options)
+        return self
+
+    @property
+    def is_failed(self) -> bool:
+        """Whether the message failed."""
+        return self.status == "failed"
+
+
+def group_acks(
+    messages: Sequence[Message],
+) -> dict[int, tuple[Acknowledger, list[Message], list[Message]]]:
+    """Group messages by acknowledger: ``{id: (acknowledger, successful, failed)}``."""
+    groups: dict[int, tuple[Acknowledger, list[Message], list[Message]]] = {}
+    for message in messages:
+        key = id(message.acknowledger)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = (message.acknowledger, [], [])
+        (group[2] if message.is_failed else group[1]).append(message)
+    return groups
+
+
+async def call_ack(
+    acknowledger: Acknowledger, successful: Sequence[Message], failed: Sequence[Message]
+) -> None:
+    """Call ``acknowledger.ack`` and await it when it is asynchronous."""
+    result = acknowledger.ack(successful, failed)
+    if inspect.isawaitable(result):
+        await result

@@ -282,7 +282,7 @@ async def test_prepare_messages_in_bulk_and_failure_fails_group() -> None:
         groups.append([m.data for m in messages])
         if any(m.data == "x" for m in messages):
             raise LookupError("preload failed")
-        return [m.update_data(m.data * 10) for m in messages]
+        return [m.update_data(lambda d: d * 10) for m in messages]
 
     pipeline = Pipeline(
         producer=DummyProducer(),

@@ -109,8 +109,9 @@ def test_rate_limiter_grants_per_window_and_updates() -> None:
 
 def test_message_helpers() -> None:
     m = Message(data=1)
-    assert m.update_data(2).put_batcher("s3").put_batch_key("k") is m
-    assert (m.data, m.batcher, m.batch_key, m.status) == (2, "s3", "k", "ok")
+    assert m.put_data(2).put_batcher("s3").put_batch_key("k") is m
+    assert m.update_data(lambda d: d + 1).data == 3
+    assert (m.data, m.batcher, m.batch_key, m.status) == (3, "s3", "k", "ok")
     m.configure_ack(on_success="ack", on_failure="requeue")
     assert m.ack_options == {"on_success": "ack", "on_failure": "requeue"}
     m.failed("bad payload")

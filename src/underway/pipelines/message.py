@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -57,8 +57,13 @@ class Message:
     reason: Any = None
     ack_options: dict[str, Any] = field(default_factory=dict)
 
-    def update_data(self, data: Any) -> Message:
-        """Replace the payload; returns the message for chaining."""
+    def update_data(self, fn: Callable[[Any], Any]) -> Message:
+        """Replace the payload by ``fn(payload)``; returns the message for chaining."""
+        self.data = fn(self.data)
+        return self
+
+    def put_data(self, data: Any) -> Message:
+        """Replace the payload by ``data``; returns the message for chaining."""
         self.data = data
         return self
 

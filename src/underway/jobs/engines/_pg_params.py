@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from underway.jobs.engines._rows import UndecodableRow
 from underway.jobs.job import JobState
 from underway.jobs.outcomes import Ack
 
-__all__ = ["ack_batches", "discard_params"]
-
-_STORED_SHOWN = 200  # characters of an undecodable value quoted in the job's error
+__all__ = ["ack_batches"]
 
 
 def ack_batches(acks: Sequence[Ack], node: str) -> list[tuple[str, dict[str, Any]]]:
@@ -48,17 +45,3 @@ def ack_batches(acks: Sequence[Ack], node: str) -> list[tuple[str, dict[str, Any
 def _append(columns: dict[str, list[Any]], **values: Any) -> None:
     for key, value in values.items():
         columns[key].append(value)
-
-
-def discard_params(exc: UndecodableRow, claim: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameters of ``discard_undecodable`` for a row this node claimed in ``claim``."""
-    stored = repr(exc.raw)
-    if len(stored) > _STORED_SHOWN:
-        stored = stored[:_STORED_SHOWN] + "..."
-    return {
-        "id": exc.job_id,
-        "node": claim["node"],
-        "now": claim["now"],
-        "error": f"{exc} (stored text: {stored})",
-        "reset_errors": exc.column == "errors",
-    }

@@ -12,13 +12,13 @@ the job can still be listed, inspected and cancelled.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from underway.jobs.job import Job, JobError, JobState, to_datetime
 
-__all__ = ["COLUMNS", "UNDECODABLE", "UndecodableRow", "job_from_row"]
+__all__ = ["COLUMNS", "UNDECODABLE", "UndecodableRow", "discard_params", "job_from_row"]
 
 COLUMNS = (
     "id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority, "
@@ -160,3 +160,20 @@ def job_from_row(row: Sequence[Any], *, conflict: bool = False, lenient: bool = 
         conflict=conflict,
         **dict(zip(_NAMES, values, strict=True)),
     )
+
+
+_STORED_SHOWN = 200  # characters of an undecodable value quoted in the job's error
+
+
+def discard_params(exc: UndecodableRow, claim: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters of every engine's ``discard_undecodable`` for a row claimed in ``claim``."""
+    stored = repr(exc.raw)
+    if len(stored) > _STORED_SHOWN:
+        stored = stored[:_STORED_SHOWN] + "..."
+    return {
+        "id": exc.job_id,
+        "node": claim["node"],
+        "now": claim["now"],
+        "error": f"{exc} (stored text: {stored})",
+        "reset_errors": exc.column == "errors",
+    }

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from underway.jobs.engines._claimed import claimed_job
-from underway.jobs.engines._rows import COLUMNS, UndecodableRow
+from underway.jobs.engines._rows import COLUMNS, UndecodableRow, discard_params
 from underway.jobs.engines._sql import query
 from underway.jobs.engines._sqlite_thread import DIALECT, write_transaction
 from underway.jobs.job import Job, JobState
@@ -17,7 +17,6 @@ from underway.jobs.outcomes import Ack
 __all__ = ["ack_writer", "claim"]
 
 _log = logging.getLogger("underway.jobs")
-_STORED_SHOWN = 200  # characters of an undecodable value quoted in the job's error
 _ACK_QUERIES = ("ack_completed", "ack_failed", "ack_snoozed")  # in the order they run
 
 
@@ -47,7 +46,7 @@ def claim(conn: sqlite3.Connection, params: dict[str, Any]) -> list[Job[Any]]:
         if undecodable:
             conn.executemany(
                 _sql("discard_undecodable"),
-                [_discard_params(bad, params) for bad in undecodable],
+                [discard_params(bad, params) for bad in undecodable],
             )
     for bad in undecodable:
         _log.warning("job %d discarded: %s", bad.job_id, bad)
@@ -87,17 +86,4 @@ def _ack_params(a: Ack, node: str) -> tuple[str, dict[str, Any]]:
         "error": a.error,
         "traceback": a.traceback,
         "node": node,
-    }
-
-
-def _discard_params(exc: UndecodableRow, claimed: dict[str, Any]) -> dict[str, Any]:
-    stored = repr(exc.raw)
-    if len(stored) > _STORED_SHOWN:
-        stored = stored[:_STORED_SHOWN] + "..."
-    return {
-        "id": exc.job_id,
-        "node": claimed["node"],
-        "now": claimed["now"],
-        "error": f"{exc} (stored text: {stored})",
-        "reset_errors": exc.column == "errors",
     }

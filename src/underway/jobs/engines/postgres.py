@@ -40,7 +40,7 @@ from underway.jobs.engines._pg_insert import Rows, insert_steps, run_steps, run_
 from underway.jobs.engines._pg_insert import statements as _statements
 from underway.jobs.engines._pg_listen import Listener
 from underway.jobs.engines._pg_migrate import check_steps, migration_steps
-from underway.jobs.engines._pg_params import ack_batches, discard_params
+from underway.jobs.engines._pg_params import ack_batches
 from underway.jobs.engines._pg_pool import (
     AConn,
     Conn,
@@ -54,7 +54,7 @@ from underway.jobs.engines._pg_pool import (
 from underway.jobs.engines._pg_signals import SignalCursor
 from underway.jobs.engines._pg_sql import quote_literal
 from underway.jobs.engines._pg_url import database_error, parse_url
-from underway.jobs.engines._rows import UndecodableRow, job_from_row
+from underway.jobs.engines._rows import UndecodableRow, discard_params, job_from_row
 from underway.jobs.engines.base import JobFilter, StageResult
 from underway.jobs.integrations import AppConnection, adapt
 from underway.jobs.integrations._dispatch import AsyncExecute

@@ -397,7 +397,7 @@ async def test_direct_writes_are_skipped_when_each_commit_syncs_to_disk(
 async def test_fetch_on_an_empty_queue_does_not_wait_for_the_write_lock(
     sqlite_engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
 ) -> None:
-    engine = sqlite_engines("?busy_timeout=0.2")
+    engine = sqlite_engines("?busy_timeout=5")
     await engine.open()
     await engine.insert([spec(1, queue="other")])
     holder = raw_db()
@@ -410,7 +410,7 @@ async def test_fetch_on_an_empty_queue_does_not_wait_for_the_write_lock(
         holder.execute("ROLLBACK")
 
     assert claimed == []
-    assert elapsed < 0.15
+    assert elapsed < 2.5  # did not sit out the 5 s busy timeout
     assert [j.args for j in await engine.fetch("other", 10, "node-a", time.time())] == [{"i": 1}]
 
 
@@ -425,14 +425,14 @@ async def test_enqueue_in_an_app_transaction_on_an_unmigrated_file_says_to_migra
         app.execute("CREATE TABLE users (name TEXT)")
         app.commit()
         app.execute("INSERT INTO users VALUES ('ann')")  # opens the app's transaction
-        engine = sqlite_engines("?busy_timeout=1")
+        engine = sqlite_engines("?busy_timeout=10")
         started = time.monotonic()
         with pytest.raises(DatabaseError) as info:
             engine.insert_sync([spec(1)], conn=app)
         elapsed = time.monotonic() - started
         app.rollback()
 
-        assert elapsed < 0.5
+        assert elapsed < 5.0  # did not sit out the 10 s busy timeout
         message = str(info.value)
         assert str(db_path) in message
         assert "underway migrate" in message

@@ -1,6 +1,6 @@
 """Enqueue inside the application's own transaction, for every supported Python stack.
 
-Each test runs a node (``poll_interval=5``) on a fresh schema and, through one stack, opens
+Each test runs a node (``poll_interval=30``) on a fresh schema and, through one stack, opens
 a transaction that writes an app row (``orders``) and enqueues jobs (a unique job twice, so
 the duplicate comes back as a conflict, and a scheduled job): rolled back, neither the row
 nor any job exists; committed, both exist, and the node runs the job well before its next
@@ -35,8 +35,8 @@ from .pg import Schemas, schemas
 
 pytestmark = pytest.mark.postgres
 
-POLL = 5.0  # the node's poll interval: only a notification runs a job sooner
-WOKE_WITHIN = 2.0  # seconds from the start of the committing transaction to the job's start
+POLL = 30.0  # the node's poll interval: only a notification runs a job sooner
+WOKE_WITHIN = 10.0  # seconds from the start of the committing transaction to the job's start
 InTx = Callable[[int, bool], Awaitable[Job[Any]]]  # (order, commit?) -> the enqueued job
 
 

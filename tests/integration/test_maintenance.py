@@ -83,8 +83,8 @@ async def test_stager_makes_due_scheduled_and_retryable_jobs_available(
 
     async with jobs:
         for job_id in due:
-            await wait_for_state(jobs, job_id, JobState.AVAILABLE, timeout=2.0)
-        became = await wait_for_state(jobs, soon, JobState.AVAILABLE, timeout=3.0)
+            await wait_for_state(jobs, job_id, JobState.AVAILABLE, timeout=10.0)
+        became = await wait_for_state(jobs, soon, JobState.AVAILABLE, timeout=10.0)
         staged_at = time.time()
         later = [await jobs.get_job(i) for i in not_due]
 

@@ -218,7 +218,7 @@ async def test_an_async_job_past_its_timeout_fails_with_a_clear_message(
         elapsed = time.monotonic() - started
 
     assert done.state is JobState.DISCARDED
-    assert elapsed < 2.0
+    assert elapsed < 6.0  # stopped at its timeout, not after the 10 s sleep
     assert interrupted == [True]
     (error,) = done.errors
     assert error.error.startswith("JobTimeout: ")
@@ -270,7 +270,7 @@ async def test_sync_workers_run_in_threads_and_the_loop_stays_responsive(
     def blocking(job: Job[Any]) -> None:
         threads.append(threading.get_ident())
         started.set()
-        time.sleep(0.5)
+        time.sleep(1.0)
 
     gaps: list[float] = []
 
@@ -294,8 +294,8 @@ async def test_sync_workers_run_in_threads_and_the_loop_stays_responsive(
     assert done.state is JobState.COMPLETED
     assert threads
     assert threads[0] != threading.get_ident()
-    assert sum(gaps) >= 0.4  # the ticker ran during the whole blocking call
-    assert max(gaps) < 0.2
+    assert sum(gaps) >= 0.9  # the ticker ran during the whole blocking call
+    assert max(gaps) < 0.5  # a loop blocked by the call would show a gap of 1 s
     assert len(gaps) >= 20
 
 
@@ -357,7 +357,7 @@ async def _ack_with_text(make_jobs: MakeJobs, text: str) -> list[Job[Any]]:
             decide(fails.id, 1, 1, failure, now=now, backoff=0),
         ]
         await jobs.engine.ack(acks, "node-a")
-        return [await wait_for_state(jobs, j.id, timeout=1.0) for j in made]
+        return [await wait_for_state(jobs, j.id, timeout=10.0) for j in made]
 
 
 async def test_a_nul_character_in_an_error_or_result_holds_up_no_ack(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -233,8 +234,8 @@ async def test_shutdown_drains_in_flight_and_flushes_batches() -> None:
     await pipeline.start()
     await started.wait()
     t0 = time.monotonic()
-    await pipeline.stop(timeout=5)
-    assert time.monotonic() - t0 < 2
+    await pipeline.stop(timeout=30)
+    assert time.monotonic() - t0 < 15  # flushed the open batch rather than sat out the bound
     assert producer.draining
     ack = producer.acknowledger
     assert ack.count == producer.emitted  # everything pulled was processed and acked
@@ -251,7 +252,7 @@ async def test_shutdown_bound_abandons_stuck_messages() -> None:
     await until(lambda: producer.emitted == 1)
     t0 = time.monotonic()
     await pipeline.stop(timeout=0.2)
-    assert time.monotonic() - t0 < 1
+    assert time.monotonic() - t0 < 10  # not the 60 s the handler wanted
     assert producer.acknowledger.count == 0  # never acked what did not finish
 
 
@@ -264,13 +265,15 @@ async def test_rate_limit_is_shared_and_changeable() -> None:
         processors={"concurrency": 4, "max_demand": 50},
     )
     async with pipeline:
+        began = time.monotonic()
         await asyncio.sleep(0.35)
         slow = a.emitted + b.emitted
-        assert 20 <= slow <= 80  # at most 20 per 100 ms across both producers
-        pipeline.update_rate_limit(allowed=200)
-        t0 = time.monotonic()
-        await until(lambda: a.emitted + b.emitted - slow >= 400, timeout=3)
-        assert time.monotonic() - t0 < 1.2  # would take >= 2 s at the old limit
+        windows = math.ceil((time.monotonic() - began) / 0.1) + 1
+        assert 20 <= slow <= 20 * windows  # at most 20 per 100 ms across both producers
+        pipeline.update_rate_limit(allowed=2000)
+        before = a.emitted + b.emitted
+        await asyncio.sleep(0.5)
+        assert a.emitted + b.emitted - before > 200  # the old limit allows at most 120 here
     with pytest.raises(ConfigError, match="without rate_limit"):
         Pipeline(producer=a, handle_message=noop).update_rate_limit(allowed=1)
 

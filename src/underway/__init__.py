@@ -1,6 +1,7 @@
 """underway: background work for Python.
 
 - :mod:`underway.jobs`: durable, database-backed jobs (Oban for Python).
+- :mod:`underway.pipelines`: consuming message brokers with back-pressure (Broadway).
 
 Telemetry: :func:`attach` a handler to the events every part emits, or
 :func:`attach_logging` to log them.
@@ -11,6 +12,7 @@ from underway.errors import (
     ConfigError,
     DatabaseError,
     DatabaseLocked,
+    DecodeError,
     EnqueueError,
     JobTimeout,
     UnderwayError,
@@ -23,6 +25,7 @@ __all__ = [
     "ConfigError",
     "DatabaseError",
     "DatabaseLocked",
+    "DecodeError",
     "EnqueueError",
     "JobTimeout",
     "UnderwayError",

@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "DatabaseError",
     "DatabaseLocked",
+    "DecodeError",
     "EnqueueError",
     "JobTimeout",
     "UnderwayError",
@@ -53,3 +54,7 @@ class UnknownWorker(UnderwayError):
 
 class JobTimeout(UnderwayError):
     """A job ran for longer than its worker's ``timeout``."""
+
+
+class DecodeError(UnderwayError, ValueError):
+    """A broker message's payload could not be decoded; the message fails with it."""

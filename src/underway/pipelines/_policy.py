@@ -10,15 +10,21 @@ from underway.errors import ConfigError
 from underway.pipelines.message import Message
 
 BatchSize = int | Callable[[Sequence[Message]], bool]
+PartitionBy = Callable[[Message], Any]
 
 
 @dataclass(frozen=True)
 class ProcessorsConfig:
-    """Processors: ``concurrency`` workers asking between ``min_demand`` and ``max_demand``."""
+    """Processors: ``concurrency`` workers asking between ``min_demand`` and ``max_demand``.
+
+    With ``partition_by``, messages whose keys are equal always go to the same processor,
+    so they are handled one at a time, in the order the producer gave them.
+    """
 
     concurrency: int = 10
     max_demand: int = 10
     min_demand: int = 5
+    partition_by: PartitionBy | None = None
 
     @property
     def capacity(self) -> int:
@@ -33,12 +39,17 @@ class ProcessorsConfig:
 
 @dataclass(frozen=True)
 class BatcherConfig:
-    """One named batcher: cut at ``batch_size`` or after ``batch_timeout`` seconds."""
+    """One named batcher: cut at ``batch_size`` or after ``batch_timeout`` seconds.
+
+    With ``partition_by``, a batch holds messages of one partition only, and every batch of
+    a partition goes to the same one of the ``concurrency`` batch processors, in order.
+    """
 
     name: str
     batch_size: BatchSize = 100
     batch_timeout: float = 1.0
     concurrency: int = 1
+    partition_by: PartitionBy | None = None
 
 
 def _positive_int(where: str, key: str, value: Any, minimum: int = 1) -> int:
@@ -47,10 +58,16 @@ def _positive_int(where: str, key: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
+def _partition_by(where: str, value: Any) -> PartitionBy | None:
+    if value is not None and not callable(value):
+        raise ConfigError(f"{where}: partition_by must be a function of the message, got {value!r}")
+    return value  # type: ignore[no-any-return]
+
+
 def parse_processors(options: Mapping[str, Any] | None) -> ProcessorsConfig:
     """Validate the ``processors`` option."""
     options = dict(options or {})
-    unknown = set(options) - {"concurrency", "max_demand", "min_demand"}
+    unknown = set(options) - {"concurrency", "max_demand", "min_demand", "partition_by"}
     if unknown:
         raise ConfigError(f"processors: unknown option(s) {sorted(unknown)}")
     concurrency = _positive_int("processors", "concurrency", options.get("concurrency", 10))
@@ -63,15 +80,18 @@ def parse_processors(options: Mapping[str, Any] | None) -> ProcessorsConfig:
         raise ConfigError(
             f"processors: min_demand ({min_demand}) must not exceed max_demand ({max_demand})"
         )
-    return ProcessorsConfig(concurrency, max_demand, min_demand)
+    partition_by = _partition_by("processors", options.get("partition_by"))
+    return ProcessorsConfig(concurrency, max_demand, min_demand, partition_by)
 
 
 def parse_batchers(options: Mapping[str, Mapping[str, Any]] | None) -> dict[str, BatcherConfig]:
-    """Validate the ``batchers`` option: ``{name: {batch_size, batch_timeout, concurrency}}``."""
+    """Validate ``batchers``: ``{name: {batch_size, batch_timeout, concurrency, partition_by}}``."""
     result: dict[str, BatcherConfig] = {}
     for name, raw in (options or {}).items():
         where = f"batcher {name!r}"
-        unknown = set(raw) - {"batch_size", "batch_timeout", "concurrency"}
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}: a batcher's name must be a non-empty string")
+        unknown = set(raw) - {"batch_size", "batch_timeout", "concurrency", "partition_by"}
         if unknown:
             raise ConfigError(f"{where}: unknown option(s) {sorted(unknown)}")
         size = raw.get("batch_size", 100)
@@ -81,7 +101,8 @@ def parse_batchers(options: Mapping[str, Mapping[str, Any]] | None) -> dict[str,
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ConfigError(f"{where}: batch_timeout must be a number > 0, got {timeout!r}")
         concurrency = _positive_int(where, "concurrency", raw.get("concurrency", 1))
-        result[name] = BatcherConfig(name, size, float(timeout), concurrency)
+        partition_by = _partition_by(where, raw.get("partition_by"))
+        result[name] = BatcherConfig(name, size, float(timeout), concurrency, partition_by)
     return result
 
 
@@ -96,3 +117,16 @@ def batch_full(size: BatchSize, batch: Sequence[Message]) -> bool:
     if callable(size):
         return bool(size(batch))
     return len(batch) >= size
+
+
+def partition(key: Any, count: int) -> int:
+    """The index, below ``count``, of the worker that owns partition ``key``.
+
+    Integers map by value (so keys ``0..count-1`` land on distinct workers); other keys
+    by their hash, which is stable within one process.
+    """
+    if count == 1:
+        return 0
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key % count
+    return hash(key) % count

@@ -7,7 +7,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-__all__ = ["Acknowledger", "Message", "MessageStatus", "NoopAcknowledger", "group_acks"]
+from underway.errors import DecodeError
+
+__all__ = [
+    "Acknowledger",
+    "Message",
+    "MessageStatus",
+    "NoopAcknowledger",
+    "decode_message",
+    "group_acks",
+]
 
 MessageStatus = Literal["ok", "failed"]
 
@@ -46,6 +55,8 @@ class Message:
         status: ``"ok"`` or ``"failed"``.
         reason: Why the message failed (an exception or any value), else ``None``.
         ack_options: Per-message instructions for the acknowledger (``configure_ack``).
+        acked: Whether the message was already acknowledged (``ack_immediately``); the
+            pipeline then does not acknowledge it again.
     """
 
     data: Any
@@ -56,6 +67,7 @@ class Message:
     status: MessageStatus = "ok"
     reason: Any = None
     ack_options: dict[str, Any] = field(default_factory=dict)
+    acked: bool = False
 
     def update_data(self, fn: Callable[[Any], Any]) -> Message:
         """Replace the payload by ``fn(payload)``; returns the message for chaining."""
@@ -92,6 +104,20 @@ class Message:
         self.ack_options.update(options)
         return self
 
+    async def ack_immediately(self) -> Message:
+        """Acknowledge the message now, per its current status, instead of at the end.
+
+        The message still flows on (to its batcher, for instance), but is not acknowledged
+        again: a later failure reaches ``handle_failed`` only. Returns the message.
+        """
+        if not self.acked:
+            self.acked = True
+            if self.is_failed:
+                await call_ack(self.acknowledger, (), (self,))
+            else:
+                await call_ack(self.acknowledger, (self,), ())
+        return self
+
     @property
     def is_failed(self) -> bool:
         """Whether the message failed."""
@@ -101,9 +127,11 @@ class Message:
 def group_acks(
     messages: Sequence[Message],
 ) -> dict[int, tuple[Acknowledger, list[Message], list[Message]]]:
-    """Group messages by acknowledger: ``{id: (acknowledger, successful, failed)}``."""
+    """Group messages not yet acked by acknowledger: ``{id: (acknowledger, ok, failed)}``."""
     groups: dict[int, tuple[Acknowledger, list[Message], list[Message]]] = {}
     for message in messages:
+        if message.acked:
+            continue
         key = id(message.acknowledger)
         group = groups.get(key)
         if group is None:
@@ -119,3 +147,27 @@ async def call_ack(
     result = acknowledger.ack(successful, failed)
     if inspect.isawaitable(result):
         await result
+
+
+def decode_message(
+    body: Any,
+    decoder: Callable[[Any], Any] | None,
+    acknowledger: Acknowledger,
+    metadata: dict[str, Any],
+) -> Message:
+    """Build a message from a broker payload, failing it when ``decoder`` raises.
+
+    A payload that cannot be decoded does not stop the pipeline: its message carries the
+    raw ``body`` as data and fails with a :class:`~underway.errors.DecodeError` naming the
+    cause, so it is settled per its failure policy like any other failure.
+    """
+    if decoder is None:
+        return Message(data=body, metadata=metadata, acknowledger=acknowledger)
+    try:
+        data = decoder(body)
+    except Exception as exc:
+        message = Message(data=body, metadata=metadata, acknowledger=acknowledger)
+        reason = DecodeError(f"payload could not be decoded: {type(exc).__name__}: {exc}")
+        reason.__cause__ = exc
+        return message.failed(reason)
+    return Message(data=data, metadata=metadata, acknowledger=acknowledger)

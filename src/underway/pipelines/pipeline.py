@@ -6,22 +6,21 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from underway import _telemetry as telemetry
 from underway.errors import ConfigError
 from underway.pipelines._policy import (
     BatcherConfig,
     ProcessorsConfig,
-    batch_full,
     demand,
     parse_batchers,
     parse_processors,
+    partition,
 )
+from underway.pipelines.batcher import Batcher, BatchInfo
 from underway.pipelines.message import Message, call_ack, group_acks
 from underway.pipelines.rate_limit import RateLimiter
 
@@ -29,16 +28,20 @@ __all__ = ["BatchInfo", "Pipeline", "Producer"]
 
 _log = logging.getLogger("underway.pipelines")
 
-BatchTrigger = Literal["size", "timeout", "flush"]
-
 
 @runtime_checkable
 class Producer(Protocol):
     """A source of messages. ``fetch`` returns at most ``demand`` messages.
 
-    It may wait until messages are available (it is cancelled on shutdown, so messages it
-    has not returned must stay with the broker). An optional ``prepare_for_draining()``
-    coroutine is awaited when the pipeline starts to drain.
+    ``fetch`` may wait until messages are available. It is cancelled on shutdown, so
+    messages it has not returned must stay with the broker; with ``producer_concurrency``
+    above 1 it is called concurrently. Optional hooks, plain or ``async``, all awaited by
+    the pipeline:
+
+    - ``prepare_for_start(capacity)`` before the first fetch, with the most messages the
+      pipeline holds at once (a push-based broker sets its prefetch from it);
+    - ``prepare_for_draining()`` when the pipeline starts to drain: stop taking messages;
+    - ``close()`` once every message was acknowledged, or the shutdown bound ran out.
     """
 
     async def fetch(self, demand: int) -> Sequence[Message]:
@@ -46,27 +49,10 @@ class Producer(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class BatchInfo:
-    """What a batch handler is told about its batch."""
-
-    batcher: str
-    batch_key: Any
-    size: int
-    trigger: BatchTrigger
-
-
 HandleMessage = Callable[[Message], "Message | Awaitable[Message | None] | None"]
 HandleBatch = Callable[[str, list[Message], BatchInfo], "Awaitable[None] | None"]
 HandleFailed = Callable[[list[Message]], "Awaitable[None] | None"]
 PrepareMessages = Callable[[list[Message]], "list[Message] | Awaitable[list[Message]]"]
-
-
-class _Flush:
-    """The marker a batcher's queue receives when it must cut its batches now."""
-
-
-_FLUSH = _Flush()
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -82,10 +68,13 @@ class Pipeline:
         producer: One producer or a list; all share the demand and the rate limit.
         handle_message: Called with each message; returns the (possibly updated) message or
             ``None``. An exception fails only that message.
-        processors: ``{"concurrency": n, "max_demand": m, "min_demand": k}``. At most
-            ``concurrency * max_demand`` messages are in flight at once.
+        processors: ``{"concurrency": n, "max_demand": m, "min_demand": k,
+            "partition_by": fn(message) -> key}``. At most ``concurrency * max_demand``
+            messages are in flight at once. With ``partition_by``, messages with equal keys
+            are handled one at a time, in the order they were produced.
         batchers: ``{name: {"batch_size": int | fn(batch) -> bool, "batch_timeout": s,
-            "concurrency": c}}``; a message goes to one after ``message.put_batcher(name)``.
+            "concurrency": c, "partition_by": fn(message) -> key}}``; a message goes to one
+            after ``message.put_batcher(name)``.
         handle_batch: Called as ``handle_batch(batcher, messages, info)``; an exception fails
             the whole batch.
         handle_failed: Called with failed messages before they are acknowledged; its own
@@ -93,6 +82,7 @@ class Pipeline:
         prepare_messages: Called with each group of up to ``max_demand`` messages before
             ``handle_message`` (to preload data in bulk); an exception fails the group.
         rate_limit: ``(allowed, interval_seconds)`` shared by all producers.
+        producer_concurrency: Concurrent ``fetch`` loops per producer.
         shutdown_timeout: Seconds :meth:`stop` waits for in-flight messages to finish.
         name: Name used in logs and telemetry.
 
@@ -111,6 +101,7 @@ class Pipeline:
         handle_failed: HandleFailed | None = None,
         prepare_messages: PrepareMessages | None = None,
         rate_limit: tuple[int, float] | None = None,
+        producer_concurrency: int = 1,
         shutdown_timeout: float = 30.0,
         name: str = "pipeline",
     ) -> None:
@@ -125,6 +116,15 @@ class Pipeline:
         self.batchers: dict[str, BatcherConfig] = parse_batchers(batchers)
         if self.batchers and handle_batch is None:
             raise ConfigError("batchers are configured but handle_batch is missing")
+        if (
+            isinstance(producer_concurrency, bool)
+            or not isinstance(producer_concurrency, int)
+            or producer_concurrency < 1
+        ):
+            raise ConfigError(
+                f"producer_concurrency must be an int >= 1, got {producer_concurrency!r}"
+            )
+        self.producer_concurrency = producer_concurrency
         if shutdown_timeout <= 0:
             raise ConfigError(f"shutdown_timeout must be > 0, got {shutdown_timeout!r}")
         self._handle_message = handle_message
@@ -142,9 +142,9 @@ class Pipeline:
         self._draining = False
         self._running = False
         self._flush_ids: set[int] = set()
-        self._proc_q: asyncio.Queue[list[Message]] = asyncio.Queue()
-        self._batch_in: dict[str, asyncio.Queue[Message | _Flush]] = {}
-        self._batch_out: dict[str, asyncio.Queue[tuple[list[Message], BatchInfo]]] = {}
+        count = self.processors.concurrency if self.processors.partition_by else 1
+        self._proc_qs: list[asyncio.Queue[list[Message]]] = [asyncio.Queue() for _ in range(count)]
+        self._batchers: dict[str, Batcher] = {}
         self._producer_tasks: list[asyncio.Task[None]] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
 
@@ -172,19 +172,24 @@ class Pipeline:
         """Start producers, processors and batchers."""
         if self._running:
             return
+        for producer in self._producers:
+            await self._hook(producer, "prepare_for_start", self.processors.capacity)
         self._running = True
         self._draining = False
         spawn = asyncio.get_running_loop().create_task
-        for _ in range(self.processors.concurrency):
-            self._worker_tasks.append(spawn(self._processor()))
+        queues = self._proc_qs
+        for i in range(self.processors.concurrency):
+            self._worker_tasks.append(spawn(self._processor(queues[i % len(queues)])))
         for name, config in self.batchers.items():
-            self._batch_in[name] = asyncio.Queue()
-            self._batch_out[name] = asyncio.Queue()
-            self._worker_tasks.append(spawn(self._batcher(config)))
-            for _ in range(config.concurrency):
-                self._worker_tasks.append(spawn(self._batch_processor(name)))
+            batcher = self._batchers[name] = Batcher(config, self._flush_ids)
+            self._worker_tasks.append(spawn(batcher.run(self._settle)))
+            outboxes = batcher.outboxes
+            for i in range(config.concurrency):
+                outbox = outboxes[i % len(outboxes)]
+                self._worker_tasks.append(spawn(self._batch_processor(outbox)))
         for producer in self._producers:
-            self._producer_tasks.append(spawn(self._produce(producer)))
+            for _ in range(self.producer_concurrency):
+                self._producer_tasks.append(spawn(self._produce(producer)))
 
     async def stop(self, timeout: float | None = None) -> None:
         """Drain: stop pulling, finish in-flight messages, flush batches, acknowledge.
@@ -197,12 +202,7 @@ class Pipeline:
             return
         self._draining = True
         for producer in self._producers:
-            prepare = getattr(producer, "prepare_for_draining", None)
-            if prepare is not None:
-                try:
-                    await _maybe_await(prepare())
-                except Exception:
-                    _log.exception("%s: prepare_for_draining failed", self.name)
+            await self._guarded_hook(producer, "prepare_for_draining")
         await _cancel(self._producer_tasks)
         try:
             async with asyncio.timeout(self.shutdown_timeout if timeout is None else timeout):
@@ -214,7 +214,22 @@ class Pipeline:
                 self._in_flight,
             )
         await _cancel(self._worker_tasks)
+        for producer in self._producers:
+            await self._guarded_hook(producer, "close")
+        self._batchers.clear()
         self._running = False
+
+    @staticmethod
+    async def _hook(producer: Producer, name: str, *args: Any) -> None:
+        hook = getattr(producer, name, None)
+        if hook is not None:
+            await _maybe_await(hook(*args))
+
+    async def _guarded_hook(self, producer: Producer, name: str) -> None:
+        try:
+            await self._hook(producer, name)
+        except Exception:
+            _log.exception("%s: %s() of producer %r failed", self.name, name, producer)
 
     async def __aenter__(self) -> Pipeline:
         await self.start()
@@ -267,18 +282,36 @@ class Pipeline:
     def _admit(self, messages: list[Message]) -> None:
         self._in_flight += len(messages)
         step = self.processors.max_demand
-        for i in range(0, len(messages), step):
-            self._proc_q.put_nowait(messages[i : i + step])
+        if len(self._proc_qs) == 1:
+            queue = self._proc_qs[0]
+            for i in range(0, len(messages), step):
+                queue.put_nowait(messages[i : i + step])
+            return
+        parts: dict[int, list[Message]] = {}
+        for message in messages:
+            parts.setdefault(self._partition_of(message), []).append(message)
+        for index, part in parts.items():
+            for i in range(0, len(part), step):
+                self._proc_qs[index].put_nowait(part[i : i + step])
+
+    def _partition_of(self, message: Message) -> int:
+        assert self.processors.partition_by is not None
+        try:
+            key = self.processors.partition_by(message)
+        except Exception as exc:
+            message.failed(exc)
+            return 0
+        return partition(key, len(self._proc_qs))
 
     # -- processors ------------------------------------------------------------------
 
-    async def _processor(self) -> None:
+    async def _processor(self, queue: asyncio.Queue[list[Message]]) -> None:
         while True:
-            chunk = await self._proc_q.get()
+            chunk = await queue.get()
             try:
                 await self._process_chunk(chunk)
             finally:
-                self._proc_q.task_done()
+                queue.task_done()
 
     async def _process_chunk(self, chunk: list[Message]) -> None:
         if self._prepare is not None:
@@ -293,10 +326,10 @@ class Pipeline:
                 message = await self._run_handler(message)
             if message.is_failed or message.batcher is None:
                 done.append(message)
-            elif message.batcher not in self._batch_in:
+            elif message.batcher not in self._batchers:
                 done.append(message.failed(f"unknown batcher {message.batcher!r}"))
             else:
-                self._batch_in[message.batcher].put_nowait(message)
+                self._batchers[message.batcher].inbox.put_nowait(message)
         if done:
             await self._settle(done)
 
@@ -313,55 +346,11 @@ class Pipeline:
             return result
         return message
 
-    # -- batchers --------------------------------------------------------------------
+    # -- batch processors ------------------------------------------------------------
 
-    async def _batcher(self, config: BatcherConfig) -> None:
-        inbox = self._batch_in[config.name]
-        pending: dict[Any, list[Message]] = {}
-        deadlines: dict[Any, float] = {}
-        getter: asyncio.Future[Message | _Flush] | None = None
-
-        def emit(key: Any, trigger: BatchTrigger) -> None:
-            batch = pending.pop(key)
-            deadlines.pop(key, None)
-            info = BatchInfo(config.name, key, len(batch), trigger)
-            self._batch_out[config.name].put_nowait((batch, info))
-
-        try:
-            while True:
-                if getter is None:
-                    getter = asyncio.ensure_future(inbox.get())
-                timeout = (
-                    max(0.0, min(deadlines.values()) - time.monotonic()) if deadlines else None
-                )
-                done, _ = await asyncio.wait({getter}, timeout=timeout)
-                now = time.monotonic()
-                for key in [k for k, d in deadlines.items() if d <= now]:
-                    emit(key, "timeout")
-                if not done:
-                    continue
-                item, getter = getter.result(), None
-                if isinstance(item, _Flush):
-                    for key in list(pending):
-                        emit(key, "flush")
-                else:
-                    key = item.batch_key
-                    batch = pending.setdefault(key, [])
-                    if not batch:
-                        deadlines[key] = now + config.batch_timeout
-                    batch.append(item)
-                    if id(item) in self._flush_ids:
-                        self._flush_ids.discard(id(item))
-                        emit(key, "flush")
-                    elif batch_full(config.batch_size, batch):
-                        emit(key, "size")
-                inbox.task_done()
-        finally:
-            if getter is not None:
-                getter.cancel()
-
-    async def _batch_processor(self, name: str) -> None:
-        outbox = self._batch_out[name]
+    async def _batch_processor(
+        self, outbox: asyncio.Queue[tuple[list[Message], BatchInfo]]
+    ) -> None:
         while True:
             batch, info = await outbox.get()
             try:
@@ -405,13 +394,10 @@ class Pipeline:
             self._freed.set()
 
     async def _drain(self) -> None:
-        await self._proc_q.join()
-        for inbox in self._batch_in.values():
-            inbox.put_nowait(_FLUSH)
-        for inbox in self._batch_in.values():
-            await inbox.join()
-        for outbox in self._batch_out.values():
-            await outbox.join()
+        for queue in self._proc_qs:
+            await queue.join()
+        for batcher in self._batchers.values():
+            await batcher.join()
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -138,6 +138,7 @@ class Pipeline:
         self.name = name
         self._in_flight = 0
         self._reserved = 0
+        self._share = self.processors.capacity
         self._freed = asyncio.Event()
         self._draining = False
         self._running = False
@@ -187,6 +188,8 @@ class Pipeline:
             for i in range(config.concurrency):
                 outbox = outboxes[i % len(outboxes)]
                 self._worker_tasks.append(spawn(self._batch_processor(outbox)))
+        loops = len(self._producers) * self.producer_concurrency
+        self._share = max(1, -(-self.processors.capacity // loops))  # each loop's part
         for producer in self._producers:
             for _ in range(self.producer_concurrency):
                 self._producer_tasks.append(spawn(self._produce(producer)))
@@ -260,7 +263,7 @@ class Pipeline:
 
     async def _produce(self, producer: Producer) -> None:
         while not self._draining:
-            wanted = demand(self._in_flight + self._reserved, self.processors)
+            wanted = min(demand(self._in_flight + self._reserved, self.processors), self._share)
             if wanted == 0:
                 self._freed.clear()
                 await self._freed.wait()

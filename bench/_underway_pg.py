@@ -36,6 +36,7 @@ from _pgcommon import (
     Pings,
     create_database,
     drop_database,
+    event_loop,
     parser,
     report,
     wait_for_count,
@@ -177,16 +178,17 @@ def main() -> None:
         drop_database(args.admin_dsn, args.db)
         return
     url = create_database(args.admin_dsn, args.db)
+    run, loop = event_loop()
     try:
         if args.phase == "throughput":
-            out = asyncio.run(throughput(url, args.jobs, args.concurrency, args.analyze))
+            out = run(throughput(url, args.jobs, args.concurrency, args.analyze))
         else:
-            out = asyncio.run(latency(url, args.samples))
+            out = run(latency(url, args.samples))
     except Unavailable as exc:
         _unavailable(exc)
     finally:
         drop_database(args.admin_dsn, args.db)
-    report(out, "underway", "asyncio")
+    report(out, "underway", loop)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
@@ -110,17 +110,16 @@ def _configure(
 
 
 @contextmanager
-def _stop_on_signals(stop: asyncio.Event, grace: float) -> Iterator[None]:
+def _stop_on_signals(stop: asyncio.Event, on_again: Callable[[], None]) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
 
     def handle(sig: signal.Signals) -> None:
         if stop.is_set():
-            _log.info(
-                "received %s again; still waiting up to %ss for running jobs", sig.name, grace
-            )
+            _log.info("received %s again; cancelling running jobs now", sig.name)
+            on_again()
             return
-        _log.info("received %s; stopping", sig.name)
+        _log.info("received %s; stopping (send it again to cancel running jobs)", sig.name)
         stop.set()
 
     for sig in signals:
@@ -145,7 +144,7 @@ async def _run_node(jobs: Jobs, stats_interval: float) -> None:
     """Start a node, report counts every ``stats_interval`` seconds, stop on a signal."""
     config = jobs.config
     stop = asyncio.Event()
-    with _stop_on_signals(stop, config.shutdown_grace):
+    with _stop_on_signals(stop, jobs.stop_now):
         try:
             await jobs.start()
             queues = ", ".join(f"{q}={n}" for q, n in config.queues.items())

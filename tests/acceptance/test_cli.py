@@ -130,6 +130,28 @@ def test_start_runs_enqueued_jobs_and_stops_gracefully_on_signal(
     assert "Traceback" not in log
 
 
+def test_a_second_signal_cuts_the_grace_short_and_hands_the_job_back(
+    tmp_path: Path, url: str, client: Jobs, nodes: list[Node]
+) -> None:
+    long = client.workers["cli_app.add"].enqueue_sync({"a": 1, "b": 2, "sleep": 120}).id
+
+    node = Node(tmp_path, "--database", url, "--node-name", "n-1", "--shutdown-grace", "60")
+    nodes.append(node)
+    wait_until(lambda: stored(client, long).state is JobState.EXECUTING, "the long job")
+    node.proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: "running jobs get up to 60.0s" in node.log, "the stop to begin")
+    began = time.monotonic()
+    assert node.stop(signal.SIGINT, timeout=30) == 0, node.log  # not the 60 s grace
+
+    assert time.monotonic() - began < 30
+    job = stored(client, long)
+    assert (job.state, job.attempt, job.attempted_by) == (JobState.AVAILABLE, 0, None)
+    log = node.log
+    assert "received SIGINT again; cancelling running jobs now" in log
+    assert "handing 1 unfinished job(s) back" in log
+    assert "Traceback" not in log
+
+
 def test_start_queue_option_replaces_the_apps_queues(
     tmp_path: Path, url: str, client: Jobs, nodes: list[Node]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +89,19 @@ def test_a_job_longer_than_the_grace_is_handed_back_and_completed_later(
     assert job is not None
     assert job.errors == ()
     assert procs.stop(node_b) == 0
+
+
+def test_a_second_signal_cancels_running_jobs_at_once(procs: Processes) -> None:
+    grace = 60.0
+    (job_id,) = _enqueue(procs, {"seconds": {"node-a": 120.0, "*": 0.05}})
+    node = procs.start_node("node-a", grace=grace)
+    procs.wait_for(lambda: started(procs.events(), job_id), timeout=20, what="the job to start")
+
+    node.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the node is now waiting for the job, up to the grace
+    assert node.poll() is None
+    node.send_signal(signal.SIGINT)
+    assert node.wait(timeout=30) == 0  # far less than the 60 s grace
+    assert finished(procs.events(), job_id) == []
+    assert _rows(procs) == {job_id: ("available", 0, None)}
+    assert query(procs.db, "SELECT name FROM underway_nodes") == []

@@ -99,6 +99,8 @@ class Jobs:
         self.crontab: list[Cron] = []
         self.workers: dict[str, Worker] = {}
         self._node: Node | None = None
+        self._stopping: Node | None = None
+        self._hurry = False
         self.left_running = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -258,8 +260,28 @@ class Jobs:
         """
         node, self._node = self._node, None
         if node is not None:
-            self.left_running = await node.stop(grace, wait_for_threads=wait_for_threads)
+            self._stopping = node
+            if self._hurry:
+                node.hurry()
+            try:
+                self.left_running = await node.stop(grace, wait_for_threads=wait_for_threads)
+            finally:
+                self._stopping, self._hurry = None, False
         await self.engine.close()
+
+    def stop_now(self) -> None:
+        """Cut the grace period of a stop in progress short.
+
+        Coroutines still running are cancelled at once and their jobs handed back to their
+        queues, as when the grace period runs out. A second SIGTERM or SIGINT does this in
+        :meth:`serve`, :meth:`run` and ``underway start``. Sync jobs in threads cannot be
+        interrupted (see :meth:`stop`). Called while the node runs, it makes the next stop
+        skip its grace period.
+        """
+        self._hurry = True
+        node = self._stopping
+        if node is not None:
+            node.hurry()
 
     async def __aenter__(self) -> Jobs:
         await self.start()
@@ -273,14 +295,23 @@ class Jobs:
     ) -> None:
         """Run a node until ``stop`` is set or SIGTERM/SIGINT arrives, then stop gracefully.
 
+        A second SIGTERM/SIGINT during the stop cuts its grace period short (:meth:`stop_now`).
+
         ``wait_for_threads`` is passed to :meth:`stop`.
         """
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         installed = []
+
+        def on_signal() -> None:
+            if stop.is_set():
+                _log.info("node %s: signalled again, cancelling running jobs", self.config.name)
+                self.stop_now()
+            stop.set()
+
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal)
                 installed.append(sig)
         try:
             await self.start()
@@ -288,9 +319,11 @@ class Jobs:
             await stop.wait()
             _log.info("node %s stopping", self.config.name)
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-            await self.stop(wait_for_threads=wait_for_threads)
+            try:
+                await self.stop(wait_for_threads=wait_for_threads)
+            finally:
+                for sig in installed:
+                    loop.remove_signal_handler(sig)
 
     def run(self) -> None:
         """Run a node in the foreground until SIGTERM or SIGINT (what ``underway start`` does).

@@ -194,6 +194,11 @@ class Node:
             {"node": self.name, "queues": dict(self.config.queues)},
         )
 
+    def hurry(self) -> None:
+        """Cut the grace period of this node's stop short (see ``Jobs.stop_now``)."""
+        for producer in self.producers.values():
+            producer.hurry()
+
     async def stop(self, grace: float | None = None, *, wait_for_threads: bool = True) -> int:
         """Shut down gracefully (see the class docstring).
 

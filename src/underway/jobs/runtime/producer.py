@@ -51,6 +51,7 @@ class Producer:
         self.running: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        self._hurry = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._interrupted: list[int] = []
 
@@ -85,6 +86,10 @@ class Producer:
         if task is not None:
             await task
 
+    def hurry(self) -> None:
+        """End the grace period of a drain at once (now or when it starts)."""
+        self._hurry.set()
+
     async def drain(
         self, grace: float, *, wait_for_threads: bool = True
     ) -> tuple[list[int], list[int]]:
@@ -99,8 +104,8 @@ class Producer:
         """
         running = dict(self.running)
         if running:
-            _, pending = await asyncio.wait(running.values(), timeout=grace)
-            late = [i for i, task in running.items() if task in pending]
+            await self._wait_or_hurry(list(running.values()), grace)
+            late = [i for i, task in running.items() if not task.done()]
             threaded = [running[i] for i in late if i in self.executor.in_threads]
             cancelled = [running[i] for i in late if i not in self.executor.in_threads]
             for task in cancelled:
@@ -111,6 +116,19 @@ class Producer:
                 await self._wait_for_threads(threaded)
         handed_back, self._interrupted = self._interrupted, []
         return handed_back, list(self.running)
+
+    async def _wait_or_hurry(self, tasks: list[asyncio.Task[None]], grace: float) -> None:
+        """Wait until every task is done, ``grace`` seconds passed, or :meth:`hurry`."""
+        all_done = asyncio.ensure_future(asyncio.wait(tasks))
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        try:
+            await asyncio.wait(
+                {all_done, hurried}, timeout=grace, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in (all_done, hurried):
+                waiter.cancel()
+            await asyncio.wait({all_done, hurried})
 
     async def _wait_for_threads(self, tasks: list[asyncio.Task[None]]) -> None:
         pending = set(tasks)

@@ -178,3 +178,62 @@ async def test_perform_job_hands_typed_args(inline: Jobs) -> None:
 
     assert await perform_job(resize, Resize(4, note="n")) == Resize(4, note="n")
     assert await perform_job(resize, {"image_id": 4}) == Resize(4)
+
+
+@dataclass
+class Size:
+    width: int
+    height: int = 600
+
+
+@dataclass
+class Thumbnails:
+    image_id: int
+    main: Size
+    extra: list[Size] = field(default_factory=list)
+    crop: Size | None = None
+
+
+def test_nested_dataclasses_are_checked_stored_and_rebuilt() -> None:
+    given = Thumbnails(1, Size(800), [Size(100, 100), Size(200)])
+    stored = dump_args(Thumbnails, given)
+    assert json.loads(json.dumps(stored)) == {
+        "image_id": 1,
+        "main": {"width": 800, "height": 600},
+        "extra": [{"width": 100, "height": 100}, {"width": 200, "height": 600}],
+        "crop": None,
+    }
+    assert load_args(Thumbnails, stored) == given
+
+    from_dict = {"image_id": 2, "main": {"width": 5}, "crop": {"width": 1, "height": 2}}
+    assert dump_args(Thumbnails, from_dict) == from_dict
+    loaded = load_args(Thumbnails, from_dict)
+    assert loaded == Thumbnails(2, Size(5), [], Size(1, 2))
+    assert isinstance(loaded.main, Size)
+    mixed = dump_args(Thumbnails, {"image_id": 3, "main": Size(7), "extra": [{"width": 8}]})
+    assert mixed["main"] == {"width": 7, "height": 600}
+    assert load_args(Thumbnails, mixed).extra == [Size(8)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"image_id": 1, "main": 5}, "field 'main' of Thumbnails must be Size or a dict, got int"),
+        (
+            {"image_id": 1, "main": {"width": "wide"}},
+            "field 'main' of Thumbnails: field 'width' of Size must be int",
+        ),
+        ({"image_id": 1, "main": {}}, "field 'main' of Thumbnails: missing field 'width'"),
+        (
+            {"image_id": 1, "main": {"width": 1}, "extra": {"width": 1}},
+            "field 'extra' of Thumbnails must be a list of Size, got dict",
+        ),
+        (
+            {"image_id": 1, "main": {"width": 1}, "extra": [{"w": 1}]},
+            "field 'extra' of Thumbnails: unknown field",
+        ),
+    ],
+)
+def test_nested_dataclass_errors_name_the_field(args: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dump_args(Thumbnails, args)

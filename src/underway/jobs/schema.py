@@ -2,6 +2,8 @@
 
 A schema is a dataclass or a pydantic model (v2). Args are always stored as a JSON
 object; the schema checks them at enqueue and rebuilds the typed value for the worker.
+A dataclass field may itself be a dataclass (or an optional one, or a list of them): it is
+stored as a nested object and rebuilt as an instance.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def dump_args(schema: Any | None, args: Any) -> dict[str, Any]:
     if not isinstance(args, Mapping):
         raise TypeError(f"args must be a dict or {schema.__name__}, got {type(args).__name__}")
     _check_dataclass(schema, args)
-    return dict(args)
+    return {name: _plain(value) for name, value in args.items()}
 
 
 def load_args(schema: Any | None, args: dict[str, Any]) -> Any:
@@ -59,7 +61,46 @@ def load_args(schema: Any | None, args: dict[str, Any]) -> Any:
         return args
     if hasattr(schema, "model_validate"):
         return schema.model_validate(args)
-    return schema(**args)
+    return _build(schema, args)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with dataclass instances (at any depth of lists) turned into dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _nested(hint: Any) -> tuple[type, bool] | None:
+    """``(dataclass, is_list)`` when ``hint`` is a dataclass, an optional one or a list."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        found = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _nested(found[0]) if len(found) == 1 else None
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        inner = _nested(item)
+        return (inner[0], True) if inner is not None and not inner[1] else None
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return hint, False
+    return None
+
+
+def _build(schema: Any, args: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(schema)
+    values = dict(args)
+    for name, value in args.items():
+        nested = _nested(hints.get(name, Any))
+        if nested is None or value is None:
+            continue
+        cls, many = nested
+        if many and isinstance(value, list):
+            values[name] = [_build(cls, v) if isinstance(v, Mapping) else v for v in value]
+        elif isinstance(value, Mapping):
+            values[name] = _build(cls, value)
+    return schema(**values)
 
 
 def _check_dataclass(schema: Any, args: Mapping[str, Any]) -> None:
@@ -74,14 +115,37 @@ def _check_dataclass(schema: Any, args: Mapping[str, Any]) -> None:
             if no_default and fld.default_factory is dataclasses.MISSING:
                 raise ValueError(f"missing field {name!r} for {schema.__name__}")
             continue
-        expected = _runtime_types(hints.get(name, Any))
         value = args[name]
+        nested = _nested(hints.get(name, Any))
+        if nested is not None and value is not None:
+            _check_nested(schema, name, nested, value)
+            continue
+        expected = _runtime_types(hints.get(name, Any))
         if expected is not None and not isinstance(value, expected):
             wanted = " | ".join(t.__name__ for t in expected)
             raise ValueError(
                 f"field {name!r} of {schema.__name__} must be {wanted}, "
                 f"got {type(value).__name__} {value!r}"
             )
+
+
+def _check_nested(schema: Any, name: str, nested: tuple[type, bool], value: Any) -> None:
+    cls, many = nested
+    where = f"field {name!r} of {schema.__name__}"
+    items = value if many else [value]
+    if many and not isinstance(value, list | tuple):
+        raise ValueError(f"{where} must be a list of {cls.__name__}, got {type(value).__name__}")
+    for item in items:
+        if isinstance(item, cls):
+            continue
+        if not isinstance(item, Mapping):
+            raise ValueError(
+                f"{where} must be {cls.__name__} or a dict, got {type(item).__name__} {item!r}"
+            )
+        try:
+            _check_dataclass(cls, item)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
 
 def _runtime_types(hint: Any) -> tuple[type, ...] | None:

@@ -2,6 +2,7 @@
 
 - :mod:`underway.jobs`: durable, database-backed jobs (Oban for Python).
 - :mod:`underway.pipelines`: consuming message brokers with back-pressure (Broadway).
+- :mod:`underway.tasks`: ephemeral in-process work: supervisors, tasks, servers.
 
 Telemetry: :func:`attach` a handler to the events every part emits, or
 :func:`attach_logging` to log them.
@@ -9,12 +10,21 @@ Telemetry: :func:`attach` a handler to the events every part emits, or
 
 from underway._telemetry import attach, attach_logging, detach
 from underway.errors import (
+    AlreadyRegistered,
+    CallTimeout,
+    ChildStartError,
     ConfigError,
     DatabaseError,
     DatabaseLocked,
     DecodeError,
     EnqueueError,
     JobTimeout,
+    MailboxFull,
+    ServerExited,
+    TaskExited,
+    TaskTimeout,
+    TooManyChildren,
+    TooManyRestarts,
     UnderwayError,
     UnknownWorker,
 )
@@ -22,12 +32,21 @@ from underway.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyRegistered",
+    "CallTimeout",
+    "ChildStartError",
     "ConfigError",
     "DatabaseError",
     "DatabaseLocked",
     "DecodeError",
     "EnqueueError",
     "JobTimeout",
+    "MailboxFull",
+    "ServerExited",
+    "TaskExited",
+    "TaskTimeout",
+    "TooManyChildren",
+    "TooManyRestarts",
     "UnderwayError",
     "UnknownWorker",
     "__version__",

@@ -8,21 +8,41 @@ One hierarchy for the whole library::
     ├── DatabaseError          the database cannot be opened, read or written
     │   └── DatabaseLocked     another process held the write lock past the busy timeout
     ├── UnknownWorker          a job names a worker no node has registered
-    └── JobTimeout             a job ran past its worker's timeout (recorded on the job)
+    ├── JobTimeout             a job ran past its worker's timeout (recorded on the job)
+    ├── DecodeError            a broker message's payload could not be decoded
+    ├── TooManyRestarts        a supervisor passed its restart intensity and stopped
+    ├── ChildStartError        a supervised child failed before it signalled readiness
+    ├── TooManyChildren        a task supervisor is at max_children
+    ├── TaskTimeout            a task gave no result in time (also a TimeoutError)
+    ├── TaskExited             an awaited task was cancelled before it gave a result
+    ├── ServerExited           a server stopped, or was not running, before it replied
+    ├── CallTimeout            a server did not reply in time (also a TimeoutError)
+    ├── MailboxFull            a server's bounded mailbox has no room
+    └── AlreadyRegistered      a name is already taken in a registry
 
 ``ConfigError`` and ``EnqueueError`` are also ``ValueError``, so code that already guards
-against bad values keeps working.
+against bad values keeps working; ``TaskTimeout`` and ``CallTimeout`` are also
+``TimeoutError``.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyRegistered",
+    "CallTimeout",
+    "ChildStartError",
     "ConfigError",
     "DatabaseError",
     "DatabaseLocked",
     "DecodeError",
     "EnqueueError",
     "JobTimeout",
+    "MailboxFull",
+    "ServerExited",
+    "TaskExited",
+    "TaskTimeout",
+    "TooManyChildren",
+    "TooManyRestarts",
     "UnderwayError",
     "UnknownWorker",
 ]
@@ -58,3 +78,56 @@ class JobTimeout(UnderwayError):
 
 class DecodeError(UnderwayError, ValueError):
     """A broker message's payload could not be decoded; the message fails with it."""
+
+
+class TooManyRestarts(UnderwayError):
+    """A supervisor restarted children more than ``max_restarts`` times in ``max_seconds``.
+
+    It stopped its children in reverse order before raising; the last child's exception,
+    if any, is the ``__cause__``. A parent supervisor treats this as a crash of the child.
+    """
+
+
+class ChildStartError(UnderwayError):
+    """A supervised child raised before it signalled readiness; its exception is the cause."""
+
+
+class TooManyChildren(UnderwayError):
+    """A task supervisor already runs ``max_children`` tasks; nothing was started."""
+
+
+class TaskTimeout(UnderwayError, TimeoutError):
+    """A task gave no result within the timeout (it keeps running unless said otherwise)."""
+
+
+class TaskExited(UnderwayError):
+    """An awaited task was cancelled before it gave a result; ``reason`` says why."""
+
+    def __init__(self, message: str, reason: object = "cancelled") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ServerExited(UnderwayError):
+    """A server stopped or crashed before it replied, or was not running.
+
+    ``reason`` is ``"noproc"`` (not running), ``"normal"``, ``"shutdown"``, ``"cancelled"``,
+    another reason given to ``stop``, or the exception that crashed the server (also the
+    ``__cause__``).
+    """
+
+    def __init__(self, message: str, reason: object = "noproc") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CallTimeout(UnderwayError, TimeoutError):
+    """A server did not reply to a call in time; the server keeps working, the reply is dropped."""
+
+
+class MailboxFull(UnderwayError):
+    """A server's bounded mailbox has no room for a message sent without waiting."""
+
+
+class AlreadyRegistered(UnderwayError):
+    """The name is already registered, by a task that is still running."""

@@ -15,9 +15,10 @@ import underway
 import underway.errors
 import underway.jobs
 import underway.pipelines
+import underway.tasks
 
 # Package __init__ modules re-export: every public attribute must be listed.
-PACKAGES = [underway, underway.jobs, underway.pipelines]
+PACKAGES = [underway, underway.jobs, underway.pipelines, underway.tasks]
 # Plain modules: every public class or function defined in the module must be listed.
 MODULES = [underway.errors]
 

@@ -245,6 +245,27 @@ def test_a_server_cannot_call_itself() -> None:
     run_virtual(main())
 
 
+def test_a_server_casting_to_itself_with_a_full_mailbox_crashes_instead_of_deadlocking() -> None:
+    class FanOut(Server):
+        async def handle_cast(self, message: Any) -> None:
+            if message == "fan":
+                for n in range(5):
+                    await self.cast(n)  # only this task could make room: it must not wait
+
+    async def main() -> None:
+        server = FanOut(mailbox_size=2)
+        await server.start()
+        task = server._task
+        assert task is not None
+        await server.cast("fan")
+        await asyncio.wait([task], timeout=60)
+        assert task.done(), "the server waits for room only it could make"
+        assert isinstance(task.exception(), MailboxFull)
+        assert not server.running
+
+    run_virtual(main())
+
+
 def test_init_failure_fails_the_start() -> None:
     class Broken(Server):
         async def init(self) -> None:

@@ -53,8 +53,9 @@ def test_ordered_results_come_in_input_order_with_bounded_concurrency() -> None:
     out, took = run_virtual(main())
     assert out == [d * 10 for d in delays]
     assert probe.peak == 2
-    # slots refill while the slow head runs: 3.0 | 1.0, 2.0, 0.5 (=3.5), then 0.1, 1.5
-    assert took == pytest.approx(4.6)
+    # a result held back behind the slow head keeps its slot until it is yielded: 3.0 and
+    # 1.0 run first; 2.0 and 0.5 start at 3; 0.1 and 1.5 once 2.0 is yielded at 5
+    assert took == pytest.approx(6.5)
 
 
 def test_unordered_results_come_as_they_complete() -> None:
@@ -82,7 +83,7 @@ def test_input_is_pulled_lazily_only_when_a_slot_is_free() -> None:
         async with contextlib.aclosing(stream):
             assert await anext(stream) == 10.0
             seen = len(pulled)
-            assert seen <= 2 * 3  # at most a full window done and a new one in flight
+            assert seen <= 3  # a result keeps its slot until it is yielded
             await asyncio.sleep(100)  # the consumer is busy: tasks end, nothing more is pulled
             assert len(pulled) == seen
             for _ in range(4):
@@ -188,8 +189,8 @@ def test_closing_early_cancels_in_flight_work() -> None:
         await asyncio.sleep(1000)
 
     run_virtual(main())
-    # 70 was pulled when 1.0 finished; its task was cancelled before it ever ran
-    assert pulled == [1.0, 50.0, 60.0, 70.0]
+    # 1.0 kept its slot until it was yielded, and nothing was pulled after that
+    assert pulled == [1.0, 50.0, 60.0]
     assert probe.started == [1.0, 50.0, 60.0]
 
 
@@ -254,3 +255,73 @@ def test_bad_arguments_raise_at_the_call() -> None:
         async_stream([1], "nope")  # type: ignore[call-overload]
     with pytest.raises(ConfigError, match="expected an iterable"):
         async_stream(5, Probe())  # type: ignore[call-overload]
+
+
+def test_a_slow_head_does_not_let_an_ordered_stream_run_ahead_of_the_consumer() -> None:
+    pulled: list[int] = []
+
+    def items() -> Iterator[int]:
+        for n in range(1000):
+            pulled.append(n)
+            yield n
+
+    async def work(n: int) -> int:
+        if n == 0:
+            await asyncio.sleep(10)  # the head is slow; the others end at once
+        return n
+
+    async def main() -> int:
+        stream = async_stream(items(), work, max_concurrency=4, timeout=None)
+        async with contextlib.aclosing(stream):
+            assert await anext(stream) == 0
+            return len(pulled)
+
+    # results held back behind the head count against max_concurrency, as in Elixir:
+    # the stream may not buffer the whole (possibly endless) input while it waits
+    assert run_virtual(main()) <= 4
+
+
+def test_a_slow_consumer_bounds_what_an_unordered_stream_buffers() -> None:
+    pulled: list[int] = []
+
+    def items() -> Iterator[int]:
+        for n in range(1000):
+            pulled.append(n)
+            yield n
+
+    async def instant(n: int) -> int:
+        return n
+
+    async def main() -> int:
+        stream = async_stream(items(), instant, max_concurrency=4, ordered=False)
+        async with contextlib.aclosing(stream):
+            for _ in range(10):
+                await anext(stream)
+                await asyncio.sleep(1)  # the consumer is busy; tasks end meanwhile
+            return len(pulled)
+
+    assert run_virtual(main()) <= 10 + 4
+
+
+def test_a_killed_task_failing_in_its_cleanup_is_retrieved_not_left_to_the_loop() -> None:
+    async def work(seconds: float) -> float:
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            raise OSError("cleanup failed") from None
+        return seconds
+
+    async def main() -> tuple[list[Any], list[str]]:
+        loop = asyncio.get_running_loop()
+        unhandled: list[str] = []
+        loop.set_exception_handler(lambda _, context: unhandled.append(context["message"]))
+        out = await collect(
+            async_stream([5.0, 1.0], work, max_concurrency=2, timeout=2.0, on_timeout="kill_task")
+        )
+        gc.collect()
+        await asyncio.sleep(0)
+        return out, unhandled
+
+    out, unhandled = run_virtual(main())
+    assert out == [Exit("timeout", 5.0), 1.0]
+    assert unhandled == []

@@ -7,6 +7,7 @@ real time, and a task left running at the end fails the test.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
@@ -523,6 +524,37 @@ def test_a_cooperative_child_is_asked_through_its_hook_not_cancelled() -> None:
     assert log.seq() == [("start", "polite"), ("stop", "polite")]
 
 
+def test_a_shutdown_hook_that_raises_is_reported_and_the_child_cancelled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = Log()
+
+    async def broken_hook(*, ready: Ready) -> None:
+        def hook() -> None:
+            raise OSError("hook failed")
+
+        ready.on_shutdown(hook)
+        ready()
+        log.add("start", "broken")
+        try:
+            await asyncio.sleep(10_000)
+        finally:
+            log.add("stop", "broken")
+
+    async def main() -> None:
+        sup = Supervisor(
+            [spec("first", sleeper(log, "first")), spec("broken", broken_hook, ready=True)]
+        )
+        async with sup:
+            await asyncio.sleep(1)
+
+    with caplog.at_level(logging.ERROR, logger="underway.tasks"):
+        run_virtual(main())
+    # the other children still stop, in reverse order
+    assert log.seq("stop") == [("stop", "broken"), ("stop", "first")]
+    assert "shutdown hook of child 'broken' failed" in caplog.text
+
+
 def test_a_bound_on_stop_cancels_what_is_left_at_once(events: Events) -> None:
     log = Log()
 
@@ -552,6 +584,50 @@ def test_a_bound_on_stop_cancels_what_is_left_at_once(events: Events) -> None:
     # yet, was cancelled then and given cancel_timeout (1 s): its 0.5 s cleanup ran.
     assert run_virtual(main()) == pytest.approx(5.5)
     assert [m["child"] for e, m in events if e == "tasks.child.timeout"] == []
+
+
+def test_a_child_failing_after_the_bound_on_stop_is_reported_not_left_to_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fails_when_cancelled() -> None:
+        try:
+            await asyncio.sleep(10_000)
+        except asyncio.CancelledError:
+            raise OSError("cleanup failed") from None
+
+    async def slow_cleanup() -> None:
+        try:
+            await asyncio.sleep(10_000)
+        finally:
+            await asyncio.sleep(30)
+
+    async def crashes_meanwhile() -> None:
+        await asyncio.sleep(2)
+        raise ValueError("crashed while b was stopping")
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        unhandled: list[str] = []
+        loop.set_exception_handler(lambda _, context: unhandled.append(context["message"]))
+        sup = Supervisor(
+            [
+                spec("a", fails_when_cancelled, shutdown=60),
+                spec("c", crashes_meanwhile),
+                spec("b", slow_cleanup, shutdown=60),
+            ]
+        )
+        await sup.start()
+        # b is asked first; c crashes at 2 (its exit is no longer handled); past the bound
+        # at 5, a is cancelled at once and fails
+        await sup.stop(timeout=5)
+        gc.collect()
+        await asyncio.sleep(0)
+        return unhandled
+
+    with caplog.at_level(logging.ERROR, logger="underway.tasks"):
+        assert run_virtual(main()) == []
+    assert "child 'a' failed while stopping" in caplog.text
+    assert "child 'c' failed while stopping" in caplog.text
 
 
 def test_shutdown_zero_cancels_without_an_ask_period() -> None:

@@ -262,6 +262,29 @@ def test_a_task_supervisor_under_a_supervisor_restarts_empty() -> None:
     run_virtual(main())
 
 
+def test_a_slow_stop_does_not_forget_the_tasks_of_the_next_incarnation() -> None:
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(10_000)
+        finally:
+            await asyncio.sleep(1)  # cleanup, well within shutdown_timeout
+
+    async def main() -> None:
+        tasks = TaskSupervisor(name="jobs")
+        async with Supervisor([tasks.child_spec()]):
+            tasks.start_child(slow_to_stop)
+            await asyncio.sleep(0)
+            stopping = asyncio.get_running_loop().create_task(tasks.stop())
+            await asyncio.sleep(0.5)  # run() returned: the supervisor started it again
+            assert tasks.running
+            second = tasks.start_child(value_after, 100.0, None)
+            await stopping  # the first incarnation's stop ends now
+            assert tasks.children() == [second]
+        assert second.cancelled()
+
+    run_virtual(main())
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [

@@ -217,8 +217,16 @@ class Supervision:
         def ask(t: asyncio.Task[Any]) -> None:
             if hook is None:
                 t.cancel()
-            else:
+                return
+            try:
                 hook()
+            except Exception:
+                _log.exception(
+                    "supervisor %r: the shutdown hook of child %r failed; cancelling it",
+                    self.name,
+                    child.spec.id,
+                )
+                t.cancel()
 
         stuck = await shutdown(
             [task],
@@ -231,6 +239,10 @@ class Supervision:
         if stuck:
             self.left_running.append(child.spec.id)
             return
+        self._stopped(child, task)
+
+    def _stopped(self, child: Child, task: asyncio.Task[Any]) -> None:
+        """Report how ``task``, which the supervisor stopped, ended (its error is retrieved)."""
         error = _exit_error(task)
         if error is not None and not isinstance(error, asyncio.CancelledError):
             _log.error(
@@ -254,14 +266,25 @@ class Supervision:
             for child in reversed(self.children):
                 await self.stop(child)
         except asyncio.CancelledError:
-            live = {c.task: c for c in self.children if c.task is not None and not c.task.done()}
+            # Children that ended meanwhile (their exits are not handled any more) are
+            # reported with the others.
+            live = {c.task: c for c in self.children if c.task is not None}
             for child in live.values():
                 child.stopping = True
 
             def report(task: asyncio.Task[Any], phase: Phase) -> None:
                 self._report_stuck(live[task], task, phase)
 
-            await shutdown(live, timeout=0, cancel_timeout=self.cancel_timeout, report=report)
+            stuck = await shutdown(
+                live, timeout=0, cancel_timeout=self.cancel_timeout, report=report
+            )
+            for task, child in live.items():
+                if child.task is task:
+                    child.task, child.status = None, "stopped"
+                if task in stuck:
+                    self.left_running.append(child.spec.id)
+                else:
+                    self._stopped(child, task)
             raise
 
     def find(self, child_id: str) -> Child:

@@ -175,8 +175,17 @@ class Server:
             self._callers.discard(caller)
 
     async def cast(self, message: Any) -> None:
-        """Send ``message`` to ``handle_cast``, waiting for room; dropped if not running."""
-        if self._task is None or self._stopping is not None:
+        """Send ``message`` to ``handle_cast``, waiting for room; dropped if not running.
+
+        Raises:
+            MailboxFull: No room, and the caller is the server's own task (only it could
+                make room: waiting would never end).
+        """
+        task = self._task
+        if task is None or self._stopping is not None:
+            return
+        if asyncio.current_task() is task:
+            self._mailbox.put_nowait((_CAST, message, None))
             return
         try:
             await self._mailbox.put((_CAST, message, None))

@@ -70,8 +70,10 @@ def async_stream(
     """Run ``fn(item)`` for each item in its own task, at most ``max_concurrency`` at once.
 
     Nothing runs until the result is iterated. Items are pulled from ``iterable`` (sync or
-    async) only when a task slot is free, so an endless source is fine. Tasks keep running
-    while the consumer handles a result.
+    async) only when a slot is free, so an endless source is fine. Tasks keep running
+    while the consumer handles a result. A slot is taken from the pull of an item until
+    its result is yielded (as in Elixir), so the stream never runs more than
+    ``max_concurrency`` items ahead of the consumer, however slow it is.
 
     An exception from ``fn`` stops the stream: the other tasks are cancelled and the
     exception is raised to the consumer (the tasks are linked to it). When the consumer
@@ -83,9 +85,11 @@ def async_stream(
     Args:
         iterable: The items (an iterable or an async iterable).
         fn: An ``async`` function of one item.
-        max_concurrency: Most tasks at once (default: the number of CPUs, as Elixir's).
-        ordered: Yield results in input order (a slow item holds back later results, not
-            later tasks); ``False``: as they complete.
+        max_concurrency: Most items in flight at once, running or done but not yet
+            yielded (default: the number of CPUs, as Elixir's).
+        ordered: Yield results in input order (a slow item holds back later results, and
+            once ``max_concurrency`` of them wait, later tasks); ``False``: as they
+            complete.
         timeout: Seconds each task may run (``None``: no limit).
         on_timeout: ``"raise"``: a task past its timeout stops the stream with
             :class:`~underway.errors.TaskTimeout`; ``"kill_task"``: it is cancelled and its
@@ -123,6 +127,7 @@ class _Stream:
     __slots__ = (
         "count",
         "deadlines",
+        "delivered",
         "exhausted",
         "failure",
         "finished",
@@ -160,7 +165,8 @@ class _Stream:
         self.timer: asyncio.TimerHandle | None = None
         self.pull: asyncio.Task[Any] | None = None
         self.exhausted = False
-        self.count = 0
+        self.count = 0  # items pulled
+        self.delivered = 0  # results yielded
 
     async def run(self, source: Iterator[Any] | AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         """Yield outcomes until the source is exhausted and every task settled."""
@@ -169,7 +175,7 @@ class _Stream:
         running = self.running
         try:
             while True:
-                if not self.exhausted and len(running) < self.limit:
+                if not self.exhausted and self._free():
                     if sync:
                         self._fill(source)  # type: ignore[arg-type]
                     else:
@@ -182,6 +188,7 @@ class _Stream:
                         task, item = pending[0]
                         if task.done() or task in self.timed_out:
                             pending.popleft()
+                            self.delivered += 1
                             yield self._outcome(task, item)
                             continue
                     elif self.exhausted:
@@ -190,6 +197,7 @@ class _Stream:
                     finished = self.finished
                     if finished:
                         task = finished.popleft()
+                        self.delivered += 1
                         yield self._outcome(task, self.timed_out.get(task))
                         continue
                     if self.exhausted and len(running) <= len(self.killed):
@@ -201,11 +209,14 @@ class _Stream:
 
     # -- input ----------------------------------------------------------------------------
 
-    def _fill(self, source: Iterator[Any]) -> None:
-        running = self.running
+    def _free(self) -> bool:
+        """Whether a slot is free: under ``limit`` tasks running and items not yet yielded."""
         limit = self.limit
+        return len(self.running) < limit and self.count - self.delivered < limit
+
+    def _fill(self, source: Iterator[Any]) -> None:
         now = self.loop.time()
-        while len(running) < limit:
+        while self._free():
             try:
                 item = next(source)
             except StopIteration:
@@ -214,7 +225,7 @@ class _Stream:
             self._spawn(item, now)
 
     def _pull(self, source: AsyncIterator[Any]) -> None:
-        while len(self.running) < self.limit:
+        while self._free():
             pull = self.pull
             if pull is None:
                 pull = self.pull = self.loop.create_task(_anext(source), name="async_stream:pull")
@@ -254,6 +265,12 @@ class _Stream:
         self.running.discard(task)
         if task in self.killed:
             self.killed.discard(task)  # already settled as a timeout
+            if not task.cancelled() and task.exception() is not None:
+                _log.error(
+                    "async_stream: %s failed after its timeout",
+                    task.get_name(),
+                    exc_info=task.exception(),
+                )
         elif task.cancelled():
             if self.failure is None:
                 self.failure = RuntimeError(f"async_stream: {task.get_name()} was cancelled")

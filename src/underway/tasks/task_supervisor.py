@@ -110,15 +110,16 @@ class TaskSupervisor:
         self._loop = None
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
-        try:
-            stuck = await shutdown(
-                list(self._children),
-                timeout=self.shutdown_timeout,
-                cancel_timeout=self.cancel_timeout,
-                report=self._report_stuck,
-            )
-        finally:
-            self._children.clear()  # those that would not stop are kept alive elsewhere
+        # Take the tasks now: a restart (under a supervisor) may start new ones meanwhile.
+        # Those that would not stop are kept alive elsewhere.
+        children, self._children = self._children, set()
+        self._sweep_at = _SWEEP_MIN
+        stuck = await shutdown(
+            children,
+            timeout=self.shutdown_timeout,
+            cancel_timeout=self.cancel_timeout,
+            report=self._report_stuck,
+        )
         self.left_running = list(stuck)
 
     async def run(self, *, ready: Ready | None = None) -> None:

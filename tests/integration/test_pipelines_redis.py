@@ -569,3 +569,29 @@ async def test_lost_group_is_created_again(
             await until(lambda: handled == ["before", "after"])
             await until(lambda: nothing_pending(admin, stream))
     assert "is missing on the server" in caplog.text
+
+
+async def test_entries_abandoned_at_stop_are_delivered_again_after_a_restart(
+    admin: Redis, stream: str
+) -> None:
+    [entry_id] = await fill(admin, stream, [{"n": "0"}])
+    calls: Counter[str] = Counter()
+    never = asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        calls[message.metadata["id"]] += 1
+        if calls[message.metadata["id"]] == 1:
+            await never.wait()  # outlives the shutdown bound: abandoned, never acknowledged
+
+    producer = RedisStreamProducer(stream, "g", url=URL, block=0.1, claim_idle=0.2)
+    pipeline = Pipeline(producer=producer, handle_message=handle)
+    await pipeline.start()
+    await until(lambda: calls[entry_id] == 1)
+    await pipeline.stop(timeout=0.05)
+    assert [r["id"] for r in await pending(admin, stream)] == [entry_id]
+    await pipeline.start()
+    try:
+        await until(lambda: calls[entry_id] == 2, timeout=5)  # reclaimed after claim_idle
+        await until(lambda: nothing_pending(admin, stream))
+    finally:
+        await pipeline.stop()

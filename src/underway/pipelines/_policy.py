@@ -106,10 +106,26 @@ def parse_batchers(options: Mapping[str, Mapping[str, Any]] | None) -> dict[str,
     return result
 
 
-def demand(in_flight: int, config: ProcessorsConfig) -> int:
-    """How many messages to ask the producer for, given ``in_flight`` (0: wait)."""
-    free = config.capacity - in_flight
-    return free if free >= config.refill else 0
+def demand(in_flight: int, config: ProcessorsConfig, share: int | None = None) -> int:
+    """How many messages to ask the producer for, given ``in_flight`` (0: wait).
+
+    ``share`` caps what one fetch loop asks for (see :func:`shares`); the refill threshold
+    is then at most the share, so a loop whose share is small still gets to fetch.
+    """
+    limit = config.capacity if share is None else share
+    wanted = min(config.capacity - in_flight, limit)
+    return wanted if wanted >= min(config.refill, limit) and wanted > 0 else 0
+
+
+def shares(capacity: int, loops: int) -> list[int]:
+    """Split ``capacity`` among ``loops`` fetch loops: parts that differ by at most one.
+
+    The parts add up to ``capacity`` (each is at least 1, so with more loops than capacity
+    they add up to ``loops``), so loops blocked on an idle broker never hold so much of the
+    capacity that the others cannot fetch.
+    """
+    base, extra = divmod(capacity, loops)
+    return [max(1, base + (1 if i < extra else 0)) for i in range(loops)]
 
 
 def batch_full(size: BatchSize, batch: Sequence[Message]) -> bool:

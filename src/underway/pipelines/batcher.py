@@ -47,7 +47,8 @@ class Batcher:
     """Cuts batches per ``(partition, batch_key)`` by size, timeout or flush.
 
     Messages arrive on :attr:`inbox`; cut batches go to ``outboxes[partition]``. A message
-    whose partition cannot be computed fails and is handed to ``reject`` in :meth:`run`.
+    that cannot be batched (its partition or ``batch_size`` function raised, its
+    ``batch_key`` is unhashable) fails and is handed to ``reject`` in :meth:`run`.
     """
 
     def __init__(self, config: BatcherConfig, flush_ids: set[int]) -> None:
@@ -72,18 +73,29 @@ class Batcher:
         self.outboxes[key[0]].put_nowait((batch, info))
 
     def _add(self, message: Message, now: float) -> Message | None:
+        """Add ``message`` to its batch; returns it, failed, when it cannot be batched."""
         try:
             key = (self._partition_of(message), message.batch_key)
+            batch = self._pending.get(key)  # raises TypeError for an unhashable batch_key
         except Exception as exc:
             return message.failed(exc)
-        batch = self._pending.setdefault(key, [])
-        if not batch:
+        if batch is None:
+            batch = self._pending[key] = []
             self._deadlines[key] = now + self.config.batch_timeout
         batch.append(message)
         if id(message) in self._flush_ids:
             self._flush_ids.discard(id(message))
             self._emit(key, "flush")
-        elif batch_full(self.config.batch_size, batch):
+            return None
+        try:
+            full = batch_full(self.config.batch_size, batch)
+        except Exception as exc:
+            batch.pop()
+            if not batch:
+                del self._pending[key]
+                del self._deadlines[key]
+            return message.failed(exc)
+        if full:
             self._emit(key, "size")
         return None
 

@@ -55,8 +55,8 @@ class Message:
         status: ``"ok"`` or ``"failed"``.
         reason: Why the message failed (an exception or any value), else ``None``.
         ack_options: Per-message instructions for the acknowledger (``configure_ack``).
-        acked: Whether the message was already acknowledged (``ack_immediately``); the
-            pipeline then does not acknowledge it again.
+        acked: Whether the message was already acknowledged (by ``ack_immediately``, or by
+            the pipeline once it settled it); it is then never acknowledged again.
     """
 
     data: Any

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -19,6 +18,7 @@ from underway.pipelines._policy import (
     parse_batchers,
     parse_processors,
     partition,
+    shares,
 )
 from underway.pipelines.batcher import Batcher, BatchInfo
 from underway.pipelines.message import Message, call_ack, group_acks
@@ -67,7 +67,10 @@ class Pipeline:
     Args:
         producer: One producer or a list; all share the demand and the rate limit.
         handle_message: Called with each message; returns the (possibly updated) message or
-            ``None``. An exception fails only that message.
+            ``None``. An exception fails only that message. When it returns another
+            ``Message`` object, that one's data, batcher, batch key, status, reason and ack
+            options are carried over to the message it was given, which stays the one
+            acknowledged (with its own metadata and acknowledger).
         processors: ``{"concurrency": n, "max_demand": m, "min_demand": k,
             "partition_by": fn(message) -> key}``. At most ``concurrency * max_demand``
             messages are in flight at once. With ``partition_by``, messages with equal keys
@@ -80,7 +83,9 @@ class Pipeline:
         handle_failed: Called with failed messages before they are acknowledged; its own
             exception is logged and the acknowledgement still happens.
         prepare_messages: Called with each group of up to ``max_demand`` messages before
-            ``handle_message`` (to preload data in bulk); an exception fails the group.
+            ``handle_message`` (to preload data in bulk); returns one message per message
+            given, in order (carried over like ``handle_message``'s). An exception, or a
+            list of another length, fails the group.
         rate_limit: ``(allowed, interval_seconds)`` shared by all producers.
         producer_concurrency: Concurrent ``fetch`` loops per producer.
         shutdown_timeout: Seconds :meth:`stop` waits for in-flight messages to finish.
@@ -138,13 +143,12 @@ class Pipeline:
         self.name = name
         self._in_flight = 0
         self._reserved = 0
-        self._share = self.processors.capacity
         self._freed = asyncio.Event()
         self._draining = False
         self._running = False
+        self._lifecycle = asyncio.Lock()
         self._flush_ids: set[int] = set()
-        count = self.processors.concurrency if self.processors.partition_by else 1
-        self._proc_qs: list[asyncio.Queue[list[Message]]] = [asyncio.Queue() for _ in range(count)]
+        self._proc_qs: list[asyncio.Queue[list[Message]]] = self._new_queues()
         self._batchers: dict[str, Batcher] = {}
         self._producer_tasks: list[asyncio.Task[None]] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
@@ -169,12 +173,31 @@ class Pipeline:
             raise ConfigError("this pipeline was built without rate_limit")
         self.rate_limiter.update(allowed, interval)
 
+    def _new_queues(self) -> list[asyncio.Queue[list[Message]]]:
+        count = self.processors.concurrency if self.processors.partition_by else 1
+        return [asyncio.Queue() for _ in range(count)]
+
     async def start(self) -> None:
-        """Start producers, processors and batchers."""
-        if self._running:
-            return
-        for producer in self._producers:
-            await self._hook(producer, "prepare_for_start", self.processors.capacity)
+        """Start producers, processors and batchers.
+
+        A producer's ``prepare_for_start`` error is raised here, after the producers already
+        prepared were closed. A concurrent :meth:`stop` waits until the start is done.
+        """
+        async with self._lifecycle:
+            if self._running:
+                return
+            prepared: list[Producer] = []
+            try:
+                for producer in self._producers:
+                    await self._hook(producer, "prepare_for_start", self.processors.capacity)
+                    prepared.append(producer)
+            except BaseException:
+                for producer in prepared:
+                    await self._guarded_hook(producer, "close")
+                raise
+            self._spawn_all()
+
+    def _spawn_all(self) -> None:
         self._running = True
         self._draining = False
         spawn = asyncio.get_running_loop().create_task
@@ -188,11 +211,10 @@ class Pipeline:
             for i in range(config.concurrency):
                 outbox = outboxes[i % len(outboxes)]
                 self._worker_tasks.append(spawn(self._batch_processor(outbox)))
-        loops = len(self._producers) * self.producer_concurrency
-        self._share = max(1, -(-self.processors.capacity // loops))  # each loop's part
-        for producer in self._producers:
-            for _ in range(self.producer_concurrency):
-                self._producer_tasks.append(spawn(self._produce(producer)))
+        loops = [p for p in self._producers for _ in range(self.producer_concurrency)]
+        parts = shares(self.processors.capacity, len(loops))
+        for producer, share in zip(loops, parts, strict=True):
+            self._producer_tasks.append(spawn(self._produce(producer, share)))
 
     async def stop(self, timeout: float | None = None) -> None:
         """Drain: stop pulling, finish in-flight messages, flush batches, acknowledge.
@@ -201,14 +223,18 @@ class Pipeline:
             timeout: Bound on the drain (default ``shutdown_timeout``); messages still
                 unfinished then are abandoned unacknowledged (the broker redelivers them).
         """
-        if not self._running:
-            return
+        async with self._lifecycle:
+            if not self._running:
+                return
+            await self._stop(self.shutdown_timeout if timeout is None else timeout)
+
+    async def _stop(self, timeout: float) -> None:
         self._draining = True
         for producer in self._producers:
             await self._guarded_hook(producer, "prepare_for_draining")
-        await _cancel(self._producer_tasks)
+        await self._cancel(self._producer_tasks)
         try:
-            async with asyncio.timeout(self.shutdown_timeout if timeout is None else timeout):
+            async with asyncio.timeout(timeout):
                 await self._drain()
         except TimeoutError:
             _log.warning(
@@ -216,10 +242,14 @@ class Pipeline:
                 self.name,
                 self._in_flight,
             )
-        await _cancel(self._worker_tasks)
+        await self._cancel(self._worker_tasks)
         for producer in self._producers:
             await self._guarded_hook(producer, "close")
+        # Messages abandoned by the bound are the broker's again: forget them all.
         self._batchers.clear()
+        self._proc_qs = self._new_queues()
+        self._flush_ids.clear()
+        self._in_flight = self._reserved = 0
         self._running = False
 
     @staticmethod
@@ -261,17 +291,19 @@ class Pipeline:
 
     # -- producers -------------------------------------------------------------------
 
-    async def _produce(self, producer: Producer) -> None:
+    async def _produce(self, producer: Producer, share: int) -> None:
         while not self._draining:
-            wanted = min(demand(self._in_flight + self._reserved, self.processors), self._share)
+            wanted = demand(self._in_flight + self._reserved, self.processors, share)
             if wanted == 0:
                 self._freed.clear()
                 await self._freed.wait()
                 continue
-            if self.rate_limiter is not None:
-                wanted = await self.rate_limiter.acquire(wanted)
-            self._reserved += wanted
+            self._reserved += wanted  # before any wait, so other loops see it
             try:
+                if self.rate_limiter is not None:
+                    granted = await self.rate_limiter.acquire(wanted)
+                    self._reserved -= wanted - granted
+                    wanted = granted
                 messages = await producer.fetch(wanted)
             except Exception:
                 _log.exception("%s: producer %r failed to fetch", self.name, producer)
@@ -279,6 +311,7 @@ class Pipeline:
                 continue
             finally:
                 self._reserved -= wanted
+                self._freed.set()  # what was reserved and not filled is free again
             if messages:
                 self._admit(list(messages))
 
@@ -318,36 +351,50 @@ class Pipeline:
 
     async def _process_chunk(self, chunk: list[Message]) -> None:
         if self._prepare is not None:
-            try:
-                chunk = list(await _maybe_await(self._prepare(chunk)))
-            except Exception as exc:
-                for message in chunk:
-                    message.failed(exc)
+            await self._run_prepare(chunk)
         done: list[Message] = []
         for message in chunk:
             if not message.is_failed:
-                message = await self._run_handler(message)
-            if message.is_failed or message.batcher is None:
+                await self._run_handler(message)
+            name = message.batcher
+            if message.is_failed or name is None:
                 done.append(message)
-            elif message.batcher not in self._batchers:
-                done.append(message.failed(f"unknown batcher {message.batcher!r}"))
+            elif not isinstance(name, str) or name not in self._batchers:
+                done.append(message.failed(f"unknown batcher {name!r}"))
             else:
-                self._batchers[message.batcher].inbox.put_nowait(message)
+                self._batchers[name].inbox.put_nowait(message)
         if done:
             await self._settle(done)
 
-    async def _run_handler(self, message: Message) -> Message:
+    async def _run_prepare(self, chunk: list[Message]) -> None:
+        assert self._prepare is not None
+        try:
+            prepared = list(await _maybe_await(self._prepare(list(chunk))))
+        except Exception as exc:
+            for message in chunk:
+                message.failed(exc)
+            return
+        if len(prepared) != len(chunk) or not all(isinstance(m, Message) for m in prepared):
+            error = ValueError(
+                f"prepare_messages returned {len(prepared)} item(s) for {len(chunk)} "
+                f"message(s); it must return one Message per message given, in order"
+            )
+            for message in chunk:
+                message.failed(error)
+            return
+        for message, result in zip(chunk, prepared, strict=True):
+            _carry_over(result, message)
+
+    async def _run_handler(self, message: Message) -> None:
         meta = {"pipeline": self.name} if telemetry.enabled() else {}
         try:
             with telemetry.span("pipeline.message", meta):
                 result = await _maybe_await(self._handle_message(message))
         except Exception as exc:
-            return message.failed(exc)
+            message.failed(exc)
+            return
         if isinstance(result, Message):
-            if result is not message and id(message) in self._flush_ids:
-                self._flush_ids.add(id(result))
-            return result
-        return message
+            _carry_over(result, message)
 
     # -- batch processors ------------------------------------------------------------
 
@@ -367,7 +414,7 @@ class Pipeline:
         try:
             with telemetry.span("pipeline.batch", meta) as extra:
                 extra["size"] = info.size
-                await _maybe_await(self._handle_batch(info.batcher, batch, info))
+                await _maybe_await(self._handle_batch(info.batcher, list(batch), info))
         except Exception as exc:
             for message in batch:
                 if not message.is_failed:
@@ -388,11 +435,15 @@ class Pipeline:
                 except Exception:
                     _log.exception("%s: handle_failed raised; acknowledging anyway", self.name)
             for acknowledger, ok, bad in group_acks(messages).values():
+                for message in (*ok, *bad):
+                    message.acked = True  # a late ack_immediately() must not ack it again
                 try:
                     await call_ack(acknowledger, ok, bad)
                 except Exception:
                     _log.exception("%s: acknowledger %r failed", self.name, acknowledger)
         finally:
+            for message in messages:
+                self._flush_ids.discard(id(message))
             self._in_flight -= len(messages)
             self._freed.set()
 
@@ -402,11 +453,32 @@ class Pipeline:
         for batcher in self._batchers.values():
             await batcher.join()
 
+    async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                _log.exception("%s: a worker of the pipeline had crashed", self.name)
+        tasks.clear()
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    tasks.clear()
+
+def _carry_over(result: Message, message: Message) -> None:
+    """Copy what a user function set on ``result``, another object, onto ``message``.
+
+    ``message`` stays the one acknowledged: its metadata and acknowledger identify the
+    delivery. It counts as acked when either was acked through that acknowledger.
+    """
+    if result is message:
+        return
+    message.data = result.data
+    message.batcher = result.batcher
+    message.batch_key = result.batch_key
+    message.status = result.status
+    message.reason = result.reason
+    message.ack_options = result.ack_options
+    if result.acked and result.acknowledger is message.acknowledger:
+        message.acked = True

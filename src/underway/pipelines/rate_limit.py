@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -27,13 +28,16 @@ class RateLimiter:
         self._clock = clock
         self._window_start = clock()
         self._used = 0
+        self._changed = asyncio.Event()
 
     def update(self, allowed: int | None = None, interval: float | None = None) -> None:
-        """Change the limits; they apply from the current window on."""
+        """Change the limits; they apply from the current window on (waiters recheck now)."""
         new_allowed = self.allowed if allowed is None else allowed
         new_interval = self.interval if interval is None else interval
         _check(new_allowed, new_interval)
         self.allowed, self.interval = new_allowed, new_interval
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def _roll(self) -> float:
         now = self._clock()
@@ -62,10 +66,17 @@ class RateLimiter:
             granted = self.take(wanted)
             if granted:
                 return granted
-            await asyncio.sleep(max(self.wait_time(), 0.001))
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(self.wait_time(), 0.001)):
+                    await changed.wait()
 
 
 def _check(allowed: int, interval: float) -> None:
+    if isinstance(allowed, bool) or not isinstance(allowed, int):
+        raise ConfigError(f"rate_limit allowed must be an int, got {allowed!r}")
+    if isinstance(interval, bool) or not isinstance(interval, int | float):
+        raise ConfigError(f"rate_limit interval must be a number, got {interval!r}")
     if allowed < 1:
         raise ConfigError(f"rate_limit allowed must be >= 1, got {allowed!r}")
     if interval <= 0:

@@ -298,21 +298,29 @@ class RedisStreamProducer:
         await self._settle_tasks(self.block + 1.0)
 
     async def close(self) -> None:
-        """Give back unreturned entries, forget an unused default consumer, disconnect."""
+        """Give back unreturned entries, forget an unused default consumer, disconnect.
+
+        Entries handed out and not yet acknowledged stay pending in the group.
+        """
         self._draining = self._acks.closed = True
         pending = await self._settle_tasks(self.block + 2.0)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         ops, self._ops = self._ops, None
-        if ops is None:
-            return
-        if self._auto_consumer and not self._held:
-            try:
-                await ops.forget_consumer()
-            except (RedisError, OSError) as exc:
-                _log.debug("could not remove consumer %r from the group: %s", self.consumer, exc)
-        await ops.client.aclose()
+        if ops is not None:
+            if self._auto_consumer and not self._held:
+                try:
+                    await ops.forget_consumer()
+                except (RedisError, OSError) as exc:
+                    _log.debug(
+                        "could not remove consumer %r from the group: %s", self.consumer, exc
+                    )
+            await ops.client.aclose()
+        # Entries still held were abandoned unacknowledged: they stay pending, and once
+        # idle for claim_idle they are reclaimed, by this producer too if it starts again.
+        self._held.clear()
+        self._reclaimer.restart()
 
     async def _settle_tasks(self, timeout: float) -> set[asyncio.Task[Any]]:
         """Wake blocked reads and wait for background tasks; returns those still running."""

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
-from underway import _telemetry as telemetry
 from underway.errors import ConfigError
+from underway.pipelines._handlers import (
+    HandleBatch,
+    HandleFailed,
+    HandleMessage,
+    Handlers,
+    PrepareMessages,
+    maybe_await,
+)
 from underway.pipelines._policy import (
     BatcherConfig,
     ProcessorsConfig,
@@ -47,18 +53,6 @@ class Producer(Protocol):
     async def fetch(self, demand: int) -> Sequence[Message]:
         """Return between 1 and ``demand`` messages, waiting for them if needed."""
         ...
-
-
-HandleMessage = Callable[[Message], "Message | Awaitable[Message | None] | None"]
-HandleBatch = Callable[[str, list[Message], BatchInfo], "Awaitable[None] | None"]
-HandleFailed = Callable[[list[Message]], "Awaitable[None] | None"]
-PrepareMessages = Callable[[list[Message]], "list[Message] | Awaitable[list[Message]]"]
-
-
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 class Pipeline:
@@ -132,10 +126,9 @@ class Pipeline:
         self.producer_concurrency = producer_concurrency
         if shutdown_timeout <= 0:
             raise ConfigError(f"shutdown_timeout must be > 0, got {shutdown_timeout!r}")
-        self._handle_message = handle_message
-        self._handle_batch = handle_batch
-        self._handle_failed = handle_failed
-        self._prepare = prepare_messages
+        self._handlers = Handlers(
+            name, handle_message, handle_batch, handle_failed, prepare_messages
+        )
         self.rate_limiter: RateLimiter | None = (
             RateLimiter(*rate_limit) if rate_limit is not None else None
         )
@@ -256,7 +249,7 @@ class Pipeline:
     async def _hook(producer: Producer, name: str, *args: Any) -> None:
         hook = getattr(producer, name, None)
         if hook is not None:
-            await _maybe_await(hook(*args))
+            await maybe_await(hook(*args))
 
     async def _guarded_hook(self, producer: Producer, name: str) -> None:
         try:
@@ -350,12 +343,13 @@ class Pipeline:
                 queue.task_done()
 
     async def _process_chunk(self, chunk: list[Message]) -> None:
-        if self._prepare is not None:
-            await self._run_prepare(chunk)
+        handlers = self._handlers
+        if handlers.prepare_messages is not None:
+            await handlers.prepare(chunk)
         done: list[Message] = []
         for message in chunk:
             if not message.is_failed:
-                await self._run_handler(message)
+                await handlers.message(message)
             name = message.batcher
             if message.is_failed or name is None:
                 done.append(message)
@@ -365,36 +359,6 @@ class Pipeline:
                 self._batchers[name].inbox.put_nowait(message)
         if done:
             await self._settle(done)
-
-    async def _run_prepare(self, chunk: list[Message]) -> None:
-        assert self._prepare is not None
-        try:
-            prepared = list(await _maybe_await(self._prepare(list(chunk))))
-        except Exception as exc:
-            for message in chunk:
-                message.failed(exc)
-            return
-        if len(prepared) != len(chunk) or not all(isinstance(m, Message) for m in prepared):
-            error = ValueError(
-                f"prepare_messages returned {len(prepared)} item(s) for {len(chunk)} "
-                f"message(s); it must return one Message per message given, in order"
-            )
-            for message in chunk:
-                message.failed(error)
-            return
-        for message, result in zip(chunk, prepared, strict=True):
-            _carry_over(result, message)
-
-    async def _run_handler(self, message: Message) -> None:
-        meta = {"pipeline": self.name} if telemetry.enabled() else {}
-        try:
-            with telemetry.span("pipeline.message", meta):
-                result = await _maybe_await(self._handle_message(message))
-        except Exception as exc:
-            message.failed(exc)
-            return
-        if isinstance(result, Message):
-            _carry_over(result, message)
 
     # -- batch processors ------------------------------------------------------------
 
@@ -409,16 +373,7 @@ class Pipeline:
                 outbox.task_done()
 
     async def _process_batch(self, batch: list[Message], info: BatchInfo) -> None:
-        assert self._handle_batch is not None
-        meta = {"pipeline": self.name, "batcher": info.batcher} if telemetry.enabled() else {}
-        try:
-            with telemetry.span("pipeline.batch", meta) as extra:
-                extra["size"] = info.size
-                await _maybe_await(self._handle_batch(info.batcher, list(batch), info))
-        except Exception as exc:
-            for message in batch:
-                if not message.is_failed:
-                    message.failed(exc)
+        await self._handlers.batch(batch, info)
         await self._settle(batch)
 
     # -- acknowledgement -------------------------------------------------------------
@@ -426,14 +381,8 @@ class Pipeline:
     async def _settle(self, messages: list[Message]) -> None:
         try:
             failed = [m for m in messages if m.is_failed]
-            if failed and self._handle_failed is not None:
-                meta = {"pipeline": self.name} if telemetry.enabled() else {}
-                try:
-                    with telemetry.span("pipeline.handle_failed", meta) as extra:
-                        extra["count"] = len(failed)
-                        await _maybe_await(self._handle_failed(failed))
-                except Exception:
-                    _log.exception("%s: handle_failed raised; acknowledging anyway", self.name)
+            if failed:
+                await self._handlers.failed(failed)
             for acknowledger, ok, bad in group_acks(messages).values():
                 for message in (*ok, *bad):
                     message.acked = True  # a late ack_immediately() must not ack it again
@@ -464,21 +413,3 @@ class Pipeline:
             except Exception:
                 _log.exception("%s: a worker of the pipeline had crashed", self.name)
         tasks.clear()
-
-
-def _carry_over(result: Message, message: Message) -> None:
-    """Copy what a user function set on ``result``, another object, onto ``message``.
-
-    ``message`` stays the one acknowledged: its metadata and acknowledger identify the
-    delivery. It counts as acked when either was acked through that acknowledger.
-    """
-    if result is message:
-        return
-    message.data = result.data
-    message.batcher = result.batcher
-    message.batch_key = result.batch_key
-    message.status = result.status
-    message.reason = result.reason
-    message.ack_options = result.ack_options
-    if result.acked and result.acknowledger is message.acknowledger:
-        message.acked = True

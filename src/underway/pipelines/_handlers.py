@@ -1,0 +1,137 @@
+"""A pipeline's user callbacks, each run with telemetry and its failures confined.
+
+An exception in ``handle_message`` or ``prepare_messages`` fails only the messages it was
+given, one in ``handle_batch`` fails its batch, and one in ``handle_failed`` is logged: the
+acknowledgement still happens. Whatever object a callback returns, the message the
+pipeline received stays the one acknowledged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from underway import _telemetry as telemetry
+from underway.pipelines.message import Message
+
+if TYPE_CHECKING:
+    from underway.pipelines.batcher import BatchInfo
+
+__all__ = [
+    "HandleBatch",
+    "HandleFailed",
+    "HandleMessage",
+    "Handlers",
+    "PrepareMessages",
+    "carry_over",
+    "maybe_await",
+]
+
+_log = logging.getLogger("underway.pipelines")
+
+HandleMessage = Callable[[Message], "Message | Awaitable[Message | None] | None"]
+HandleBatch = Callable[[str, list[Message], "BatchInfo"], "Awaitable[None] | None"]
+HandleFailed = Callable[[list[Message]], "Awaitable[None] | None"]
+PrepareMessages = Callable[[list[Message]], "list[Message] | Awaitable[list[Message]]"]
+
+
+async def maybe_await(value: Any) -> Any:
+    """``await value`` when it is awaitable, else ``value``."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class Handlers:
+    """Runs the user's callbacks of the pipeline called ``name``."""
+
+    def __init__(
+        self,
+        name: str,
+        handle_message: HandleMessage,
+        handle_batch: HandleBatch | None,
+        handle_failed: HandleFailed | None,
+        prepare_messages: PrepareMessages | None,
+    ) -> None:
+        self.name = name
+        self.handle_message = handle_message
+        self.handle_batch = handle_batch
+        self.handle_failed = handle_failed
+        self.prepare_messages = prepare_messages
+
+    def _meta(self, **extra: Any) -> dict[str, Any]:
+        return {"pipeline": self.name, **extra} if telemetry.enabled() else {}
+
+    async def prepare(self, chunk: list[Message]) -> None:
+        """Run ``prepare_messages`` on ``chunk``; fail the whole chunk if it misbehaves."""
+        assert self.prepare_messages is not None
+        try:
+            prepared = list(await maybe_await(self.prepare_messages(list(chunk))))
+        except Exception as exc:
+            for message in chunk:
+                message.failed(exc)
+            return
+        if len(prepared) != len(chunk) or not all(isinstance(m, Message) for m in prepared):
+            error = ValueError(
+                f"prepare_messages returned {len(prepared)} item(s) for {len(chunk)} "
+                f"message(s); it must return one Message per message given, in order"
+            )
+            for message in chunk:
+                message.failed(error)
+            return
+        for message, result in zip(chunk, prepared, strict=True):
+            carry_over(result, message)
+
+    async def message(self, message: Message) -> None:
+        """Run ``handle_message``; an exception fails the message."""
+        try:
+            with telemetry.span("pipeline.message", self._meta()):
+                result = await maybe_await(self.handle_message(message))
+        except Exception as exc:
+            message.failed(exc)
+            return
+        if isinstance(result, Message):
+            carry_over(result, message)
+
+    async def batch(self, batch: list[Message], info: BatchInfo) -> None:
+        """Run ``handle_batch``; an exception fails every message of the batch."""
+        assert self.handle_batch is not None
+        try:
+            with telemetry.span("pipeline.batch", self._meta(batcher=info.batcher)) as extra:
+                extra["size"] = info.size
+                await maybe_await(self.handle_batch(info.batcher, list(batch), info))
+        except Exception as exc:
+            for message in batch:
+                if not message.is_failed:
+                    message.failed(exc)
+
+    async def failed(self, failed: list[Message]) -> None:
+        """Run ``handle_failed`` (if any); an exception is logged, never raised."""
+        if self.handle_failed is None:
+            return
+        try:
+            with telemetry.span("pipeline.handle_failed", self._meta()) as extra:
+                extra["count"] = len(failed)
+                await maybe_await(self.handle_failed(failed))
+        except Exception:
+            _log.exception("%s: handle_failed raised; acknowledging anyway", self.name)
+
+
+def carry_over(result: Message, message: Message) -> None:
+    """Copy what a user function set on ``result``, another object, onto ``message``.
+
+    ``message`` stays the one acknowledged: its metadata and acknowledger identify the
+    delivery. It counts as acked when either was acked through that acknowledger.
+    """
+    if result is message:
+        return
+    message.data = result.data
+    message.batcher = result.batcher
+    message.batch_key = result.batch_key
+    message.status = result.status
+    message.reason = result.reason
+    message.ack_options = result.ack_options
+    if result.acked and result.acknowledger is message.acknowledger:
+        message.acked = True

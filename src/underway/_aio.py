@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["cancel_and_wait", "wait_event"]
+__all__ = ["Service", "cancel_and_wait", "wait_event"]
+
+
+class Service(abc.ABC):
+    """Something that is started and stopped; ``async with`` does both."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Start."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:

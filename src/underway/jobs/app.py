@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Unpack, overload
 
 from underway import _telemetry as telemetry
+from underway._aio import Service
 from underway.errors import ConfigError, EnqueueError
 from underway.jobs.config import NodeConfig, Pruning, check_queues
 from underway.jobs.cron import Cron
@@ -34,7 +35,7 @@ def _default_node_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-class Jobs:
+class Jobs(Service):
     """Durable jobs backed by a database: define workers, enqueue, and run a node.
 
     Args:
@@ -282,13 +283,6 @@ class Jobs:
         node = self._stopping
         if node is not None:
             node.hurry()
-
-    async def __aenter__(self) -> Jobs:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def serve(
         self, *, stop: asyncio.Event | None = None, wait_for_threads: bool = True

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
+from underway._aio import Service
 from underway.errors import ConfigError
 from underway.pipelines._handlers import (
     HandleBatch,
@@ -55,7 +55,7 @@ class Producer(Protocol):
         ...
 
 
-class Pipeline:
+class Pipeline(Service):
     """Consume messages with bounded demand, optional batching and exactly-once acks.
 
     Args:
@@ -256,18 +256,6 @@ class Pipeline:
             await self._hook(producer, name)
         except Exception:
             _log.exception("%s: %s() of producer %r failed", self.name, name, producer)
-
-    async def __aenter__(self) -> Pipeline:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def push_messages(self, messages: Sequence[Message], *, flush: bool = False) -> None:
         """Feed messages straight to the processors, bypassing producers and demand.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from types import TracebackType
 from typing import Any
 
 from underway import _telemetry as telemetry
+from underway._aio import Service
 from underway.errors import CallTimeout, ConfigError, MailboxFull, ServerExited
 from underway.tasks._mailbox import Mailbox
 from underway.tasks._policy import Restart, check_int, check_seconds
@@ -55,7 +55,7 @@ class Caller:
         return not self._future.done()
 
 
-class Server:
+class Server(Service):
     """A stateful actor, as Elixir's GenServer: subclass it and override the callbacks.
 
     One task runs the server; it handles one message at a time, in arrival order, so the
@@ -285,18 +285,6 @@ class Server:
         """A spec to run this server under a :class:`~underway.tasks.Supervisor` (ready once
         :meth:`init` returned; asked to stop with :meth:`request_stop` ``("shutdown")``)."""
         return ChildSpec(id or self.label, self.run, ready=True, restart=restart, shutdown=shutdown)
-
-    async def __aenter__(self) -> Server:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def run(self, *, ready: Ready | None = None) -> None:
         """Run one incarnation in the calling task: :meth:`init`, messages, :meth:`terminate`.

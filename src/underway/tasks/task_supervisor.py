@@ -6,10 +6,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
 from typing import Any, Generic, TypeVar, TypeVarTuple
 
 from underway import _telemetry as telemetry
+from underway._aio import Service
 from underway.errors import ConfigError, TaskExited, TaskTimeout, TooManyChildren
 from underway.tasks._policy import Restart, check_int, check_seconds, check_timeout
 from underway.tasks._shutdown import Phase, shutdown
@@ -31,7 +31,7 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class TaskSupervisor:
+class TaskSupervisor(Service):
     """Starts tasks that nobody restarts, keeps them alive and reports their crashes.
 
     :meth:`start_child` is fire-and-forget: the supervisor holds a strong reference to the
@@ -151,18 +151,6 @@ class TaskSupervisor:
             shutdown=shutdown,
             kind="supervisor",
         )
-
-    async def __aenter__(self) -> TaskSupervisor:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- tasks ----------------------------------------------------------------------------
 

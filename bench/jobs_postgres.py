@@ -21,14 +21,15 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from bench._harness import ratios as shared_ratios
+from bench._harness import server_reachable
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -303,12 +304,7 @@ def ratios(figures: dict[str, float]) -> dict[str, float]:
         "inserted_vs_obanpy": ("underway_inserted_per_s", "obanpy_inserted_per_s"),
         "latency_p50_vs_obanpy": ("underway_latency_p50_ms", "obanpy_latency_p50_ms"),
     }
-    out = {}
-    for name, (ours, theirs) in pairs.items():
-        a, b = figures.get(ours), figures.get(theirs)
-        if a and b:
-            out[name] = round(a / b, 2)
-    return out
+    return shared_ratios(figures, pairs)
 
 
 # -- the parent -----------------------------------------------------------------------------------
@@ -316,13 +312,7 @@ def ratios(figures: dict[str, float]) -> dict[str, float]:
 
 def _server_reachable(dsn: str) -> str | None:
     """``None`` if something listens at the DSN's host and port, else why not."""
-    parts = urlsplit(dsn)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 5432
-    try:
-        with socket.create_connection((host, port), timeout=5):
-            return None
-    except OSError as exc:
-        return f"no PostgreSQL server at {host}:{port} ({exc})"
+    return server_reachable(dsn, 5432, "PostgreSQL server")
 
 
 def _pythons(systems: Sequence[System], results: Results) -> dict[str, Path]:

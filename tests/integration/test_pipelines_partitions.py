@@ -344,3 +344,45 @@ def test_decode_message_without_decoder_keeps_the_body() -> None:
     message = decode_message(b"raw", None, producer_ack := DummyProducer().acknowledger, {"k": 1})
     assert (message.data, message.metadata, message.is_failed) == (b"raw", {"k": 1}, False)
     assert message.acknowledger is producer_ack
+
+
+async def test_full_batches_as_large_as_the_processors_capacity_are_reached() -> None:
+    """Messages waiting in a batcher do not stop the processors from asking for more."""
+    producer = DummyProducer(range(1000))
+    infos: list[BatchInfo] = []
+    most = 0
+    pipeline: Pipeline
+
+    def handle_batch(name: str, messages: list[Message], info: BatchInfo) -> None:
+        nonlocal most
+        most = max(most, pipeline.in_flight)
+        infos.append(info)
+
+    pipeline = Pipeline(
+        producer=producer,
+        handle_message=lambda m: m.put_batcher("b"),
+        processors={"concurrency": 10, "max_demand": 10},  # capacity 100, as batch_size
+        batchers={"b": {"batch_size": 100, "batch_timeout": 60}},
+        handle_batch=handle_batch,
+    )
+    assert pipeline.capacity == 100 + 100 * 2  # one batch filling, one being handled
+    async with pipeline:
+        await producer.acknowledger.wait_for(1000, timeout=20)  # not 10 batch timeouts
+    assert [i.trigger for i in infos] == ["size"] * 10
+    assert [i.size for i in infos] == [100] * 10
+    assert most <= pipeline.capacity
+    assert max(producer.demands) <= pipeline.capacity
+
+
+def test_capacity_counts_each_batcher() -> None:
+    pipeline = Pipeline(
+        producer=DummyProducer(),
+        handle_message=lambda m: m,
+        processors={"concurrency": 2, "max_demand": 5},
+        batchers={
+            "a": {"batch_size": 20, "concurrency": 3},
+            "b": {"batch_size": lambda batch: len(batch) > 1},
+        },
+        handle_batch=lambda *a: None,
+    )
+    assert pipeline.capacity == 10 + 20 * 4 + 10 * 2

@@ -57,6 +57,7 @@ class Handlers:
     ) -> None:
         self.name = name
         self.handle_message = handle_message
+        self._message_is_async = inspect.iscoroutinefunction(handle_message)
         self.handle_batch = handle_batch
         self.handle_failed = handle_failed
         self.prepare_messages = prepare_messages
@@ -88,7 +89,12 @@ class Handlers:
         """Run ``handle_message``; an exception fails the message."""
         try:
             with telemetry.span("pipeline.message", self._meta()):
-                result = await maybe_await(self.handle_message(message))
+                if self._message_is_async:
+                    result = await self.handle_message(message)  # type: ignore[misc]
+                else:
+                    result = self.handle_message(message)
+                    if result is not None and not isinstance(result, Message):
+                        result = await maybe_await(result)
         except Exception as exc:
             message.failed(exc)
             return

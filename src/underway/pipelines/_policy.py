@@ -117,6 +117,22 @@ def demand(in_flight: int, config: ProcessorsConfig, share: int | None = None) -
     return wanted if wanted >= min(config.refill, limit) and wanted > 0 else 0
 
 
+def total_capacity(processors: ProcessorsConfig, batchers: Mapping[str, BatcherConfig]) -> int:
+    """The most messages a pipeline holds at once, in processors and batchers together.
+
+    The processors' ``concurrency * max_demand``, plus for each batcher room for one batch
+    being filled and one being handled by each of its batch processors (``batch_size``;
+    for a ``batch_size`` function, the processors' capacity stands in for it). So a full
+    batch is always reachable: messages waiting in a batcher do not keep the processors
+    from asking for more.
+    """
+    room = processors.capacity
+    for config in batchers.values():
+        size = config.batch_size if isinstance(config.batch_size, int) else processors.capacity
+        room += size * (config.concurrency + 1)
+    return room
+
+
 def shares(capacity: int, loops: int) -> list[int]:
     """Split ``capacity`` among ``loops`` fetch loops: parts that differ by at most one.
 

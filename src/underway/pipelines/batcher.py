@@ -117,19 +117,24 @@ class Batcher:
                 if not done:
                     continue
                 item, getter = getter.result(), None
-                try:
-                    if isinstance(item, _Flush):
-                        for key in list(self._pending):
-                            self._emit(key, "flush")
-                    else:
-                        failed = self._add(item, now)
-                        if failed is not None:
-                            await reject([failed])
-                finally:
-                    self.inbox.task_done()
+                await self._take(item, now, reject)
+                while not self.inbox.empty():  # what else is waiting, without a wait each
+                    await self._take(self.inbox.get_nowait(), now, reject)
         finally:
             if getter is not None:
                 getter.cancel()
+
+    async def _take(self, item: Message | _Flush, now: float, reject: Any) -> None:
+        try:
+            if isinstance(item, _Flush):
+                for key in list(self._pending):
+                    self._emit(key, "flush")
+            else:
+                failed = self._add(item, now)
+                if failed is not None:
+                    await reject([failed])
+        finally:
+            self.inbox.task_done()
 
     async def join(self) -> None:
         """Flush every open batch and wait until all were handled."""

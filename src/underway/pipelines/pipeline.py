@@ -25,6 +25,7 @@ from underway.pipelines._policy import (
     parse_processors,
     partition,
     shares,
+    total_capacity,
 )
 from underway.pipelines.batcher import Batcher, BatchInfo
 from underway.pipelines.message import Message, call_ack, group_acks
@@ -134,7 +135,9 @@ class Pipeline(Service):
         )
         self.shutdown_timeout = shutdown_timeout
         self.name = name
+        self.capacity = total_capacity(self.processors, self.batchers)
         self._in_flight = 0
+        self._in_processors = 0
         self._reserved = 0
         self._freed = asyncio.Event()
         self._draining = False
@@ -182,7 +185,7 @@ class Pipeline(Service):
             prepared: list[Producer] = []
             try:
                 for producer in self._producers:
-                    await self._hook(producer, "prepare_for_start", self.processors.capacity)
+                    await self._hook(producer, "prepare_for_start", self.capacity)
                     prepared.append(producer)
             except BaseException:
                 for producer in prepared:
@@ -199,7 +202,7 @@ class Pipeline(Service):
             self._worker_tasks.append(spawn(self._processor(queues[i % len(queues)])))
         for name, config in self.batchers.items():
             batcher = self._batchers[name] = Batcher(config, self._flush_ids)
-            self._worker_tasks.append(spawn(batcher.run(self._settle)))
+            self._worker_tasks.append(spawn(batcher.run(self._settle_batched)))
             outboxes = batcher.outboxes
             for i in range(config.concurrency):
                 outbox = outboxes[i % len(outboxes)]
@@ -242,7 +245,7 @@ class Pipeline(Service):
         self._batchers.clear()
         self._proc_qs = self._new_queues()
         self._flush_ids.clear()
-        self._in_flight = self._reserved = 0
+        self._in_flight = self._in_processors = self._reserved = 0
         self._running = False
 
     @staticmethod
@@ -274,8 +277,11 @@ class Pipeline(Service):
 
     async def _produce(self, producer: Producer, share: int) -> None:
         while not self._draining:
-            wanted = demand(self._in_flight + self._reserved, self.processors, share)
-            if wanted == 0:
+            wanted = min(
+                demand(self._in_processors + self._reserved, self.processors, share),
+                self.capacity - self._in_flight - self._reserved,
+            )
+            if wanted <= 0:
                 self._freed.clear()
                 await self._freed.wait()
                 continue
@@ -298,6 +304,7 @@ class Pipeline(Service):
 
     def _admit(self, messages: list[Message]) -> None:
         self._in_flight += len(messages)
+        self._in_processors += len(messages)
         step = self.processors.max_demand
         if len(self._proc_qs) == 1:
             queue = self._proc_qs[0]
@@ -345,6 +352,8 @@ class Pipeline(Service):
                 done.append(message.failed(f"unknown batcher {name!r}"))
             else:
                 self._batchers[name].inbox.put_nowait(message)
+                self._in_processors -= 1  # its processor slot is free: ask for more
+                self._freed.set()
         if done:
             await self._settle(done)
 
@@ -362,11 +371,14 @@ class Pipeline(Service):
 
     async def _process_batch(self, batch: list[Message], info: BatchInfo) -> None:
         await self._handlers.batch(batch, info)
-        await self._settle(batch)
+        await self._settle_batched(batch)
 
     # -- acknowledgement -------------------------------------------------------------
 
-    async def _settle(self, messages: list[Message]) -> None:
+    async def _settle_batched(self, messages: list[Message]) -> None:
+        await self._settle(messages, batched=True)
+
+    async def _settle(self, messages: list[Message], *, batched: bool = False) -> None:
         try:
             failed = [m for m in messages if m.is_failed]
             if failed:
@@ -382,6 +394,8 @@ class Pipeline(Service):
             for message in messages:
                 self._flush_ids.discard(id(message))
             self._in_flight -= len(messages)
+            if not batched:
+                self._in_processors -= len(messages)
             self._freed.set()
 
     async def _drain(self) -> None:

@@ -225,6 +225,13 @@ class RabbitMQProducer:
         while not buffer:
             self._available.clear()
             await self._available.wait()
+        if len(buffer) < demand:
+            # Deliveries come in bursts: let the rest of this one arrive, so that one
+            # fetch (and later one ack call) covers more messages.
+            await asyncio.sleep(0)
+            while not buffer:  # a concurrent fetch took them meanwhile
+                self._available.clear()
+                await self._available.wait()
         decoder = self.decoder
         return [_to_message(*buffer.popleft(), decoder) for _ in range(min(demand, len(buffer)))]
 

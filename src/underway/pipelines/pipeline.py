@@ -68,8 +68,9 @@ class Pipeline(Service):
             acknowledged (with its own metadata and acknowledger).
         processors: ``{"concurrency": n, "max_demand": m, "min_demand": k,
             "partition_by": fn(message) -> key}``. At most ``concurrency * max_demand``
-            messages are in flight at once. With ``partition_by``, messages with equal keys
-            are handled one at a time, in the order they were produced.
+            messages are in the processors at once, and :attr:`capacity` in the whole
+            pipeline. With ``partition_by``, messages with equal keys are handled one at a
+            time, in the order they were produced.
         batchers: ``{name: {"batch_size": int | fn(batch) -> bool, "batch_timeout": s,
             "concurrency": c, "partition_by": fn(message) -> key}}``; a message goes to one
             after ``message.put_batcher(name)``.
@@ -85,6 +86,11 @@ class Pipeline(Service):
         producer_concurrency: Concurrent ``fetch`` loops per producer.
         shutdown_timeout: Seconds :meth:`stop` waits for in-flight messages to finish.
         name: Name used in logs and telemetry.
+
+    Attributes:
+        capacity: The most messages the pipeline holds at once: the processors'
+            ``concurrency * max_demand`` plus, per batcher, ``batch_size`` times its
+            ``concurrency + 1``. Producers are told it in ``prepare_for_start``.
 
     Raises:
         ConfigError: An option is invalid.

@@ -878,3 +878,22 @@ async def test_a_node_processes_2000_jobs_once_each_despite_killed_connections(
     assert killed.is_set()
     assert sorted(runs) == list(range(2000))
     assert set(runs.values()) == {1}
+
+
+async def test_engine_connections_plan_without_nested_loops_or_jit(engines: MakeEngine) -> None:
+    """A statement whose only plan is a nested loop gets the planner's cost for a disabled
+    node; with JIT on, that cost made the server compile it (about 150 ms each time)."""
+    engine = await opened(engines)
+    async with engine._connection() as conn:
+        settings = "SELECT current_setting('enable_nestloop'), current_setting('jit')"
+        cur = await conn.execute(settings)
+        assert await cur.fetchone() == ("off", "off")
+        plan = await conn.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT s.id FROM (SELECT now() AS c) AS t "
+            f'LEFT JOIN "{engine.schema}".underway_signals AS s '
+            "ON s.published_at >= to_timestamp(0)"
+        )
+        row = await plan.fetchone()
+    assert row is not None
+    assert "Nested Loop" in json.dumps(row[0])  # the plan that used to be JIT-compiled
+    assert "JIT" not in row[0][0]

@@ -462,7 +462,8 @@ async def test_unknown_per_message_option_falls_back_to_the_default(
     await broker.publish_json(queue, ({"id": n} for n in range(3)))
 
     async def handle(message: Message) -> None:
-        message.configure_ack(on_failure="drop-it")
+        # Options set on the dict itself skip configure_ack's check: settled by default.
+        message.ack_options["on_failure"] = "drop-it"
         raise ValueError("bad")
 
     producer = RabbitMQProducer(queue, url=URL, decoder=json.loads, on_failure="reject")
@@ -472,6 +473,34 @@ async def test_unknown_per_message_option_falls_back_to_the_default(
     assert len(errors) == 1, errors  # reported once, not per message
     assert "using 'reject'" in errors[0]
     assert sorted(ids_of(await broker.drain(dlq))) == [0, 1, 2]
+
+
+async def test_configure_ack_refuses_what_rabbitmq_cannot_do_and_fails_the_message(
+    broker: Broker,
+) -> None:
+    exchange, dlq = await broker.dead_letter_pair()
+    queue = await broker.queue("main", **{"x-dead-letter-exchange": exchange})
+    await broker.publish_json(queue, ({"id": n} for n in range(3)))
+    reasons: list[Any] = []
+
+    async def handle(message: Message) -> None:
+        option = [{"on_failure": "drop-it"}, {"on_success": "requeue"}, {"priority": 1}]
+        message.configure_ack(**option[message.data["id"]])
+
+    async def record(messages: list[Message]) -> None:
+        reasons.extend(m.reason for m in messages)
+
+    producer = RabbitMQProducer(queue, url=URL, decoder=json.loads, on_failure="reject")
+    pipeline = Pipeline(producer=producer, handle_message=handle, handle_failed=record)
+    async with pipeline:
+        await wait_until(lambda: len(reasons) == 3, timeout=10)
+        await wait_until(lambda: pipeline.in_flight == 0, timeout=5)
+    assert all(isinstance(r, ConfigError) for r in reasons)
+    texts = sorted(str(r) for r in reasons)
+    assert "on_failure='drop-it' is not one of" in texts[0]
+    assert "on_success='requeue': RabbitMQ supports only 'ack'" in texts[1]
+    assert "unknown RabbitMQ ack option(s) ['priority']" in texts[2]
+    assert sorted(ids_of(await broker.drain(dlq))) == [0, 1, 2]  # rejected per the default
 
 
 async def test_undecodable_body_fails_with_decode_error_and_is_dead_lettered(

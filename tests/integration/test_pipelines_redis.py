@@ -424,7 +424,8 @@ async def test_decode_failures_are_settled_per_on_failure(
     assert dead[ids[3]][b"body"] == b"{not json"
     assert dead[ids[17]][b"other"] == b"no body field"
     assert dead[ids[3]][b"underway.reason"].startswith(b"DecodeError: payload could not")
-    assert "on_failure='bogus' is not one of" in caplog.text
+    assert isinstance(failed[ids[21]], ConfigError)  # configure_ack refused it
+    assert "on_failure='bogus' is not one of" in str(failed[ids[21]])
 
 
 # -- shutdown and cancellation ------------------------------------------------------
@@ -595,3 +596,16 @@ async def test_entries_abandoned_at_stop_are_delivered_again_after_a_restart(
         await until(lambda: nothing_pending(admin, stream))
     finally:
         await pipeline.stop()
+
+
+def test_configure_ack_refuses_what_the_producer_cannot_do() -> None:
+    producer = RedisStreamProducer("s", "g", url=URL, dead_letter_stream=False)
+    message = Message(data={}, acknowledger=producer._acks)
+    with pytest.raises(ConfigError, match="has no dead-letter stream"):
+        message.configure_ack(on_failure="dead_letter")
+    with pytest.raises(ConfigError, match=r"unknown Redis Streams ack option\(s\) \['requeue'\]"):
+        message.configure_ack(requeue=True)
+    with pytest.raises(ConfigError, match="on_failure='later' is not one of"):
+        message.configure_ack(on_failure="later")
+    assert message.ack_options == {}  # nothing was changed
+    assert message.configure_ack(on_failure="ack").ack_options == {"on_failure": "ack"}

@@ -26,7 +26,9 @@ class Acknowledger(Protocol):
 
     ``ack`` receives every message of one group at once (successful and failed), so a
     broker that supports bulk acknowledgements can send them in one call. It may be a
-    plain or an ``async`` method.
+    plain or an ``async`` method. An acknowledger may also have
+    ``check_ack_options(options)``, which raises :class:`~underway.errors.ConfigError` for
+    options it cannot honour; :meth:`Message.configure_ack` calls it.
     """
 
     def ack(
@@ -100,8 +102,16 @@ class Message:
 
         The options are read by the message's acknowledger (for example ``on_success`` and
         ``on_failure`` with values like ``"ack"``, ``"requeue"`` or ``"reject"``).
+
+        Raises:
+            ConfigError: The acknowledger cannot honour the options (nothing is changed);
+                raised in a handler, it fails the message with that reason.
         """
-        self.ack_options.update(options)
+        merged = {**self.ack_options, **options}
+        check = getattr(self.acknowledger, "check_ack_options", None)
+        if check is not None:
+            check(merged)
+        self.ack_options = merged
         return self
 
     async def ack_immediately(self) -> Message:

@@ -13,7 +13,17 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
-__all__ = ["FAILURE_ACTIONS", "FailureAction", "Frame", "Unsettled", "failure_action", "plan"]
+from underway.errors import ConfigError
+
+__all__ = [
+    "FAILURE_ACTIONS",
+    "FailureAction",
+    "Frame",
+    "Unsettled",
+    "check_options",
+    "failure_action",
+    "plan",
+]
 
 FailureAction = Literal["reject", "requeue", "ack"]
 FAILURE_ACTIONS: tuple[FailureAction, ...] = ("reject", "requeue", "ack")
@@ -78,6 +88,19 @@ def plan(acks: list[int], rejects: list[tuple[int, bool]], lowest: int | None) -
             frames.append(Frame(acks[run - 1], multiple=run > 1))
         frames.extend(Frame(tag) for tag in acks[run:])
     return frames
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` unless RabbitMQ can settle a message with ``options``."""
+    unknown = sorted(options.keys() - _ACK_OPTIONS)
+    if unknown:
+        raise ConfigError(
+            f"unknown RabbitMQ ack option(s) {unknown}; known: on_success, on_failure"
+        )
+    if options.get("on_success", "ack") != "ack":
+        raise ConfigError(f"on_success={options['on_success']!r}: RabbitMQ supports only 'ack'")
+    if "on_failure" in options and options["on_failure"] not in FAILURE_ACTIONS:
+        raise ConfigError(f"on_failure={options['on_failure']!r} is not one of {FAILURE_ACTIONS}")
 
 
 def failure_action(

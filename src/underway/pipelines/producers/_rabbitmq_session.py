@@ -24,6 +24,7 @@ from underway.pipelines.producers._rabbitmq_acks import (
     FailureAction,
     Frame,
     Unsettled,
+    check_options,
     failure_action,
     plan,
 )
@@ -184,6 +185,11 @@ class Session:
                     await connection.close()
 
     # -- acknowledgement -------------------------------------------------------------
+
+    @staticmethod
+    def check_ack_options(options: Mapping[str, Any]) -> None:
+        """Raise ``ConfigError`` for ack options RabbitMQ cannot honour."""
+        check_options(options)
 
     async def ack(self, successful: Sequence[Message], failed: Sequence[Message]) -> None:
         """Acknowledge ``successful``; settle ``failed`` per their ``on_failure``.

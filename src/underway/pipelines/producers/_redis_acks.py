@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from redis.exceptions import ResponseError
 
+from underway.errors import ConfigError
 from underway.pipelines.message import Message
 from underway.pipelines.producers._redis_ops import (
     CONNECTION_ERRORS,
@@ -65,6 +66,17 @@ class StreamAcknowledger:
 
     def __repr__(self) -> str:
         return f"<acknowledger of {self._owner}>"
+
+    def check_ack_options(self, options: Mapping[str, Any]) -> None:
+        """Raise ``ConfigError`` for ack options this producer cannot honour."""
+        unknown = sorted(set(options) - {"on_failure"})
+        if unknown:
+            raise ConfigError(f"unknown Redis Streams ack option(s) {unknown}; known: on_failure")
+        action = options.get("on_failure", self.policy.on_failure)
+        if action not in ON_FAILURE:
+            raise ConfigError(f"on_failure={action!r} is not one of {ON_FAILURE}")
+        if action == "dead_letter" and self.policy.dead_letter_stream is None:
+            raise ConfigError("on_failure='dead_letter' but the producer has no dead-letter stream")
 
     async def ack(self, successful: Sequence[Message], failed: Sequence[Message]) -> None:
         """Acknowledge ``successful`` in one call; settle ``failed`` per their ``on_failure``."""

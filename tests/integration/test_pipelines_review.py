@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
+
+import pytest
 
 from underway.pipelines import BatchInfo, DummyProducer, Message, Pipeline
 from underway.pipelines.testing import test_message
@@ -378,3 +381,37 @@ async def test_ack_immediately_after_the_pipeline_acked_does_nothing() -> None:
             await message.ack_immediately()  # late: the pipeline settled it already
     assert producer.acknowledger.count == 3
     assert all(message.acked for message in kept)
+
+
+async def test_a_producer_returning_more_than_asked_is_processed_and_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Greedy(DummyProducer):
+        async def fetch(self, demand: int) -> list[Message]:
+            return await super().fetch(demand + 5)
+
+    producer = Greedy(range(40))
+    pipeline = Pipeline(
+        producer=producer,
+        handle_message=lambda m: m,
+        processors={"concurrency": 1, "max_demand": 4},
+    )
+    with caplog.at_level(logging.WARNING, logger="underway.pipelines"):
+        async with pipeline:
+            await producer.acknowledger.wait_for(40)
+    warnings = [r.getMessage() for r in caplog.records if "when asked for" in r.getMessage()]
+    assert len(warnings) == 1  # once per producer
+    assert "fetch must return at most the demand" in warnings[0]
+
+
+async def test_a_handler_returning_something_else_is_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    producer = DummyProducer(range(5))
+    pipeline = Pipeline(producer=producer, handle_message=lambda m: {"data": m.data})
+    with caplog.at_level(logging.WARNING, logger="underway.pipelines"):
+        async with pipeline:
+            await producer.acknowledger.wait_for(5)
+    warnings = [r.getMessage() for r in caplog.records if "returned a dict" in r.getMessage()]
+    assert len(warnings) == 1
+    assert len(producer.acknowledger.successful) == 5  # still acked as they were

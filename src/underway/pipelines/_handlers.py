@@ -58,6 +58,7 @@ class Handlers:
         self.name = name
         self.handle_message = handle_message
         self._message_is_async = inspect.iscoroutinefunction(handle_message)
+        self._warned = False
         self.handle_batch = handle_batch
         self.handle_failed = handle_failed
         self.prepare_messages = prepare_messages
@@ -100,6 +101,14 @@ class Handlers:
             return
         if isinstance(result, Message):
             carry_over(result, message)
+        elif result is not None and not self._warned:
+            self._warned = True
+            _log.warning(
+                "%s: handle_message returned a %s, which is ignored: return the message "
+                "(or another Message, or None)",
+                self.name,
+                type(result).__name__,
+            )
 
     async def batch(self, batch: list[Message], info: BatchInfo) -> None:
         """Run ``handle_batch``; an exception fails every message of the batch."""

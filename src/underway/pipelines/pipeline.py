@@ -144,6 +144,7 @@ class Pipeline(Service):
         self.capacity = total_capacity(self.processors, self.batchers)
         self._in_flight = 0
         self._in_processors = 0
+        self._warned: set[int] = set()
         self._reserved = 0
         self._freed = asyncio.Event()
         self._draining = False
@@ -305,8 +306,28 @@ class Pipeline(Service):
             finally:
                 self._reserved -= wanted
                 self._freed.set()  # what was reserved and not filled is free again
+            if len(messages) > wanted:
+                self._overfed(producer, len(messages), wanted)
             if messages:
                 self._admit(list(messages))
+
+    def _overfed(self, producer: Producer, got: int, wanted: int) -> None:
+        """Warn (once per producer) that ``fetch`` returned more than it was asked for.
+
+        The messages are processed all the same (dropping them would lose them), but the
+        pipeline then holds more than its capacity.
+        """
+        if id(producer) in self._warned:
+            return
+        self._warned.add(id(producer))
+        _log.warning(
+            "%s: producer %r returned %d message(s) when asked for %d; fetch must return "
+            "at most the demand, or the pipeline holds more than its capacity",
+            self.name,
+            producer,
+            got,
+            wanted,
+        )
 
     def _admit(self, messages: list[Message]) -> None:
         self._in_flight += len(messages)

@@ -215,6 +215,35 @@ async def test_broker_that_never_answers_is_a_connection_error_within_the_bound(
         await server.wait_closed()
 
 
+async def test_a_start_cancelled_mid_connect_leaves_no_connection_open() -> None:
+    readers: list[asyncio.StreamReader] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        readers.append(reader)
+        writers.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    producer = RabbitMQProducer(
+        "q", url=f"amqp://guest:guest@127.0.0.1:{port}/", connect_timeout=60
+    )
+    starting = asyncio.create_task(producer.prepare_for_start(10))
+    try:
+        await wait_until(lambda: bool(readers), timeout=10)
+        starting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        async with asyncio.timeout(10):  # the client closed its end: EOF, not a hang
+            await readers[0].read()
+        assert readers[0].at_eof()
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_missing_queue_without_declare_is_a_config_error(broker: Broker) -> None:
     producer = RabbitMQProducer(broker.name("absent"), url=URL, declare=False)
     with pytest.raises(ConfigError, match="NOT_FOUND"):

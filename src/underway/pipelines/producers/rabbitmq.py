@@ -208,6 +208,9 @@ class RabbitMQProducer:
                 f"cannot connect to RabbitMQ at {safe_url(self.url)} within "
                 f"{self.connect_timeout:g}s: {type(exc).__name__}: {exc}"
             ) from exc
+        except BaseException:  # cancelled mid-connect: leave no half-open connection
+            await asyncio.shield(session.close())
+            raise
         self._session = session
         self._supervisor = asyncio.get_running_loop().create_task(
             self._supervise(session), name=f"underway-rabbitmq-{self.queue}"

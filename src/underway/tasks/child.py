@@ -11,7 +11,7 @@ from underway.errors import ConfigError
 from underway.tasks._policy import RESTARTS, Restart, check_choice, check_timeout
 from underway.tasks.registry import Via
 
-__all__ = ["ChildInfo", "ChildSpec", "Ready"]
+__all__ = ["ChildInfo", "ChildSpec", "Ready", "supervisor_spec"]
 
 Kind = Literal["worker", "supervisor"]
 Status = Literal["running", "restarting", "stopped"]
@@ -130,3 +130,14 @@ class ChildInfo:
     kind: Kind
     restart: Restart
     restarts: int
+
+
+def supervisor_spec(
+    id: str, run: Callable[..., Awaitable[Any]], restart: Restart, shutdown: float | None
+) -> ChildSpec:
+    """The spec of something that supervises tasks of its own, run as a child.
+
+    It is ready once its own start is done, and ``shutdown`` defaults to ``None`` at the
+    call sites: it bounds its own children's stop.
+    """
+    return ChildSpec(id, run, ready=True, restart=restart, shutdown=shutdown, kind="supervisor")

@@ -20,7 +20,7 @@ from underway.tasks._policy import (
 )
 from underway.tasks._shutdown import Phase, shutdown
 from underway.tasks._supervise import Child, Supervision
-from underway.tasks.child import ChildInfo, ChildSpec, Ready
+from underway.tasks.child import ChildInfo, ChildSpec, Ready, supervisor_spec
 
 __all__ = ["Supervisor"]
 
@@ -254,14 +254,7 @@ class Supervisor:
     ) -> ChildSpec:
         """A spec to run this supervisor as a child of another (it is ready once its own
         children are; ``shutdown`` defaults to ``None``: it bounds its children itself)."""
-        return ChildSpec(
-            id or self.name,
-            self.run,
-            ready=True,
-            restart=restart,
-            shutdown=shutdown,
-            kind="supervisor",
-        )
+        return supervisor_spec(id or self.name, self.run, restart, shutdown)
 
     def which_children(self) -> list[ChildInfo]:
         """Every child, in start order, with its status (empty when not running)."""

@@ -13,7 +13,7 @@ from underway._aio import Service
 from underway.errors import ConfigError, TaskExited, TaskTimeout, TooManyChildren
 from underway.tasks._policy import Restart, check_int, check_seconds, check_timeout
 from underway.tasks._shutdown import Phase, shutdown
-from underway.tasks.child import ChildSpec, Ready
+from underway.tasks.child import ChildSpec, Ready, supervisor_spec
 from underway.tasks.outcome import Exit, Ok, outcome_of
 
 __all__ = ["TaskHandle", "TaskSupervisor", "yield_many"]
@@ -143,14 +143,7 @@ class TaskSupervisor(Service):
     ) -> ChildSpec:
         """A spec to run this under a :class:`~underway.tasks.Supervisor` (a restart starts
         it empty; ``shutdown`` defaults to ``None``: it bounds its tasks itself)."""
-        return ChildSpec(
-            id or self.name,
-            self.run,
-            ready=True,
-            restart=restart,
-            shutdown=shutdown,
-            kind="supervisor",
-        )
+        return supervisor_spec(id or self.name, self.run, restart, shutdown)
 
     # -- tasks ----------------------------------------------------------------------------
 

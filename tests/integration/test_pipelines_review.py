@@ -415,3 +415,28 @@ async def test_a_handler_returning_something_else_is_warned_about_once(
     warnings = [r.getMessage() for r in caplog.records if "returned a dict" in r.getMessage()]
     assert len(warnings) == 1
     assert len(producer.acknowledger.successful) == 5  # still acked as they were
+
+
+async def test_a_crashed_worker_is_logged_at_stop_and_the_stop_completes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    producer = DummyProducer([1])
+    pipeline = Pipeline(
+        producer=producer,
+        handle_message=lambda m: m.put_batcher("b"),
+        batchers={"b": {"batch_size": 1}},
+        handle_batch=lambda *a: None,
+    )
+
+    async def broken(batch: list[Message], info: BatchInfo) -> None:
+        raise RuntimeError("bug in the batch stage")
+
+    pipeline._handlers.batch = broken  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="underway.pipelines"):
+        await pipeline.start()
+        await asyncio.sleep(0.1)  # the batch processor dies on the one batch
+        await pipeline.stop(timeout=0.5)
+    crashed = [r for r in caplog.records if "had crashed" in r.getMessage()]
+    assert len(crashed) == 1
+    assert isinstance(crashed[0].exc_info[1], RuntimeError)  # type: ignore[index]
+    assert not pipeline.running

@@ -432,13 +432,14 @@ class Pipeline(Service):
             await batcher.join()
 
     async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Cancel ``tasks`` and wait for them; a crash is logged, the caller's own
+        cancellation is not swallowed."""
         for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         for task in tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                _log.exception("%s: a worker of the pipeline had crashed", self.name)
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                _log.error("%s: a worker of the pipeline had crashed", self.name, exc_info=error)
         tasks.clear()

@@ -75,6 +75,7 @@ class Settings(EnvSettings):
     rescue_after: float = 1.5
     grace: float = 5.0
     poll: float = 0.05
+    extra_workers: str = ""
 
 
 class ExecutionLog:
@@ -116,11 +117,13 @@ def build(settings: Settings) -> Jobs:
     )
     log = ExecutionLog(settings.log_dir, settings.node)
 
-    @jobs.worker(name=RECORD)
     async def record(job: Job[dict[str, Any]]) -> None:
         log.write("start", job)
         await asyncio.sleep(duration(job.args, settings.node))
         log.write("finish", job)
+
+    for name in (RECORD, *filter(None, settings.extra_workers.split(","))):
+        jobs.worker(name=name)(record)
 
     @jobs.worker(name=UNIQUE, unique=Unique(period=300))
     async def unique(job: Job[dict[str, Any]]) -> None:

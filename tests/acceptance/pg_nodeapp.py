@@ -7,6 +7,11 @@ same module serves the test process (to enqueue) and every node process. Run a n
 Every execution of the :data:`RECORD` worker first inserts one row into the test's ``runs``
 table (``job_id, node, attempt`` and the server's clock) on a connection of its own, in its
 own transaction, then sleeps as long as its args say. A job that ran twice has two rows.
+The workers named in ``extra_workers`` do the same (nodes with different worker sets).
+
+The :data:`LEDGER` worker touches no database: it appends ``start`` and ``finish`` lines to
+an execution log in ``log_dir`` (see :class:`~tests.acceptance.nodeapp.ExecutionLog`), so
+runs are recorded while the database is unreachable too.
 """
 
 from __future__ import annotations
@@ -20,10 +25,17 @@ from typing import Any, ClassVar
 
 from psycopg_pool import AsyncConnectionPool
 
-from tests.acceptance.nodeapp import EnvSettings, duration, log_to_stderr, stopping
+from tests.acceptance.nodeapp import (
+    EnvSettings,
+    ExecutionLog,
+    duration,
+    log_to_stderr,
+    stopping,
+)
 from underway.jobs import Job, Jobs
 
 RECORD = "pg_acceptance.record"
+LEDGER = "pg_acceptance.ledger"
 RUNS_DDL = (
     "CREATE TABLE {schema}.runs (id bigserial PRIMARY KEY, job_id bigint NOT NULL, "
     "node text NOT NULL, attempt integer NOT NULL, at timestamptz NOT NULL "
@@ -43,6 +55,8 @@ class PgSettings(EnvSettings):
         queues: ``"name=limit,..."``.
         cron: A cron expression for the :data:`RECORD` worker, or empty for none.
         pool_size: Connections of the engine's pool (and of the ``runs`` pool).
+        log_dir: Where the :data:`LEDGER` worker writes its execution log.
+        extra_workers: Comma-separated names of more workers that behave as :data:`RECORD`.
     """
 
     env_prefix: ClassVar[str] = "UWPG_"
@@ -59,6 +73,8 @@ class PgSettings(EnvSettings):
     retry_after: float = 0.2
     cron: str = ""
     pool_size: int = 4
+    log_dir: str = "."
+    extra_workers: str = ""
 
     @property
     def url(self) -> str:
@@ -102,15 +118,24 @@ def build(settings: PgSettings, runs: Runs | None = None) -> Jobs:
         shutdown_grace=settings.grace,
     )
 
-    @jobs.worker(name=RECORD, backoff=settings.retry_after)
     async def record(job: Job[dict[str, Any]]) -> None:
         if runs is None:
             raise RuntimeError("this app only enqueues")
         await runs.record(job)
         await asyncio.sleep(duration(job.args, settings.node))
 
+    for name in (RECORD, *filter(None, settings.extra_workers.split(","))):
+        jobs.worker(name=name, backoff=settings.retry_after)(record)
+    log = ExecutionLog(settings.log_dir, settings.node)
+
+    @jobs.worker(name=LEDGER, backoff=settings.retry_after)
+    async def ledger(job: Job[dict[str, Any]]) -> None:
+        log.write("start", job)
+        await asyncio.sleep(duration(job.args, settings.node))
+        log.write("finish", job)
+
     if settings.cron:
-        jobs.add_cron(settings.cron, record, args={"cron": settings.cron})
+        jobs.add_cron(settings.cron, jobs.workers[RECORD], args={"cron": settings.cron})
     return jobs
 
 

@@ -1,4 +1,4 @@
-"""Node processes on one SQLite file: kill -9, rescue, long jobs, many jobs, unknown workers.
+"""Node processes on one SQLite file: kill -9, rescue, long jobs, many jobs, worker sets.
 
 Each test runs real node processes (``python -m tests.acceptance.nodeapp node``) and reads
 what happened from the jobs table and from the execution logs the jobs write themselves.
@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -164,41 +165,45 @@ def _insert_raw(db: Path, worker: str) -> int:
         return cursor.lastrowid
 
 
-def test_a_job_naming_an_unknown_worker_is_discarded_and_the_node_goes_on(
-    procs: Processes,
-) -> None:
-    with client(procs.base) as jobs:
+ONLY_B = "acceptance.only_b"
 
-        @jobs.worker(name="acceptance.only_in_the_enqueuer")
-        async def only_here(job: Job[Any]) -> None:
-            raise AssertionError("never runs on the node")
 
-        stray = only_here.enqueue_sync({"x": 1}).id
-    raw = _insert_raw(procs.db, "no.such.worker")
-    before = _enqueue(procs, *({"n": n} for n in range(3)))
+def test_nodes_with_different_workers_discard_nothing(procs: Processes) -> None:
+    """A rolling deploy that adds a worker: old nodes leave the new worker's jobs alone."""
+    with client(replace(procs.base, extra_workers=ONLY_B)) as jobs:
+        only_b = jobs.workers[ONLY_B]
+        new = [j.id for j in jobs.enqueue_many_sync([only_b.new({"i": i}) for i in range(20)])]
+    common = _enqueue(procs, *({"n": n} for n in range(20)))
+    nobody = _insert_raw(procs.db, "no.such.worker")
 
-    node = procs.start_node("node-a")
+    node_a = procs.start_node("node-a")
     procs.wait_for(
-        lambda: state_counts(procs.db) == Counter({"discarded": 2, "completed": 3}),
-        timeout=20,
-        what="the unknown jobs to be discarded and the others completed",
+        lambda: all(_in_state(procs, i, "completed") for i in common),
+        timeout=30,
+        what="node-a to run the jobs of its worker",
     )
-    after = _enqueue(procs, *({"n": n} for n in range(3, 6)))
-    procs.wait_for(
-        lambda: all(_in_state(procs, i, "completed") for i in after),
-        timeout=20,
-        what="jobs enqueued after the discards to complete",
-    )
-    assert node.poll() is None
+    # node-a runs its queue empty of what it can run, and keeps polling meanwhile.
+    time.sleep(0.5)
+    assert state_counts(procs.db)["discarded"] == 0
+    assert all(_in_state(procs, i, "available") for i in [*new, nobody])
 
-    for job_id, name in ((stray, "acceptance.only_in_the_enqueuer"), (raw, "no.such.worker")):
-        job = _job(procs, job_id)
-        assert job.state is JobState.DISCARDED
-        assert job.discarded_at is not None
-        assert len(job.errors) == 1
-        assert job.errors[0].error.startswith("UnknownWorker:")
-        assert repr(name) in job.errors[0].error
-        assert RECORD in job.errors[0].error  # names what the node does know
-    ran = {e.job_id for e in procs.events() if e.kind == "finish"}
-    assert ran == {*before, *after}
-    assert procs.stop(node) == 0
+    node_b = procs.start_node("node-b", extra_workers=ONLY_B)
+    procs.wait_for(
+        lambda: all(_in_state(procs, i, "completed") for i in new),
+        timeout=30,
+        what="node-b to run the jobs only it has the worker for",
+    )
+    ran_on = {e.job_id: e.node for e in procs.events() if e.kind == "start"}
+    assert {ran_on[i] for i in new} == {"node-b"}
+    assert state_counts(procs.db) == Counter({"completed": 40, "available": 1})
+    stuck = _job(procs, nobody)
+    assert (stuck.state, stuck.attempt, stuck.errors) == (JobState.AVAILABLE, 0, ())
+
+    node_c = procs.start_node("node-c", extra_workers="no.such.worker")
+    procs.wait_for(
+        lambda: _in_state(procs, nobody, "completed"),
+        timeout=30,
+        what="the job to run once a node that has its worker starts",
+    )
+    for node in (node_a, node_b, node_c):
+        assert procs.stop(node) == 0

@@ -80,7 +80,7 @@ async def test_a_late_ack_and_release_from_a_rescued_node_change_nothing(
     await a.ack(
         [Ack(job.id, JobState.RETRYABLE, now, 1, scheduled_at=now + 60, error="late")], "node-a"
     )
-    released = await a.release([job.id], "node-a", now)
+    released = await a.release([(job.id, 1)], "node-a", now)
     after_a = b.get_job(job.id)
     await b.ack([Ack(job.id, JobState.COMPLETED, now, 2, result='"b"')], "node-b")
     after_b = a.get_job(job.id)

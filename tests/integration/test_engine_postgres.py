@@ -432,7 +432,7 @@ async def test_a_late_ack_and_release_from_a_rescued_node_change_nothing(
 
     await a.ack([Ack(job.id, JobState.COMPLETED, now, 1, result='"late"')], "node-a")
     await a.ack([Ack(job.id, JobState.RETRYABLE, now, 1, scheduled_at=now, error="x")], "node-a")
-    released = await a.release([job.id], "node-a", now)
+    released = await a.release([(job.id, 1)], "node-a", now)
     await b.ack([Ack(job.id, JobState.COMPLETED, now, 1, result='"old"')], "node-b")
     after_late = a.get_job(job.id)
     await b.ack([Ack(job.id, JobState.COMPLETED, now, 2, result='"b"')], "node-b")
@@ -497,7 +497,8 @@ async def test_release_hands_back_only_this_nodes_jobs(engines: MakeEngine) -> N
     mine = await engine.fetch(QUEUE, 2, "me", time.time())
     (other,) = await engine.fetch(QUEUE, 1, "you", time.time())
 
-    released = await engine.release([j.id for j in [*mine, other]], "me", time.time())
+    claims = [(j.id, j.attempt) for j in [*mine, other]]
+    released = await engine.release(claims, "me", time.time())
 
     assert released == 2
     back = await engine.fetch(QUEUE, 5, "me", time.time())

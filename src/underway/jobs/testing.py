@@ -233,7 +233,7 @@ async def drain_queue(
                     if not with_safety and executor.raised is not None:
                         raise executor.raised
             finally:  # jobs claimed but not run go back to the queue, whatever happened
-                rest = [j.id for j in batch[finished:]]
+                rest = [(j.id, j.attempt) for j in batch[finished:]]
                 if rest:
                     await engine.release(rest, "drain", time.time())
             if not with_recursion:

@@ -11,7 +11,7 @@ CLI, sync web apps and test helpers can use them; they block the calling thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,8 +68,20 @@ class Engine(Protocol):
     def insert_sync(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
         """:meth:`insert` for synchronous callers."""
 
-    async def fetch(self, queue: str, limit: int, node: str, now: float) -> list[Job[Any]]:
-        """Claim up to ``limit`` available jobs of ``queue`` for ``node``, in start order."""
+    async def fetch(
+        self,
+        queue: str,
+        limit: int,
+        node: str,
+        now: float,
+        *,
+        workers: Collection[str] | None = None,
+    ) -> list[Job[Any]]:
+        """Claim up to ``limit`` available jobs of ``queue`` for ``node``, in start order.
+
+        With ``workers``, only jobs of those workers are claimed: a node never takes a job
+        it has no worker for, so another node that has it runs it.
+        """
 
     async def ack(self, acks: Sequence[Ack], node: str) -> None:
         """Write the outcome of finished attempts, all in one transaction.
@@ -97,11 +109,27 @@ class Engine(Protocol):
             Rescued jobs by queue (discarded ones, out of attempts, are not counted).
         """
 
-    async def executing(self, node: str) -> list[int]:
-        """Ids of the jobs the database records as executing on ``node``."""
+    async def live_nodes(self, stale_before: float, now: float) -> dict[str, dict[str, Any]]:
+        """The nodes that heartbeated since ``stale_before``, each with its heartbeat meta."""
 
-    async def release(self, job_ids: Sequence[int], node: str, now: float) -> int:
-        """Hand back jobs this node claimed but did not finish; the attempt is not counted."""
+    async def available_sample(
+        self, queues: Collection[str], sample: int
+    ) -> dict[tuple[str, str], int]:
+        """How many of the next ``sample`` available jobs of each queue each worker has.
+
+        Returns:
+            Counts by ``(queue, worker)``; the cost is bounded by ``sample`` per queue.
+        """
+
+    async def executing(self, node: str) -> list[tuple[int, int]]:
+        """``(job id, attempt)`` of the jobs the database records as executing on ``node``."""
+
+    async def release(self, claims: Sequence[tuple[int, int]], node: str, now: float) -> int:
+        """Hand back claims this node did not finish; the attempt is not counted.
+
+        A claim is ``(job id, attempt)``: a job is released only while it is still
+        executing that attempt on ``node``, never a newer claim of the same job.
+        """
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for another process to write; return whether one did."""

@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ import psycopg
 
 from underway.errors import ConfigError, DatabaseError
 from underway.jobs.engines._claimed import claimed_job
+from underway.jobs.engines._pg_beat import Beat
 from underway.jobs.engines._pg_insert import Rows, insert_steps, run_steps, run_steps_async
 from underway.jobs.engines._pg_insert import statements as _statements
 from underway.jobs.engines._pg_listen import Listener
@@ -85,6 +86,7 @@ class PostgresEngine:
         self.schema = self.options.schema
         self._sql = _statements(self.schema)
         self._pools = Pools(self.options)
+        self._beat = Beat(self._pools)
         self._ready = False  # the schema is known to be migrated
         self._applied: list[str] = []
         self._sync_lock = threading.Lock()
@@ -123,6 +125,7 @@ class PostgresEngine:
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.stop()
+        await self._beat.close()
         await self._pools.close()
         if self._pools.is_open_sync:
             await asyncio.to_thread(self._pools.close_sync)
@@ -311,13 +314,28 @@ class PostgresEngine:
 
     # -- runtime ----------------------------------------------------------------------------
 
-    async def fetch(self, queue: str, limit: int, node: str, now: float) -> list[Job[Any]]:
+    async def fetch(
+        self,
+        queue: str,
+        limit: int,
+        node: str,
+        now: float,
+        *,
+        workers: Collection[str] | None = None,
+    ) -> list[Job[Any]]:
         """Claim up to ``limit`` available jobs of ``queue`` in start order.
 
-        A claimed row that cannot be decoded is discarded with an error naming the column;
-        the other jobs are returned.
+        With ``workers``, only jobs of those workers. A claimed row that cannot be decoded
+        is discarded with an error naming the column; the other jobs are returned.
         """
-        params = {"queue": queue, "limit": limit, "node": node, "now": float(now)}
+        params = {
+            "queue": queue,
+            "limit": limit,
+            "node": node,
+            "now": float(now),
+            "any_worker": workers is None,
+            "workers": sorted(workers or ()),
+        }
         found = await self._rows("fetch", params)
         found.sort(key=lambda r: (r[10], r[12], r[0]))
         jobs: list[Job[Any]] = []
@@ -367,11 +385,25 @@ class PostgresEngine:
     async def heartbeat(self, node: str, now: float, meta: Mapping[str, Any]) -> None:
         """Record that ``node`` is alive."""
         params = {"node": node, "now": float(now), "meta": json.dumps(dict(meta))}
-        await self._rows("heartbeat", params)
+        await self._beat.run(self._sql["heartbeat"], params)
 
-    async def executing(self, node: str) -> list[int]:
-        """Ids of the jobs recorded as executing on ``node``."""
-        return [row[0] for row in await self._rows("executing", {"node": node})]
+    async def live_nodes(self, stale_before: float, now: float) -> dict[str, dict[str, Any]]:
+        """Nodes heartbeating within ``now - stale_before`` (server's clock), with meta."""
+        found = await self._rows("live_nodes", {"window": float(now - stale_before)})
+        return {name: meta if isinstance(meta, dict) else {} for name, meta in found}
+
+    async def available_sample(
+        self, queues: Collection[str], sample: int
+    ) -> dict[tuple[str, str], int]:
+        """Workers of the head of each queue (see :meth:`Engine.available_sample`)."""
+        if not queues:
+            return {}
+        found = await self._rows("available_sample", {"queues": sorted(queues), "sample": sample})
+        return {(q, w): n for q, w, n in found}
+
+    async def executing(self, node: str) -> list[tuple[int, int]]:
+        """``(id, attempt)`` of the jobs recorded as executing on ``node``."""
+        return [(row[0], row[1]) for row in await self._rows("executing", {"node": node})]
 
     async def forget_node(self, node: str) -> None:
         """Remove ``node``'s heartbeat."""
@@ -394,11 +426,12 @@ class PostgresEngine:
                 out[q] = out.get(q, 0) + 1
         return out
 
-    async def release(self, job_ids: Sequence[int], node: str, now: float) -> int:
-        """Hand back unfinished jobs; their attempt is not counted."""
-        if not job_ids:
+    async def release(self, claims: Sequence[tuple[int, int]], node: str, now: float) -> int:
+        """Hand back unfinished claims ``(id, attempt)``; their attempt is not counted."""
+        if not claims:
             return 0
-        params = {"ids": list(job_ids), "node": node, "now": float(now)}
+        ids, attempts = zip(*claims, strict=True)
+        params = {"ids": list(ids), "attempts": list(attempts), "node": node, "now": float(now)}
         return sum(n for _, n, _ in await self._rows("release", params))
 
     # -- notifications and signals -----------------------------------------------------------

@@ -29,7 +29,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from underway.jobs.engines._rows import COLUMNS, job_from_row
@@ -53,6 +53,15 @@ __all__ = ["SQLiteEngine"]
 
 def _sql(name: str) -> str:
     return query(DIALECT, name)
+
+
+def _meta(text: str | None) -> dict[str, Any]:
+    """A heartbeat's meta column as a dict (empty when it is not a JSON object)."""
+    try:
+        meta = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 class SQLiteEngine:
@@ -152,14 +161,24 @@ class SQLiteEngine:
 
     # -- runtime ----------------------------------------------------------------------------
 
-    async def fetch(self, queue: str, limit: int, node: str, now: float) -> list[Job[Any]]:
+    async def fetch(
+        self,
+        queue: str,
+        limit: int,
+        node: str,
+        now: float,
+        *,
+        workers: Collection[str] | None = None,
+    ) -> list[Job[Any]]:
         """Claim up to ``limit`` available jobs of ``queue`` in start order.
 
-        A queue with nothing available is seen with a read, without taking the write lock.
-        A claimed row that cannot be decoded is discarded in the same transaction, with an
-        error naming the column; the other jobs are returned.
+        With ``workers``, only jobs of those workers. A queue with nothing available is
+        seen with a read, without taking the write lock. A claimed row that cannot be
+        decoded is discarded in the same transaction, with an error naming the column; the
+        other jobs are returned.
         """
-        params = {"queue": queue, "limit": limit, "node": node, "now": now}
+        names = None if workers is None else json.dumps(sorted(workers))
+        params = {"queue": queue, "limit": limit, "node": node, "now": now, "workers": names}
         return await self._db.acall(lambda c: claim(c, params))
 
     async def ack(self, acks: Sequence[Ack], node: str) -> None:
@@ -194,12 +213,34 @@ class SQLiteEngine:
         params = {"node": node, "now": now, "meta": json.dumps(dict(meta))}
         await self._db.acall(lambda c: c.execute(_sql("heartbeat"), params))
 
-    async def executing(self, node: str) -> list[int]:
-        """Ids of the jobs recorded as executing on ``node``."""
+    async def live_nodes(self, stale_before: float, now: float) -> dict[str, dict[str, Any]]:
+        """Nodes that heartbeated since ``stale_before``, with their meta."""
+        found = await self._db.acall(
+            lambda c: c.execute(_sql("live_nodes"), {"stale_before": stale_before}).fetchall()
+        )
+        return {name: _meta(text) for name, text in found}
+
+    async def available_sample(
+        self, queues: Collection[str], sample: int
+    ) -> dict[tuple[str, str], int]:
+        """Workers of the head of each queue (see :meth:`Engine.available_sample`)."""
+
+        def run(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+            out: dict[tuple[str, str], int] = {}
+            for queue in sorted(queues):
+                params = {"queue": queue, "sample": sample}
+                for worker, n in conn.execute(_sql("available_sample"), params):
+                    out[queue, worker] = n
+            return out
+
+        return await self._db.acall(run)
+
+    async def executing(self, node: str) -> list[tuple[int, int]]:
+        """``(id, attempt)`` of the jobs recorded as executing on ``node``."""
         rows = await self._db.acall(
             lambda c: c.execute(_sql("executing"), {"node": node}).fetchall()
         )
-        return [row[0] for row in rows]
+        return [(row[0], row[1]) for row in rows]
 
     async def forget_node(self, node: str) -> None:
         """Remove ``node``'s heartbeat."""
@@ -222,9 +263,9 @@ class SQLiteEngine:
 
         return await self._db.acall(run)
 
-    async def release(self, job_ids: Sequence[int], node: str, now: float) -> int:
-        """Hand back unfinished jobs; their attempt is not counted."""
-        params = [{"id": i, "now": now, "node": node} for i in job_ids]
+    async def release(self, claims: Sequence[tuple[int, int]], node: str, now: float) -> int:
+        """Hand back unfinished claims ``(id, attempt)``; their attempt is not counted."""
+        params = [{"id": i, "attempt": a, "now": now, "node": node} for i, a in claims]
 
         def run(conn: sqlite3.Connection) -> int:
             with write_transaction(conn):

@@ -39,9 +39,9 @@ class Acker:
         """Acks not yet written."""
         return len(self._buffer)
 
-    def job_ids(self) -> set[int]:
-        """Jobs whose ack is buffered or being written."""
-        return {a.job_id for a in self._buffer} | {a.job_id for a in self._inflight}
+    def claims(self) -> set[tuple[int, int]]:
+        """``(job id, attempt)`` of the attempts whose ack is buffered or being written."""
+        return {(a.job_id, a.attempt) for a in (*self._buffer, *self._inflight)}
 
     def push(self, ack: Ack) -> None:
         """Queue one ack for the next flush."""

@@ -24,6 +24,7 @@ from underway.jobs.runtime.pruner import Pruner
 from underway.jobs.runtime.reconciler import Reconciler
 from underway.jobs.runtime.scheduler import Scheduler
 from underway.jobs.runtime.stager import Stager
+from underway.jobs.runtime.unclaimed import Unclaimed
 from underway.jobs.worker import Worker
 
 __all__ = ["Node"]
@@ -76,6 +77,7 @@ class Node:
             node=self.name,
             interval=config.heartbeat_interval,
             queues=lambda: {q: p.limit for q, p in self.producers.items()},
+            workers=workers.keys,
         )
         self.periodic: list[Periodic] = [
             Stager(engine, interval=config.stage_interval, wake=self.wake, node=self.name),
@@ -85,6 +87,14 @@ class Node:
                 interval=max(0.5, config.rescue_after / 4),
                 rescue_after=config.rescue_after,
                 wake=self.wake,
+                connected_for=self.heartbeat.connected_for,
+                enabled=leading,
+            ),
+            Unclaimed(
+                engine,
+                node=self.name,
+                interval=max(1.0, config.rescue_after),
+                live_within=config.rescue_after,
                 enabled=leading,
             ),
         ]
@@ -116,7 +126,8 @@ class Node:
                 engine,
                 node=self.name,
                 interval=max(1.0, 2 * config.heartbeat_interval),
-                known=self._known_jobs,
+                running=self._running_jobs,
+                acking=self.acker.claims,
                 wake=self.wake_all,
             )
         )
@@ -125,9 +136,8 @@ class Node:
         )
         self.started = False
 
-    def _known_jobs(self) -> set[int]:
-        running = {i for producer in self.producers.values() for i in producer.running}
-        return running | self.acker.job_ids()
+    def _running_jobs(self) -> set[int]:
+        return {i for producer in self.producers.values() for i in producer.running}
 
     def wake(self, queue: str) -> None:
         """Tell ``queue``'s producer that jobs may be available."""
@@ -178,7 +188,8 @@ class Node:
         """Open the engine and start every component."""
         await self.engine.open()
         await self.engine.signals()  # from now on: signals published after start reach us
-        await self.engine.heartbeat(self.name, time.time(), {"queues": self.config.queues})
+        await self.engine.heartbeat(self.name, time.time(), self.heartbeat.meta())
+        self.heartbeat.beat()
         self.heartbeat.start()
         self.leader.start()
         self.acker.start()

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from underway import _telemetry as telemetry
 from underway._aio import wait_event
 from underway.jobs.backoff import exponential
 from underway.jobs.engines.base import Engine
-from underway.jobs.job import Job
+from underway.jobs.job import Job, JobState
 from underway.jobs.outcomes import Ack, decide
 from underway.jobs.runtime.acker import Acker
 from underway.jobs.runtime.executor import Executor
 
-__all__ = ["Producer"]
+__all__ = ["Producer", "for_claim"]
 
 _log = logging.getLogger("underway.jobs")
 
@@ -26,7 +27,13 @@ class Producer:
 
     It fetches the whole free capacity in one statement whenever capacity frees up or it is
     notified of new jobs, and polls every ``poll_interval`` seconds otherwise. Queues are
-    isolated: each producer has its own limit and its own loop.
+    isolated: each producer has its own limit and its own loop. It claims only jobs of the
+    workers this node registered.
+
+    A job runs at most once at a time on a node. If a claim arrives for a job that already
+    runs here (it was rescued while this node could not heartbeat, and claimed back), no
+    second run starts: the running one holds the newer claim too, and its outcome is
+    recorded for the newest attempt. :attr:`claims` maps each running job to that attempt.
     """
 
     def __init__(
@@ -49,11 +56,12 @@ class Producer:
         self.poll_interval = poll_interval
         self.paused = False
         self.running: dict[int, asyncio.Task[None]] = {}
+        self.claims: dict[int, int] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._hurry = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._interrupted: list[int] = []
+        self._interrupted: list[tuple[int, int]] = []
 
     def notify(self) -> None:
         """New jobs may be available: fetch now if there is capacity."""
@@ -92,15 +100,16 @@ class Producer:
 
     async def drain(
         self, grace: float, *, wait_for_threads: bool = True
-    ) -> tuple[list[int], list[int]]:
+    ) -> tuple[list[tuple[int, int]], list[int]]:
         """Wait up to ``grace`` seconds for running jobs, then cancel the coroutines left.
 
         A sync job's thread cannot be interrupted: with ``wait_for_threads`` the drain
         waits for it (its job then finishes normally), otherwise it is left running.
 
         Returns:
-            The ids of jobs that were cancelled (to hand back to the queue), and the ids of
-            jobs still running (left ``executing``, for the lifeline of another node).
+            The claims ``(job id, attempt)`` that were cancelled (to hand back to the
+            queue), and the ids of jobs still running (left ``executing``, for the lifeline
+            of another node).
         """
         running = dict(self.running)
         if running:
@@ -165,24 +174,39 @@ class Producer:
 
     async def _fetch(self, demand: int) -> list[Job[Any]]:
         with telemetry.span("fetch", {"queue": self.queue, "node": self.node}) as extra:
-            jobs = await self.engine.fetch(self.queue, demand, self.node, time.time())
+            jobs = await self.engine.fetch(
+                self.queue, demand, self.node, time.time(), workers=self.executor.workers.keys()
+            )
             extra["count"] = len(jobs)
         return jobs
 
     def _start(self, job: Job[Any]) -> None:
+        if job.id in self.running:  # claimed back while it runs here: the run holds it
+            _log.warning(
+                "job %d claimed again (attempt %d) while attempt %d still runs on this node; "
+                "the running attempt's outcome is recorded for it",
+                job.id,
+                job.attempt,
+                self.claims[job.id],
+            )
+            self.claims[job.id] = max(self.claims[job.id], job.attempt)
+            return
+        self.claims[job.id] = job.attempt
         self.running[job.id] = asyncio.create_task(
             self._execute(job), name=f"underway.job.{job.queue}.{job.id}"
         )
 
     async def _execute(self, job: Job[Any]) -> None:
         try:
-            self.acker.push(await self._outcome(job))
+            ack = await self._outcome(job)
+            self.acker.push(for_claim(ack, self.claims[job.id], job.max_attempts))
         except asyncio.CancelledError:
             if self._stopping:
-                self._interrupted.append(job.id)
+                self._interrupted.append((job.id, self.claims[job.id]))
             raise
         finally:
             self.running.pop(job.id, None)
+            self.claims.pop(job.id, None)
             self._wake.set()
 
     async def _outcome(self, job: Job[Any]) -> Ack:
@@ -194,3 +218,16 @@ class Producer:
             return decide(
                 job.id, job.attempt, job.max_attempts, exc, now=time.time(), backoff=backoff
             )
+
+
+def for_claim(ack: Ack, attempt: int, max_attempts: int) -> Ack:
+    """``ack`` recorded for the claim ``attempt`` (the newest one its run holds).
+
+    A failure that would be retried is final when that claim is the last attempt.
+    """
+    if attempt == ack.attempt:
+        return ack
+    state = ack.state
+    if state is JobState.RETRYABLE and attempt >= max_attempts:
+        state = JobState.DISCARDED
+    return replace(ack, attempt=attempt, state=state)

@@ -1,12 +1,14 @@
 -- Claim up to :limit available jobs of :queue for :node; rows locked by another claim
--- are skipped, so concurrent fetches never take a job twice. The claimed ids are updated
--- through the primary key whatever the size of the table.
+-- are skipped, so concurrent fetches never take a job twice. Only jobs of the node's
+-- workers are taken (unless :any_worker): another node that has the worker runs the rest.
+-- The claimed ids are updated through the primary key whatever the size of the table.
 UPDATE {schema}.underway_jobs AS j
    SET state = 'executing', attempt = j.attempt + 1, attempted_at = to_timestamp(%(now)s),
        attempted_by = %(node)s
  WHERE j.id = ANY(ARRAY(
        SELECT id FROM {schema}.underway_jobs
         WHERE state = 'available' AND queue = %(queue)s
+          AND (%(any_worker)s OR worker = ANY(%(workers)s::text[]))
         ORDER BY priority, scheduled_at, id
         LIMIT %(limit)s
           FOR UPDATE SKIP LOCKED))

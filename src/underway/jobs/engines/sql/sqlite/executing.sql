@@ -1,2 +1,2 @@
--- Ids of the jobs recorded as executing on one node (the reconciler compares them).
-SELECT id FROM underway_jobs WHERE state = 'executing' AND attempted_by = :node
+-- The claims (id, attempt) recorded as executing on one node (the reconciler compares them).
+SELECT id, attempt FROM underway_jobs WHERE state = 'executing' AND attempted_by = :node

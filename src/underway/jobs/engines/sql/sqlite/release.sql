@@ -1,4 +1,5 @@
--- Hand back a job this node claimed but did not finish (shutdown): the attempt is not counted.
+-- Hand back a claim this node did not finish (shutdown, or a claim whose reply was lost):
+-- the attempt is not counted, and a newer claim of the same job is never touched.
 UPDATE underway_jobs
    SET state = 'available', attempt = attempt - 1, attempted_by = NULL, scheduled_at = :now
- WHERE id = :id AND state = 'executing' AND attempted_by = :node
+ WHERE id = :id AND attempt = :attempt AND state = 'executing' AND attempted_by = :node

@@ -6,7 +6,8 @@
     underway demo
 
 Exit codes: 0 success, 1 the command failed (a database error, a missing job), 2 bad
-usage (an unknown option, an app that cannot be loaded).
+usage (an unknown option, an app that cannot be loaded). ``start --processes N`` exits
+with the status of a child that could not start (128 + N when signal N killed it).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from underway._cli_jobs import (
     target_options,
     use_database,
 )
-from underway._cli_processes import child_argv, run_processes
+from underway._cli_processes import child_argv, report_ready, run_processes, take_ready_fd
 from underway._console import counts_line
 from underway.errors import ConfigError, UnderwayError
 from underway.jobs.app import Jobs, exit_if_left_running
@@ -140,8 +141,12 @@ async def _log_stats(jobs: Jobs) -> None:
     _log.info("jobs by queue: %s", counts_line(counts, jobs.config.queues))
 
 
-async def _run_node(jobs: Jobs, stats_interval: float) -> None:
-    """Start a node, report counts every ``stats_interval`` seconds, stop on a signal."""
+async def _run_node(jobs: Jobs, stats_interval: float, ready_fd: int | None) -> None:
+    """Start a node, report counts every ``stats_interval`` seconds, stop on a signal.
+
+    Once the node has started, one byte goes to ``ready_fd`` (the pipe of a parent that
+    runs ``--processes``), which tells that parent this child started.
+    """
     config = jobs.config
     stop = asyncio.Event()
     with _stop_on_signals(stop, jobs.stop_now):
@@ -155,6 +160,7 @@ async def _run_node(jobs: Jobs, stats_interval: float) -> None:
                 queues,
                 len(jobs.workers),
             )
+            report_ready(ready_fd)
             while not await wait_event(stop, stats_interval or None):
                 await _log_stats(jobs)
             _log.info(
@@ -196,7 +202,10 @@ async def _run_node(jobs: Jobs, stats_interval: float) -> None:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Run this many node processes (to use more than one core).",
+    help=(
+        "Run this many node processes (to use more than one core); a child that dies "
+        "after it started is started again under a fresh node name, with backoff."
+    ),
 )
 @click.option("--log-jobs", is_flag=True, help="Log every job's start, end and failure.")
 @click.option(
@@ -221,6 +230,7 @@ def start(
     ATTR defaults to `jobs`. The current directory is importable, so
     `underway start tasks:jobs` finds tasks.py beside you.
     """
+    ready_fd = take_ready_fd()  # before the app's import can start processes of its own
     logging.basicConfig(level=log_level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
     jobs = load_app(app)
     _configure(
@@ -230,26 +240,27 @@ def start(
         _log.warning("%s registers no workers; its jobs would be discarded", app)
     if processes > 1:
 
-        def one_node(index: int) -> list[str]:
+        def one_node(name: str) -> list[str]:
             args = ["start", app, "--stats-interval", str(stats_interval), "--log-level", log_level]
             for queue, limit in queues.items():
                 args += ["--queue", f"{queue}={limit}"]
             if database:
                 args += ["--database", database]
             # Every process needs its own name (heartbeats, rescue and the reconciler
-            # tell nodes apart by it), even when the app sets one.
-            args += ["--node-name", f"{node_name or jobs.config.name}-{index}"]
+            # tell nodes apart by it), even when the app sets one; a restarted child
+            # gets a fresh one, so its predecessor's jobs are rescued as a dead node's.
+            args += ["--node-name", name]
             if shutdown_grace is not None:
                 args += ["--shutdown-grace", str(shutdown_grace)]
             if log_jobs:
                 args.append("--log-jobs")
             return child_argv(args)
 
-        sys.exit(run_processes(processes, one_node))
+        sys.exit(run_processes(processes, node_name or jobs.config.name, one_node))
     if log_jobs:
         telemetry.attach_logging(logging.getLogger("underway.jobs"), prefix="job.")
     try:
-        asyncio.run(_run_node(jobs, stats_interval))
+        asyncio.run(_run_node(jobs, stats_interval, ready_fd))
     except UnderwayError as exc:
         raise FailError(f"node {jobs.config.name} cannot run: {exc}") from None
     exit_if_left_running(jobs)

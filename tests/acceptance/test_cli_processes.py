@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import signal
 import sqlite3
+import subprocess
+import sys
+import textwrap
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from tests.acceptance.test_cli import Node, wait_until
+from underway import _cli_processes
 from underway.jobs import Jobs, JobState
 
 pytestmark = pytest.mark.acceptance
@@ -65,3 +73,205 @@ def test_processes_stop_instead_of_looping_when_the_children_cannot_start(
     assert node.proc.wait(timeout=20) == 1, node.log
     assert node.log.count("cannot run") >= 1, node.log  # the other child may be stopped first
     assert "failed to start" in node.log
+
+
+# -- readiness, restarts and exit statuses -------------------------------------------------------
+
+
+def _pid_of(node: Node, name: str) -> int:
+    """The pid of the parent's child that runs node ``name`` (read from /proc)."""
+    parent = node.proc.pid
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    for pid in children:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if name.encode() in argv:
+            return int(pid)
+    raise AssertionError(f"no child runs {name}:\n{node.log}")
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is alive (neither gone nor a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _executing_on(url: str, name: str) -> set[int]:
+    path = url.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(path, timeout=10)) as conn:
+        rows = conn.execute(
+            "SELECT id FROM underway_jobs WHERE state = 'executing' AND attempted_by = ?", (name,)
+        )
+        return {row[0] for row in rows}
+
+
+def test_a_child_killed_soon_after_it_started_is_restarted_under_a_fresh_name(
+    tmp_path: Path, url: str, client: Jobs, nodes: list[Node]
+) -> None:
+    add = client.workers["cli_app.add"]
+    ids = [
+        j.id
+        for j in client.enqueue_many_sync(add.new({"a": i, "b": 0, "sleep": 2}) for i in range(16))
+    ]
+    node = Node(
+        tmp_path,
+        "--database",
+        url,
+        "--processes",
+        "2",
+        "--node-name",
+        "pool",
+        "--stats-interval",
+        "0",
+    )
+    nodes.append(node)
+    # Killed as soon as it runs jobs: well inside the first seconds after it reported
+    # ready (which is what the parent used to mistake for a failed start).
+    wait_until(lambda: bool(_executing_on(url, "pool-0")), "pool-0 running jobs", timeout=30)
+    pid = _pid_of(node, "pool-0")
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not _running(pid), "pool-0 dead")
+    held = _executing_on(url, "pool-0")  # frozen until the lifeline rescues them
+    assert held, "pool-0 died running jobs"
+
+    wait_until(
+        lambda: node.proc.poll() is not None or "pool-0-r1" in _node_names(url),
+        "the restarted child",
+        timeout=30,
+    )
+    assert node.proc.poll() is None, f"the parent gave up:\n{node.log}"
+    wait_until(
+        lambda: all(client.get_job_sync(i).state is JobState.COMPLETED for i in ids),  # type: ignore[union-attr]
+        "every job completed, the killed child's rescued",
+        timeout=60,
+    )
+    assert node.proc.poll() is None, node.log
+    for job_id in held:  # the dead incarnation's jobs went through the lifeline
+        job = client.get_job_sync(job_id)
+        assert job is not None
+        assert job.attempt == 2, job
+        assert job.attempted_by != "pool-0", job
+    assert node.stop() == 0, node.log
+    log = node.log
+    assert re.search(
+        r"node process pool-0 \(pid \d+\) killed by SIGKILL after it was ready; "
+        r"starting pool-0-r1 in 1s",
+        log,
+    ), log
+    assert "node pool-0-r1 started" in log
+    assert "claimed but never received" not in log
+    assert "failed to start" not in log
+
+
+def _broken_app(tmp_path: Path, how: str) -> Path:
+    """An app that imports in the parent and breaks in every node process (``how``)."""
+    (tmp_path / "broken_app.py").write_text(
+        textwrap.dedent(
+            f"""
+            import os, signal, time
+            from underway.jobs import Jobs
+
+            with open(os.environ["IMPORTS_LOG"], "a") as log:
+                log.write("x")
+            if os.path.getsize(os.environ["IMPORTS_LOG"]) > 1:  # not the parent's import
+                how = {how!r}
+                if how == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if how == "slow":
+                    time.sleep(6)  # longer than any fixed start-up allowance
+                raise RuntimeError("this app cannot be imported in a node process")
+            jobs = Jobs(os.environ["APP_DATABASE"])
+            """
+        )
+    )
+    return tmp_path / "imports.log"
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "what"),
+    [
+        ("raise", 2, "exited with status 2"),
+        ("slow", 2, "exited with status 2"),
+        ("kill", 128 + signal.SIGKILL, "killed by SIGKILL"),
+    ],
+)
+def test_children_that_cannot_start_stop_the_parent_with_their_status(
+    tmp_path: Path, url: str, how: str, status: int, what: str
+) -> None:
+    imports = _broken_app(tmp_path, how)
+    env = {**os.environ, "IMPORTS_LOG": str(imports), "APP_DATABASE": url}
+    env = {k: v for k, v in env.items() if k != "UNDERWAY_READY_FD"}
+    with (tmp_path / "parent.log").open("w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "underway.cli",
+                "start",
+                "broken_app:jobs",
+                "--processes",
+                "2",
+                "--node-name",
+                "broken",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    log = (tmp_path / "parent.log").read_text()
+    assert code == status, log
+    assert re.search(
+        rf"node process broken-[01] \(pid \d+\) failed to start: {what} before it was ready; "
+        "stopping the other node processes",
+        log,
+    ), log
+    if how != "kill":
+        assert "cannot be imported in a node process" in log
+    # The parent and one or two children (the other may be stopped before it imports it),
+    # and no restarted child.
+    assert imports.read_text() in ("xx", "xxx")
+
+
+_FAKE_NODE = """
+import os, sys
+if "-r" not in sys.argv[1]:
+    os.write(int(os.environ["UNDERWAY_READY_FD"]), b"1")  # the first child starts...
+    sys.exit(3)  # ...and dies
+sys.exit(4)  # its replacements never start
+"""
+
+
+def test_replacements_that_keep_failing_to_start_stop_the_group_after_backoff(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_cli_processes, "_FIRST_DELAY", 0.01)
+    caplog.set_level(logging.INFO, logger="underway.cli")
+    code = _cli_processes.run_processes(
+        1, "pool", lambda name: [sys.executable, "-c", _FAKE_NODE, name]
+    )
+    assert code == 4
+    spawned = re.findall(r"spawned node process (\S+)", caplog.text)
+    assert spawned == ["pool-0", *(f"pool-0-r{g}" for g in range(1, 6))]
+    log = caplog.text
+    assert re.search(
+        r"pool-0 \(pid \d+\) exited with status 3 after it was ready; starting pool-0-r1 in 0.01s",
+        log,
+    )
+    assert re.search(
+        r"pool-0-r2 \(pid \d+\) failed to start \(exited with status 4 before it was ready\); "
+        r"starting pool-0-r3 in 0.02s",
+        log,
+    )
+    assert re.search(
+        r"pool-0-r5 \(pid \d+\) failed to start: exited with status 4 before it was ready; stop",
+        log,
+    )

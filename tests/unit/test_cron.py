@@ -156,3 +156,19 @@ def test_spec_carries_overrides_and_slot_meta(jobs: Jobs) -> None:
     assert spec.args == {"n": 1}
     assert '"team":"ops"' in spec.meta_json
     assert '"cron_slot":1.0' in spec.meta_json
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [([1, 2], "list [1, 2]"), ("x", "str 'x'"), (None, "NoneType None"), (5, "int 5")],
+)
+def test_args_that_are_not_a_dict_raise_config_error(jobs: Jobs, args: Any, shown: str) -> None:
+    @jobs.worker(name="cron.report")
+    async def report(job: Job[Any]) -> None:
+        return None
+
+    expected = f"cron entry for cron.report: args must be a dict (a JSON object), got {shown}"
+    with pytest.raises(ConfigError) as caught:
+        jobs.add_cron("@hourly", report, args=args)
+    assert str(caught.value) == expected
+    assert jobs.crontab == []

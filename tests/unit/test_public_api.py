@@ -127,3 +127,24 @@ def test_errors_share_one_base() -> None:
     for name in underway.errors.__all__:
         assert issubclass(getattr(underway.errors, name), underway.UnderwayError)
         assert getattr(underway, name) is getattr(underway.errors, name)
+
+
+# Coroutines that run a node have no twin: ``run()`` is the synchronous way to serve.
+_NODE_LIFECYCLE = {"start", "stop", "serve"}
+
+
+def test_every_public_coroutine_of_jobs_has_a_sync_twin() -> None:
+    from underway.jobs import Jobs
+
+    coroutines = {
+        name
+        for name, value in vars(Jobs).items()
+        if not name.startswith("_") and inspect.iscoroutinefunction(value)
+    }
+    assert {"pause_queue", "resume_queue", "scale_queue", "enqueue_many"} <= coroutines
+    twinned = coroutines - _NODE_LIFECYCLE
+    missing = sorted(name for name in twinned if not hasattr(Jobs, f"{name}_sync"))
+    assert missing == [], f"Jobs coroutines without a _sync twin: {missing}"
+    for name in twinned - {"list_jobs"}:  # list_jobs(**filters) forwards to list_jobs_sync
+        twin = inspect.signature(getattr(Jobs, f"{name}_sync")).parameters
+        assert twin.keys() == inspect.signature(getattr(Jobs, name)).parameters.keys(), name

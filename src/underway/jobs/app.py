@@ -345,6 +345,36 @@ class Jobs(Service):
         check_queues({queue: limit})
         await self._control({"action": "scale", "queue": queue, "limit": limit}, local_only)
 
+    def pause_queue_sync(self, queue: str, *, local_only: bool = False) -> None:
+        """:meth:`pause_queue` for synchronous code (not on a running event loop)."""
+        self._control_sync({"action": "pause", "queue": queue}, local_only)
+
+    def resume_queue_sync(self, queue: str, *, local_only: bool = False) -> None:
+        """:meth:`resume_queue` for synchronous code (not on a running event loop)."""
+        self._control_sync({"action": "resume", "queue": queue}, local_only)
+
+    def scale_queue_sync(self, queue: str, limit: int, *, local_only: bool = False) -> None:
+        """:meth:`scale_queue` for synchronous code (not on a running event loop)."""
+        check_queues({queue: limit})
+        self._control_sync({"action": "scale", "queue": queue, "limit": limit}, local_only)
+
+    def _control_sync(self, signal: dict[str, Any], local_only: bool) -> None:
+        """:meth:`_control` from a thread: on the node's loop when this process runs a node,
+        else published through an engine of its own (async resources belong to one loop)."""
+        action = f"{signal['action']}_queue"
+        if _in_event_loop():
+            raise RuntimeError(
+                f"{action}_sync() cannot block a running event loop; use await jobs.{action}()"
+            )
+        node, loop = self._node, self._loop
+        if node is not None and loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._control(signal, local_only), loop).result()
+            return
+        validate_queue_name(signal["queue"])
+        if local_only:
+            self._producer(signal["queue"])  # raises: no node runs in this process
+        asyncio.run(_publish(self.database, signal))
+
     async def _control(self, signal: dict[str, Any], local_only: bool) -> None:
         validate_queue_name(signal["queue"])
         if local_only:
@@ -468,6 +498,23 @@ def _specs(jobs: Iterable[JobSpec]) -> list[JobSpec]:
                 f"enqueue_many takes jobs built with worker.new(...), got {type(spec).__name__}"
             )
     return specs
+
+
+async def _publish(database: str, signal: dict[str, Any]) -> None:
+    """Publish ``signal`` through a short-lived engine on ``database``."""
+    engine = open_engine(database)
+    try:
+        await engine.publish(signal)
+    finally:
+        await engine.close()
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

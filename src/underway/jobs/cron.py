@@ -90,6 +90,11 @@ class Cron:
     def __post_init__(self) -> None:
         from cronsim import CronSim, CronSimError
 
+        if not isinstance(self.args, Mapping):
+            raise ConfigError(
+                f"cron entry for {self.worker.name}: args must be a dict (a JSON object), "
+                f"got {type(self.args).__name__} {self.args!r}"
+            )
         if not isinstance(self.expression, str) or not self.expression.strip():
             raise ConfigError(
                 f"cron expression must be a non-empty string, got {self.expression!r}"

@@ -87,17 +87,23 @@ def test_demo_on_a_terminal_redraws_a_live_table_and_cleans_up() -> None:
     )
     os.close(secondary)
     chunks = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            data = os.read(primary, 65536)
-        except OSError:  # the other side closed
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(primary)
-    assert proc.wait(timeout=10) == 0
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                data = os.read(primary, 65536)
+            except OSError:  # the other side closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        code = proc.wait(timeout=10)
+    finally:  # a hang or the test's timeout: the demo is killed and reaped all the same
+        os.close(primary)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0
     out = b"".join(chunks).decode()
     assert "A\r\x1b[J" in out  # cursor up, clear: redrawn in place
     assert "queues at +" in out

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests._pytester import run_pytest
+
 from .conftest import Database
 
 pytest_plugins = ["pytester"]
@@ -78,11 +80,15 @@ def test_app_is_restored_after_each_test():
     assert myapp.jobs.database == myapp.ORIGINAL_URL
 """
 
+# A hang in the user's suite ends that test with the stacks of every thread, well within
+# the bound of the whole run (see tests/_pytester.py).
 INI = """
 [pytest]
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = function
 filterwarnings = error
+timeout = 30
+timeout_method = thread
 """
 
 
@@ -104,7 +110,7 @@ def project(pytester: pytest.Pytester, database: Database, chosen: Database) -> 
 def test_fixture_in_a_users_suite(
     pytester: pytest.Pytester, database: Database, chosen: Database
 ) -> None:
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result = run_pytest(pytester, "-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=5, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -123,5 +129,5 @@ def test_fixture_in_a_users_suite(
 
 
 def test_fixture_is_registered_by_the_plugin(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--fixtures")
+    result = run_pytest(pytester, "-p", "no:cacheprovider", "--fixtures")
     result.stdout.fnmatch_lines(["underway_testing*", "*(jobs, mode=*manual*"])

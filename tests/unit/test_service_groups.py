@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._pytester import run_pytest
+
 pytest_plugins = ["pytester"]
 
 CONFTEST = (Path(__file__).parents[1] / "conftest.py").read_text()
@@ -41,7 +43,7 @@ def test_missing_server_skips_its_group_and_says_so(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CI", raising=False)
-    result = project.runpytest_subprocess("-p", "no:cacheprovider")
+    result = run_pytest(project, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED GROUP postgres: 1 test(s), no server at 127.0.0.1:*"])
 
@@ -50,7 +52,7 @@ def test_missing_server_fails_under_ci(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CI", "true")
-    result = project.runpytest_subprocess("-p", "no:cacheprovider")
+    result = run_pytest(project, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*postgres is not reachable*CI=true*"])
 
@@ -62,5 +64,5 @@ def test_reachable_server_runs_its_group(
         server.bind(("127.0.0.1", 0))
         server.listen()
         monkeypatch.setenv("UNDERWAY_POSTGRES_ADDR", f"127.0.0.1:{server.getsockname()[1]}")
-        result = project.runpytest_subprocess("-p", "no:cacheprovider")
+        result = run_pytest(project, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)

@@ -170,8 +170,10 @@ class StreamAcknowledger:
     async def settle(self, ack_ids: list[str], dead: list[DeadLetter]) -> None:
         """Send the acknowledgements, retrying while Redis cannot be reached.
 
-        After :data:`ACK_ATTEMPTS` failed attempts (or once closed) the entries stay
-        pending, and are delivered again after ``claim_idle``.
+        A first attempt that fails on a lost connection is followed at once by a second
+        one (on a new connection); later ones wait ``reconnect_interval``. After
+        :data:`ACK_ATTEMPTS` failed attempts (or once closed) the entries stay pending,
+        and are delivered again after ``claim_idle``.
         """
         count = len(ack_ids) + len(dead)
         for attempt in range(1, ACK_ATTEMPTS + 1):
@@ -180,6 +182,8 @@ class StreamAcknowledger:
             try:
                 await self._connect().settle(ack_ids, dead)
             except CONNECTION_ERRORS as exc:
+                if attempt == 1 and self._outage.since is None:
+                    continue  # a dropped connection: again at once, on a new one
                 self._outage.failed("acknowledging", exc)
                 if attempt < ACK_ATTEMPTS:
                     await asyncio.sleep(self.policy.reconnect_interval)

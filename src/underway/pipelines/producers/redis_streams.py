@@ -107,10 +107,17 @@ class RedisStreamProducer:
     they are reclaimed after ``claim_idle``). Draining wakes a blocked ``XREADGROUP`` with
     ``CLIENT UNBLOCK`` (without that permission it ends within ``block`` seconds).
 
-    A lost connection or a server restart is logged once; reading and acknowledging are
-    retried every ``reconnect_interval`` seconds (acknowledgements up to 5 times, then the
-    entries stay pending and are delivered again: at least once). When the server lost the
-    group, it is created again from ``start_id`` (with ``create_group``).
+    Reconnecting is the producer's job, not the client's: the client it makes never
+    retries a command itself, whatever its version's default, so that no command is sent
+    twice behind the producer's back and an outage is seen, logged and paced here. (The
+    client may still replace a pooled connection the server closed while it was idle,
+    before sending anything on it: redis-py 8.2 always does.) A command that fails
+    because its connection was lost is sent once more at once, on a new connection; if
+    that fails too, Redis is unreachable: this is logged once, and reading and
+    acknowledging are retried every ``reconnect_interval`` seconds (acknowledgements up to
+    5 times, then the entries stay pending and are delivered again: at least once). When
+    the server lost the group, it is created again from ``start_id`` (with
+    ``create_group``).
 
     Args:
         stream: The stream's key.
@@ -248,6 +255,9 @@ class RedisStreamProducer:
                 self.url,
                 socket_timeout=max(_CONNECT_TIMEOUT, self.block + _CONNECT_TIMEOUT),
                 socket_connect_timeout=_CONNECT_TIMEOUT,
+                # The producer owns retries (see the class docstring): the client's own
+                # default retry differs between redis-py versions (none in 5.x, ten with
+                # backoff in 8.x) and would hide outages and stretch reconnect_interval.
                 retry=Retry(NoBackoff(), 0),
                 client_name=self._client_name,
             )
@@ -353,18 +363,23 @@ class RedisStreamProducer:
         reached; once draining, waits until cancelled.
         """
         demand = max(1, demand)
+        retried = False
         while True:
             if self._draining:
                 await asyncio.get_running_loop().create_future()
             try:
                 entries = await self._take_shielded(demand)
             except CONNECTION_ERRORS as exc:
+                if not retried and self._outage.since is None:
+                    retried = True  # a dropped connection: again at once, on a new one
+                    continue
                 self._outage.failed("reading the stream", exc)
                 await asyncio.sleep(self.reconnect_interval)
                 continue
             except ResponseError as exc:
                 await self._read_failed(exc)
                 continue
+            retried = False
             self._outage.recovered()
             fresh = [entry for entry in entries if entry.id not in self._held]
             if self._draining:

@@ -8,7 +8,7 @@ from typing import Any
 
 from underway.jobs import Job, JobState
 
-from .conftest import MakeJobs, wait_for_state
+from .conftest import MakeJobs, wait_for_state, wait_until
 
 
 async def test_a_claim_whose_reply_was_lost_is_released_and_run(make_jobs: MakeJobs) -> None:
@@ -48,3 +48,38 @@ async def test_jobs_running_or_waiting_for_their_ack_are_never_released(
         for j in inserted:
             await wait_for_state(jobs, j.id, timeout=20.0)
     assert sorted(ran) == sorted(j.id for j in inserted), "each job ran exactly once"
+
+
+async def test_a_job_claimed_back_while_it_runs_here_runs_once(make_jobs: MakeJobs) -> None:
+    """A rescue of a live node's job, claimed back by that node: no second run, no hand-back.
+
+    The running attempt holds the newer claim and its outcome is recorded for it.
+    """
+    jobs = make_jobs(node_name="node-r", heartbeat_interval=0.2, rescue_after=30.0)
+    started: list[int] = []
+    finish = asyncio.Event()
+
+    @jobs.worker
+    async def work(job: Job[Any]) -> str:
+        started.append(job.attempt)
+        await finish.wait()
+        return "done"
+
+    job = await work.enqueue({})
+    async with jobs:
+        await wait_until(lambda: started == [1], 10.0, message="the first run to start")
+        # What a rescuer does when it judges this node dead: the job goes back to its queue.
+        now = time.time()
+        assert await jobs.engine.rescue(stale_before=now + 1, now=now) == {"default": 1}
+
+        async def claimed_back() -> bool:
+            found = await jobs.get_job(job.id)
+            return found is not None and found.state is JobState.EXECUTING and found.attempt == 2
+
+        await wait_until(claimed_back, 10.0, message="node-r to claim the job back")
+        await asyncio.sleep(2.5)  # reconciler passes (every 1 s) see the newer claim
+        assert started == [1], "a second run started beside the first"
+        assert (await jobs.engine.executing("node-r")) == [(job.id, 2)], "handed back"
+        finish.set()
+        done = await wait_for_state(jobs, job.id, timeout=10.0)
+    assert (done.state, done.attempt, started) == (JobState.COMPLETED, 2, [1])

@@ -3,6 +3,11 @@
 A session lives until its connection or channel closes. Delivery tags only mean something
 on the channel that delivered them, so a session settles only its own deliveries and drops
 every acknowledgement once its channel is gone (the broker then redelivers those messages).
+
+Settling never waits on a channel that may be dead: frames go into the connection's bounded
+write queue, whose writer stops for good when the connection dies, so each send races the
+channel's closing and gives up past ``_SEND_TIMEOUT``; giving up ends the session, and the
+producer reconnects.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ __all__ = ["Session", "Settings", "safe_url"]
 _log = logging.getLogger("underway.pipelines.rabbitmq")
 
 _CLOSE_TIMEOUT = 5.0
+# Writing settlement frames takes milliseconds on a live connection; past this bound the
+# connection is taken for dead even though it has not closed yet.
+_SEND_TIMEOUT = 30.0
 
 OnDelivery = Callable[["Session", aiormq.abc.DeliveredMessage], Awaitable[None]]
 
@@ -81,6 +89,7 @@ class Session:
         self._dropped = 0
         self._reported: set[str] = set()
         self._closer: asyncio.Task[Any] | None = None
+        self._ended: asyncio.Future[None] | None = None  # done once the channel is unusable
 
     def __repr__(self) -> str:
         return f"<RabbitMQ session {self.number} on {self.settings.queue!r}>"
@@ -116,6 +125,19 @@ class Session:
                 arguments=dict(settings.queue_arguments) if settings.queue_arguments else None,
             )
         await self.channel.basic_qos(prefetch_count=settings.prefetch)
+        self._watch(self.channel)
+
+    def _watch(self, channel: aiormq.abc.AbstractChannel) -> None:
+        """Have ``_ended`` resolved when ``channel`` (or its connection) closes."""
+        ended = self._ended = asyncio.get_running_loop().create_future()
+
+        def on_closed(closing: asyncio.Future[Any]) -> None:
+            if not closing.cancelled():
+                closing.exception()  # retrieved: the close is reported by the producer
+            if not ended.done():
+                ended.set_result(None)
+
+        channel.closing.add_done_callback(on_closed)
 
     async def _new_channel(self) -> aiormq.abc.AbstractChannel:
         assert self.connection is not None
@@ -162,9 +184,9 @@ class Session:
                 await self.channel.basic_cancel(tag)
 
     async def wait_closed(self) -> None:
-        """Return once the channel (or its connection) has closed."""
-        assert self.channel is not None
-        await asyncio.wait({self.channel.closing})
+        """Return once the channel (or its connection) has closed, or settling gave up on it."""
+        assert self._ended is not None
+        await asyncio.wait({self._ended})
 
     @property
     def alive(self) -> bool:
@@ -241,16 +263,55 @@ class Session:
             _log.error("RabbitMQ acknowledger of queue %r: %s", self.settings.queue, text)
 
     async def _send(self, frames: list[Frame]) -> None:
-        """Send ``frames`` in order; only the last waits until written (caller holds the lock)."""
-        channel = self.channel
-        assert channel is not None
-        last = len(frames) - 1
+        """Send ``frames`` in order, unless the channel closes first (caller holds the lock).
+
+        Frames are queued to the connection's writer, which sends them in order, before a
+        ``channel.close`` issued later. Acks and rejects have no reply, so nothing is
+        awaited past the queue; but a full queue waits for its writer, which a dead
+        connection no longer runs. Hence the race with the channel's end and the bound:
+        frames not queued by then are dropped with the channel (the broker redelivers
+        those messages), and past the bound the session is given up.
+        """
+        channel, ended = self.channel, self._ended
+        if not frames or channel is None or ended is None:
+            return
+        writing = asyncio.get_running_loop().create_task(
+            self._write(channel, frames), name=f"underway-rabbitmq-settle-{self.number}"
+        )
         try:
-            for i, (tag, multiple, requeue) in enumerate(frames):
+            done, _ = await asyncio.wait(
+                {writing, ended}, timeout=_SEND_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if not writing.done():
+                writing.cancel()
+                await asyncio.wait({writing})
+        if writing in done:
+            return
+        if ended.done():
+            _log.warning(
+                "RabbitMQ: channel of queue %r closed while settling messages; "
+                "the broker redelivers the ones not settled",
+                self.settings.queue,
+            )
+            return
+        self.stale = True
+        ended.set_result(None)
+        _log.warning(
+            "RabbitMQ: settling messages of queue %r on %r took over %gs; giving up its "
+            "connection (the broker redelivers the messages not settled)",
+            self.settings.queue,
+            self,
+            _SEND_TIMEOUT,
+        )
+
+    async def _write(self, channel: aiormq.abc.AbstractChannel, frames: list[Frame]) -> None:
+        try:
+            for tag, multiple, requeue in frames:
                 if requeue is None:
-                    await channel.basic_ack(tag, multiple=multiple, wait=i == last)
+                    await channel.basic_ack(tag, multiple=multiple, wait=False)
                 else:
-                    await channel.basic_reject(tag, requeue=requeue, wait=i == last)
+                    await channel.basic_reject(tag, requeue=requeue, wait=False)
         except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
             _log.warning(
                 "RabbitMQ: channel of queue %r closed while settling messages (%s); "

@@ -16,7 +16,8 @@ prefetch (by default the pipeline's capacity), so a slow pipeline leaves the res
 queue. After a lost connection or a broker restart the producer reconnects; messages that
 were delivered but not yet acknowledged are redelivered by the broker, and their late
 acknowledgements are dropped rather than sent on the new channel, where the same delivery
-tags name other messages.
+tags name other messages. An acknowledgement never waits on a dead connection: it is dropped
+as soon as its channel closes, and the pipeline goes on consuming on the new one.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class RabbitMQProducer:
             ``{"x-dead-letter-exchange": "dlx"}``; the queue is declared with them, so an
             existing queue with other arguments is a :class:`ConfigError` at start.
         prefetch: Most unacknowledged messages the broker sends (``basic.qos``); by
-            default the pipeline's capacity (``concurrency * max_demand``).
+            default the pipeline's :attr:`~underway.pipelines.Pipeline.capacity` (the
+            most messages its processors and batchers hold at once).
         decoder: Turns a body into ``data``; ``None`` keeps the raw bytes.
         on_success: How successful messages are settled; only ``"ack"``.
         on_failure: How failed messages are settled: ``"reject"``, ``"requeue"`` or

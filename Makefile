@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench clean
+.PHONY: demo test fresh lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "underway needs Python 3.11 or newer")'
@@ -18,6 +18,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tests as a newcomer runs them: a clean clone of HEAD and a new virtual environment
+# (the newest dependency releases within the declared ranges). Commit first.
+fresh:
+	@dir=$$(mktemp -d) && git clone -q . "$$dir/clone" && echo "fresh clone in $$dir/clone" && \
+	  $(MAKE) -C "$$dir/clone" test PYTHON=$(PYTHON) && rm -rf "$$dir"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -116,6 +116,19 @@ def test_bad_timezone_args_and_options_are_rejected(jobs: Jobs) -> None:
         jobs.add_cron("* * * * *", foreign)
 
 
+def test_an_unknown_option_is_a_config_error_that_names_it(jobs: Jobs) -> None:
+    @jobs.worker
+    async def report(job: Job[Any]) -> None:
+        return None
+
+    with pytest.raises(ConfigError, match=r"unknown cron option 'bogus' \(options: args, ") as e:
+        jobs.add_cron("* * * * *", report, bogus=1)
+    assert "timezone" in str(e.value)
+    with pytest.raises(ConfigError, match="unknown cron options 'bogus', 'queues'"):
+        jobs.add_cron("* * * * *", report, queues="mail", bogus=1)
+    assert jobs.crontab == []
+
+
 def test_entries_are_keyed_by_worker_expression_timezone_and_args(jobs: Jobs) -> None:
     @jobs.worker
     async def report(job: Job[Any]) -> None:

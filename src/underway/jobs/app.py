@@ -18,7 +18,7 @@ from underway import _telemetry as telemetry
 from underway._aio import Service
 from underway.errors import ConfigError, EnqueueError
 from underway.jobs.config import NodeConfig, Pruning, check_queues
-from underway.jobs.cron import Cron
+from underway.jobs.cron import Cron, check_options
 from underway.jobs.engines import Engine, JobFilter, open_engine
 from underway.jobs.job import Job, JobSpec, JobState
 from underway.jobs.runtime.node import Node
@@ -174,11 +174,13 @@ class Jobs(Service):
                 :class:`~underway.jobs.Cron`).
 
         Raises:
-            ConfigError: The expression, timezone, args or options are invalid, or the
-                worker belongs to another app. Takes effect when the node next starts.
+            ConfigError: The expression, timezone, args or options are invalid, an option
+                is unknown (named in the message), or the worker belongs to another app.
+                Takes effect when the node next starts.
         """
         if not isinstance(worker, Worker) or self.workers.get(worker.name) is not worker:
             raise ConfigError(f"cron needs a worker registered on this app, got {worker!r}")
+        check_options(options)
         entry = Cron(expression, worker, **options)
         if any(e.key == entry.key for e in self.crontab):
             raise ConfigError(f"cron entry {entry.key!r} is already scheduled")

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from underway.jobs.job import JobSpec
     from underway.jobs.worker import Worker
 
-__all__ = ["REBOOT", "Cron", "latest_slot"]
+__all__ = ["REBOOT", "Cron", "check_options", "latest_slot"]
 
 REBOOT = "@reboot"
 SLOT_WINDOW = 60.0  # a slot missed by more than this (no leader at the time) is skipped
@@ -142,3 +142,17 @@ class Cron:
             if value is not None:
                 options[name] = value
         return self.worker.new(dict(self.args), unique=None, **options)
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Reject keyword options that :class:`Cron` does not have.
+
+    Raises:
+        ConfigError: An option is unknown; the message names it and lists the known ones.
+    """
+    known = [f.name for f in fields(Cron) if f.name not in ("expression", "worker")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        noun = "option" if len(unknown) == 1 else "options"
+        raise ConfigError(f"unknown cron {noun} {names} (options: {', '.join(known)})")

@@ -11,12 +11,14 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.acceptance._pg_procs import PgCluster, cluster, database, runs_per_job, wait_until
 from tests.acceptance._procs import kill9
+from tests.acceptance.pg_nodeapp import client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.acceptance]
 
@@ -255,3 +257,25 @@ def test_cron_fires_once_per_slot_across_three_nodes_and_a_leader_change(pg: PgC
     for proc in live:
         assert pg.stop(proc) == 0
     print(f"slot {first:.0f} by {old}, slot {second:.0f} by {inserters[second][0]} (lease: {new})")
+
+
+def test_nodes_with_different_workers_discard_nothing(pg: PgCluster) -> None:
+    """A rolling deploy that adds a worker: the old node leaves the new worker's jobs alone."""
+    only_b = "pg_acceptance.only_b"
+    with client(replace(pg.base, extra_workers=only_b)) as jobs:
+        new = jobs.workers[only_b]
+        added = [j.id for j in jobs.enqueue_many_sync([new.new({"i": i}) for i in range(20)])]
+    common = pg.enqueue([{"n": n} for n in range(20)])
+    _start(pg, ("node-a",))
+    pg.wait_for(lambda: pg.completed() == 20, timeout=30, what="node-a to run its jobs")
+    time.sleep(0.5)  # node-a keeps polling its queue meanwhile
+    assert pg.states() == Counter({"completed": 20, "available": 20})
+
+    _start(pg, ("node-b",), extra_workers=only_b)
+    pg.wait_for(lambda: pg.completed() == 40, timeout=30, what="node-b to run the new jobs")
+    ran_on = {r.job_id: r.node for r in pg.runs()}
+    assert {ran_on[i] for i in added} == {"node-b"}
+    assert set(ran_on) == {*added, *common}
+    assert runs_per_job(pg.runs()) == Counter(dict.fromkeys([*added, *common], 1))
+    for name, proc in pg.procs:
+        assert pg.stop(proc) == 0, f"{name} did not stop cleanly:\n{pg.output()}"

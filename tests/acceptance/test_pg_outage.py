@@ -6,10 +6,11 @@ the nodes died: no job may run twice while its node is alive, and no two runs of
 may overlap. The jobs write a ledger of their runs to files (``start`` and ``finish`` with
 node, attempt and time), so runs are recorded while the database is unreachable too.
 
-Two kinds of outage:
+Three kinds of outage:
 - the link cut: the nodes reach the server through a TCP proxy that refuses connections
-  and aborts the open ones for a while (a network partition of every node, a failover);
-  it runs in the main suite;
+  and aborts the open ones for a while (a failover, a crashed server);
+- the link silent: the proxy forwards nothing for a while, so every call hangs and none
+  fails (a network partition); both run in the main suite;
 - the server stopped (``pg_ctlcluster stop``, then ``start``), opt-in with
   ``UNDERWAY_PG_RESTART=1`` like the restart test (``.ci/run`` runs it after the suite),
   since it takes the server away from every other test as well.
@@ -70,13 +71,26 @@ Outage = Callable[[str], AbstractContextManager[tuple[str, Toggle, Toggle]]]
 
 
 @contextmanager
-def _cut_link(url: str) -> Iterator[tuple[str, Toggle, Toggle]]:
-    """The URL of a proxy to ``url``'s server, and the proxy's cut and restore."""
+def _proxied(url: str) -> Iterator[tuple[str, TcpProxy]]:
+    """A proxy to ``url``'s server and the URL that goes through it."""
     parts = urlsplit(url)
     with TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
         user = f"{parts.username}@" if parts.username else ""
-        proxied = urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))
+        yield urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}")), proxy
+
+
+@contextmanager
+def _cut_link(url: str) -> Iterator[tuple[str, Toggle, Toggle]]:
+    """Connections refused and the open ones aborted (a stopped server, a failover)."""
+    with _proxied(url) as (proxied, proxy):
         yield proxied, proxy.cut, proxy.restore
+
+
+@contextmanager
+def _silent_link(url: str) -> Iterator[tuple[str, Toggle, Toggle]]:
+    """Nothing gets through and nothing fails: every call hangs (a partition)."""
+    with _proxied(url) as (proxied, proxy):
+        yield proxied, proxy.stall, proxy.restore
 
 
 @contextmanager
@@ -168,6 +182,10 @@ def _outage_with_long_jobs(pg: PgCluster, outage: Outage) -> None:
 
 def test_a_cut_link_longer_than_rescue_after_runs_no_job_twice(pg: PgCluster) -> None:
     _outage_with_long_jobs(pg, _cut_link)
+
+
+def test_a_silent_link_longer_than_rescue_after_runs_no_job_twice(pg: PgCluster) -> None:
+    _outage_with_long_jobs(pg, _silent_link)
 
 
 @pytest.mark.skipif(

@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from underway.jobs import Job, JobState
+from underway.jobs import Job, Jobs, JobState
+from underway.jobs.runtime._periodic import Periodic
 
 from .conftest import MakeJobs, wait_for_state, wait_until
 
@@ -77,9 +78,18 @@ async def test_a_job_claimed_back_while_it_runs_here_runs_once(make_jobs: MakeJo
             return found is not None and found.state is JobState.EXECUTING and found.attempt == 2
 
         await wait_until(claimed_back, 10.0, message="node-r to claim the job back")
-        await asyncio.sleep(2.5)  # reconciler passes (every 1 s) see the newer claim
+        reconciler = _component(jobs, "reconciler")
+        seen = reconciler.passes
+        await wait_until(lambda: reconciler.passes >= seen + 2, 20.0, message="two passes")
         assert started == [1], "a second run started beside the first"
         assert (await jobs.engine.executing("node-r")) == [(job.id, 2)], "handed back"
         finish.set()
         done = await wait_for_state(jobs, job.id, timeout=10.0)
     assert (done.state, done.attempt, started) == (JobState.COMPLETED, 2, [1])
+
+
+def _component(jobs: Jobs, name: str) -> Periodic:
+    node = jobs._node
+    assert node is not None, "no node runs"
+    (found,) = [c for c in node.periodic if c.name == name]
+    return found

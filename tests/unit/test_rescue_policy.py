@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
 from underway.jobs.job import JobState
-from underway.jobs.outcomes import Ack
+from underway.jobs.outcomes import Ack, for_claim
 from underway.jobs.runtime.lifeline import Heartbeat, Lifeline
-from underway.jobs.runtime.producer import for_claim
 from underway.jobs.runtime.reconciler import orphaned
 from underway.jobs.runtime.unclaimed import served_queues, unclaimable
 
@@ -23,13 +25,16 @@ class Clock:
 
 
 class FakeEngine:
-    """Heartbeats that fail while ``down``; rescues that are counted."""
+    """Heartbeats that fail while ``down`` (or hang while ``stuck``); counted rescues."""
 
     def __init__(self) -> None:
         self.down = False
+        self.stuck = False
         self.rescues = 0
 
     async def heartbeat(self, node: str, now: float, meta: Mapping[str, Any]) -> None:
+        if self.stuck:
+            await asyncio.Event().wait()  # a write on a connection that died silently
         if self.down:
             raise ConnectionError("database unreachable")
 
@@ -145,5 +150,24 @@ def test_jobs_are_unclaimable_only_when_every_live_node_says_what_it_has() -> No
 
     assert served_queues(nodes) == {"default", "mail"}
     assert unclaimable(nodes, sample) == {("default", "gone"): 2}
+    # n3 has worker "c" but runs only "mail": nobody claims "c" in "default".
+    apart = {**nodes, "n3": {"queues": {"mail": 1}, "workers": ["c"]}}
+    assert unclaimable(apart, {("default", "c"): 4, ("mail", "c"): 1}) == {("default", "c"): 4}
     assert unclaimable({**nodes, "old": {"queues": {"default": 1}}}, sample) is None
     assert unclaimable({}, sample) is None
+
+
+async def test_a_heartbeat_stuck_on_a_dead_connection_is_given_up() -> None:
+    engine, clock = FakeEngine(), Clock()
+    beat, _ = _beating(engine, clock)
+    await beat.tick()
+    engine.stuck = True
+
+    async with asyncio.timeout(30):  # a hang bound: the heartbeat gives up by itself
+        with pytest.raises(TimeoutError):
+            await beat.tick()
+    assert beat.connected_for() == 0.0
+    engine.stuck = False
+    await beat.tick()
+    clock.now += 1.0
+    assert beat.connected_for() == 1.0

@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 import re
 import traceback as tb
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from underway.jobs.job import JobState
 
-__all__ = ["Ack", "Cancel", "Error", "Snooze", "decide", "storable_json", "storable_text"]
+__all__ = [
+    "Ack",
+    "Cancel",
+    "Error",
+    "Snooze",
+    "decide",
+    "for_claim",
+    "storable_json",
+    "storable_text",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +147,16 @@ def decide(
     if result is not None and ("\\u" in result or not result.isascii()):
         result = storable_json(json.loads(result))
     return Ack(job_id, JobState.COMPLETED, now, attempt, result=result)
+
+
+def for_claim(ack: Ack, attempt: int, max_attempts: int) -> Ack:
+    """``ack`` recorded for the claim ``attempt`` (the newest one its run holds).
+
+    A failure that would be retried is final when that claim is the last attempt.
+    """
+    if attempt == ack.attempt:
+        return ack
+    state = ack.state
+    if state is JobState.RETRYABLE and attempt >= max_attempts:
+        state = JobState.DISCARDED
+    return replace(ack, attempt=attempt, state=state)

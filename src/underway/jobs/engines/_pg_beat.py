@@ -4,8 +4,9 @@ After an outage the pool reconnects with a growing delay of its own, and its con
 may all be busy with fetches and acks: a live node would then stay silent for longer than
 the outage, and look dead to the other nodes. Heartbeats therefore have a connection of
 their own, opened again on the next heartbeat whenever the last one failed, and every
-heartbeat is bounded in time, so a node heartbeats within one interval of the database
-being reachable again.
+heartbeat is bounded in time (by the heartbeat's own interval, and here at the latest after
+10 s): a write stuck on a connection that died silently is given up, so a node heartbeats
+within about two intervals of the database being reachable again.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class Beat:
         """
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a connection of an ended loop cannot serve this one
-            self._conn, self._lock, self._loop = None, asyncio.Lock(), loop
+            await self._drop()
+            self._lock, self._loop = asyncio.Lock(), loop
         async with self._lock:
             try:
                 async with asyncio.timeout(self._timeout):
@@ -61,12 +63,13 @@ class Beat:
     async def close(self) -> None:
         """Close the connection. Idempotent."""
         if self._loop is not asyncio.get_running_loop():
-            self._conn = None  # opened on an ended loop: left to the garbage collector
+            await self._drop()  # opened on an ended loop: its lock belongs there
             return
         async with self._lock:
             await self._drop()
 
     async def _drop(self) -> None:
+        # Closing only ends the libpq connection: it does not need the loop it was opened on.
         conn, self._conn = self._conn, None
         if conn is not None:
             with suppress(Exception):

@@ -334,7 +334,7 @@ class PostgresEngine:
             "node": node,
             "now": float(now),
             "any_worker": workers is None,
-            "workers": sorted(workers or ()),
+            "workers": list(workers or ()),
         }
         found = await self._rows("fetch", params)
         found.sort(key=lambda r: (r[10], r[12], r[0]))

@@ -177,7 +177,7 @@ class SQLiteEngine:
         decoded is discarded in the same transaction, with an error naming the column; the
         other jobs are returned.
         """
-        names = None if workers is None else json.dumps(sorted(workers))
+        names = None if workers is None else json.dumps(list(workers))
         params = {"queue": queue, "limit": limit, "node": node, "now": now, "workers": names}
         return await self._db.acall(lambda c: claim(c, params))
 

@@ -30,6 +30,7 @@ class Periodic(ABC):
         self.enabled = enabled
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
+        self.passes = 0  # ticks that ran to the end
 
     @abstractmethod
     async def tick(self) -> None:
@@ -51,6 +52,7 @@ class Periodic(ABC):
             try:
                 if self.enabled is None or self.enabled():
                     await self.tick()
+                    self.passes += 1
                 self.failures = 0
             except Exception as exc:
                 self.failures += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -13,6 +14,8 @@ from underway.jobs.engines.base import Engine
 from underway.jobs.runtime._periodic import Periodic
 
 __all__ = ["Heartbeat", "Lifeline"]
+
+_MIN_TIMEOUT = 0.5  # seconds: the least time one heartbeat is given
 
 
 class Heartbeat(Periodic):
@@ -57,9 +60,15 @@ class Heartbeat(Periodic):
         }
 
     async def tick(self) -> None:
-        """Write one heartbeat; a failure breaks the run of connected time."""
+        """Write one heartbeat; a failure breaks the run of connected time.
+
+        A heartbeat that takes longer than an interval (at least half a second) is given
+        up: a write stuck on a connection that died silently must not keep the node quiet
+        after the database is back, while the next one, on a new connection, goes through.
+        """
         try:
-            await self.engine.heartbeat(self.node, time.time(), self.meta())
+            async with asyncio.timeout(max(self.interval, _MIN_TIMEOUT)):
+                await self.engine.heartbeat(self.node, time.time(), self.meta())
         except BaseException:
             self._connected_since = None
             raise

@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 from underway import _telemetry as telemetry
 from underway._aio import wait_event
 from underway.jobs.backoff import exponential
 from underway.jobs.engines.base import Engine
-from underway.jobs.job import Job, JobState
-from underway.jobs.outcomes import Ack, decide
+from underway.jobs.job import Job
+from underway.jobs.outcomes import Ack, decide, for_claim
 from underway.jobs.runtime.acker import Acker
 from underway.jobs.runtime.executor import Executor
 
-__all__ = ["Producer", "for_claim"]
+__all__ = ["Producer"]
 
 _log = logging.getLogger("underway.jobs")
 
@@ -218,16 +217,3 @@ class Producer:
             return decide(
                 job.id, job.attempt, job.max_attempts, exc, now=time.time(), backoff=backoff
             )
-
-
-def for_claim(ack: Ack, attempt: int, max_attempts: int) -> Ack:
-    """``ack`` recorded for the claim ``attempt`` (the newest one its run holds).
-
-    A failure that would be retried is final when that claim is the last attempt.
-    """
-    if attempt == ack.attempt:
-        return ack
-    state = ack.state
-    if state is JobState.RETRYABLE and attempt >= max_attempts:
-        state = JobState.DISCARDED
-    return replace(ack, attempt=attempt, state=state)

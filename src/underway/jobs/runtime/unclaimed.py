@@ -38,21 +38,25 @@ def served_queues(nodes: Mapping[str, Mapping[str, Any]]) -> set[str]:
 def unclaimable(
     nodes: Mapping[str, Mapping[str, Any]], sample: Mapping[tuple[str, str], int]
 ) -> dict[tuple[str, str], int] | None:
-    """The ``(queue, worker)`` counts of ``sample`` whose worker none of ``nodes`` has.
+    """The ``(queue, worker)`` counts of ``sample`` that no node of ``nodes`` can claim.
+
+    A node claims a job when it runs the job's queue and has its worker: a worker that only
+    nodes of other queues have does not help.
 
     Returns:
         ``None`` when it cannot be told: no live node, or a node that does not say which
         workers it has (a version that did not record them).
     """
-    known: set[str] = set()
+    claimable: set[tuple[str, str]] = set()
     for meta in nodes.values():
-        workers = meta.get("workers")
+        workers, queues = meta.get("workers"), meta.get("queues")
         if not isinstance(workers, list):
             return None
-        known.update(str(w) for w in workers)
+        if isinstance(queues, Mapping):
+            claimable.update((str(q), str(w)) for q in queues for w in workers)
     if not nodes:
         return None
-    return {key: n for key, n in sample.items() if key[1] not in known}
+    return {key: n for key, n in sample.items() if key not in claimable}
 
 
 class Unclaimed(Periodic):

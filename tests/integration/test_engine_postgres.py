@@ -773,6 +773,25 @@ def test_concurrent_migrations_apply_once(pg: Schemas) -> None:
     assert raw(pg, "SELECT version, name FROM underway_migrations") == [(1, "initial")]
 
 
+TCP = (
+    "keepalives=1&keepalives_idle=10&keepalives_interval=5&keepalives_count=3"
+    "&tcp_user_timeout=30000"
+)
+
+
+async def test_every_connection_finds_a_vanished_server_dead(engines: MakeEngine) -> None:
+    """Keepalives and a TCP user timeout, so a silently dead server cannot hang a call."""
+    engine = await opened(engines)
+    await engine.heartbeat("n", time.time(), {})
+    async with engine._connection() as conn:
+        pooled = conn.info.get_parameters()
+    beat = engine._beat._conn
+    assert beat is not None
+    for params in (pooled, beat.info.get_parameters()):
+        assert params["keepalives_idle"] == "10"
+        assert params["tcp_user_timeout"] == "30000"
+
+
 def test_url_options_are_validated_and_kept_from_the_driver() -> None:
     engine = open_engine(
         "postgres://u:secret@db.example:5433/app?schema=tenant_1&pool_size=3&sslmode=disable"
@@ -780,10 +799,15 @@ def test_url_options_are_validated_and_kept_from_the_driver() -> None:
 
     assert isinstance(engine, PostgresEngine)
     assert (engine.schema, engine.options.pool_size) == ("tenant_1", 3)
-    assert engine.options.dsn == "postgres://u:secret@db.example:5433/app?sslmode=disable"
-    assert "secret" not in engine.options.shown
+    assert engine.options.dsn == f"postgres://u:secret@db.example:5433/app?sslmode=disable&{TCP}"
+    assert engine.options.shown == "postgres://u:***@db.example:5433/app?sslmode=disable"
     spaced = PostgresEngine("postgresql://h/app?options=-c%20work_mem%3D8MB&schema=s")
-    assert spaced.options.dsn == "postgresql://h/app?options=-c%20work_mem%3D8MB"
+    assert spaced.options.dsn == f"postgresql://h/app?options=-c%20work_mem%3D8MB&{TCP}"
+    own = PostgresEngine("postgresql://h/app?keepalives=0&tcp_user_timeout=5")
+    assert own.options.dsn == (
+        "postgresql://h/app?keepalives=0&tcp_user_timeout=5&keepalives_idle=10"
+        "&keepalives_interval=5&keepalives_count=3"
+    )
     for bad in ("schema=a-b", "schema=", "pool_size=0", "pool_size=x"):
         with pytest.raises(ConfigError):
             PostgresEngine(f"postgresql://localhost/app?{bad}")

@@ -12,6 +12,18 @@ __all__ = ["PgOptions", "database_error", "parse_url", "redact"]
 
 SCHEMES = ("postgresql", "postgres")
 _OWN = ("schema", "pool_size")
+# A connection whose server vanished without closing it (a failover to another address, a
+# network partition) would otherwise hang its caller until the kernel gives up, some 15
+# minutes: TCP keepalives find an idle one dead within ~25 s, and ``tcp_user_timeout`` a
+# busy one whose data stays unacknowledged for 30 s. A long query is not affected (the
+# server's kernel answers both while it runs). The URL's own values win.
+_LIVENESS = {
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +31,8 @@ class PgOptions:
     """A parsed ``postgresql://`` URL.
 
     Attributes:
-        dsn: The URL without underway's options, for the driver.
+        dsn: The URL without underway's options, for the driver, with TCP keepalives and a
+            TCP user timeout unless the URL sets them.
         shown: The DSN without its password, for messages.
         schema: Where underway's tables live (created if missing).
         pool_size: Connections of the engine's pool.
@@ -45,6 +58,9 @@ def parse_url(url: str) -> PgOptions:
     rest = [(k, v) for k, v in query if k not in _OWN]
     dsn = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))  # libpq: no '+'
     shown = redact(dsn)
+    given = {k for k, _ in rest}
+    rest += [(k, v) for k, v in _LIVENESS.items() if k not in given]
+    dsn = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))
     schema = own.get("schema", "public")
     if not SCHEMA_RE.match(schema):
         raise ConfigError(

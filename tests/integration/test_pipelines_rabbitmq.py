@@ -238,6 +238,9 @@ async def test_a_start_cancelled_mid_connect_leaves_no_connection_open() -> None
             await readers[0].read()
         assert readers[0].at_eof()
     finally:
+        starting.cancel()  # a no-op unless a step above failed before cancelling it
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
         for writer in writers:
             writer.close()
         server.close()
@@ -610,6 +613,7 @@ async def test_draining_requeues_buffered_messages_at_once(broker: Broker) -> No
         handle_message=handle,
         processors={"concurrency": 2, "max_demand": 5},
     )
+    stopping: asyncio.Task[None] | None = None
     await pipeline.start()
     try:
         await wait_until(
@@ -628,6 +632,8 @@ async def test_draining_requeues_buffered_messages_at_once(broker: Broker) -> No
         await stopping
     finally:
         gate.set()
+        if stopping is not None:
+            await stopping  # returns at once if awaited above
         await pipeline.stop()
     assert await broker.ready(queue) == total - held
     remaining = set(ids_of(await broker.drain(queue)))

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import random
-import shutil
 import socket
 import subprocess
 import uuid
@@ -23,21 +22,14 @@ from typing import Any
 import aio_pika
 import pytest
 
-from tests.conftest import SERVICES
 from underway.errors import ConfigError, DecodeError
 from underway.pipelines import Message, Pipeline
 from underway.pipelines.producers.rabbitmq import RabbitMQProducer
 
+from ._rabbitmq import HOST, PORT, RABBITMQCTL, URL, needs_rabbitmqctl
 from .conftest import wait_until
 
 pytestmark = pytest.mark.rabbitmq
-
-HOST, PORT = SERVICES["rabbitmq"].address
-URL = f"amqp://guest:guest@{HOST}:{PORT}/"
-RABBITMQCTL = shutil.which("rabbitmqctl") if HOST in ("127.0.0.1", "localhost", "::1") else None
-needs_rabbitmqctl = pytest.mark.skipif(
-    RABBITMQCTL is None, reason="rabbitmqctl is not installed beside a local broker"
-)
 
 
 class Broker:

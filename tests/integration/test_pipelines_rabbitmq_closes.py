@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import random
-import shutil
 import subprocess
 import uuid
 from collections import Counter
@@ -25,21 +24,15 @@ import aio_pika
 import aiormq
 import pytest
 
-from tests.conftest import SERVICES
 from underway.pipelines import Message, Pipeline
 from underway.pipelines.producers import _rabbitmq_session
 from underway.pipelines.producers.rabbitmq import RabbitMQProducer
 
+from ._rabbitmq import RABBITMQCTL, URL, needs_rabbitmqctl
 from .conftest import wait_until
 
 pytestmark = pytest.mark.rabbitmq
 
-HOST, PORT = SERVICES["rabbitmq"].address
-URL = f"amqp://guest:guest@{HOST}:{PORT}/"
-RABBITMQCTL = shutil.which("rabbitmqctl") if HOST in ("127.0.0.1", "localhost", "::1") else None
-needs_rabbitmqctl = pytest.mark.skipif(
-    RABBITMQCTL is None, reason="rabbitmqctl is not installed beside a local broker"
-)
 
 CLOSES = 6
 PHASE = 800  # messages handled between two closes

@@ -35,6 +35,9 @@ __all__ = ["BatchInfo", "Pipeline", "Producer"]
 
 _log = logging.getLogger("underway.pipelines")
 
+_CANCEL_BOUND = 10.0  # seconds stop waits for a cancelled worker that goes on
+_RECANCEL_INTERVAL = 0.05  # seconds between cancellations of a worker still running
+
 
 @runtime_checkable
 class Producer(Protocol):
@@ -432,14 +435,34 @@ class Pipeline(Service):
             await batcher.join()
 
     async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
-        """Cancel ``tasks`` and wait for them; a crash is logged, the caller's own
-        cancellation is not swallowed."""
+        """Cancel ``tasks`` and wait for them, with a bound; a crash is logged, the caller's
+        own cancellation is not swallowed.
+
+        A cancellation can be lost in the code a worker awaits (redis-py on Python 3.11 loses
+        one that meets a write just finished), and the worker then waits for its next
+        message for ever: one still running is cancelled again, and abandoned (logged) after
+        :data:`_CANCEL_BOUND` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CANCEL_BOUND
+        pending = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            if loop.time() >= deadline:
+                _log.error(
+                    "%s: %d worker(s) still running %gs after being cancelled, abandoned "
+                    "(does a handler catch CancelledError?)",
+                    self.name,
+                    len(pending),
+                    _CANCEL_BOUND,
+                )
+                for task in pending:  # its outcome, if it ever ends, is nobody's
+                    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                break
+            _done, pending = await asyncio.wait(pending, timeout=_RECANCEL_INTERVAL)
         for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-        for task in tasks:
-            error = None if task.cancelled() else task.exception()
+            error = None if not task.done() or task.cancelled() else task.exception()
             if error is not None:
                 _log.error("%s: a worker of the pipeline had crashed", self.name, exc_info=error)
         tasks.clear()

@@ -20,6 +20,7 @@ from underway.pipelines.producers._redis_ops import (
     StreamOps,
     describe,
 )
+from underway.pipelines.producers._redis_tasks import CommandTasks
 
 _log = logging.getLogger("underway.pipelines.redis")
 
@@ -48,6 +49,9 @@ class StreamAcknowledger:
         connect: Returns the producer's commands (connecting on first use).
         outage: Logs lost connections.
         owner: Names the producer in logs.
+        tasks: Where the acknowledgements run: a task of their own each, so that a
+            cancelled caller ends at once and the acknowledgement is still sent (see
+            ``_redis_tasks``).
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class StreamAcknowledger:
         connect: Callable[[], StreamOps],
         outage: Outage,
         owner: str,
+        tasks: CommandTasks,
     ) -> None:
         self.policy = policy
         self.held: dict[str, Entry] = {}
@@ -63,6 +68,7 @@ class StreamAcknowledger:
         self._connect = connect
         self._outage = outage
         self._owner = owner
+        self._tasks = tasks
 
     def __repr__(self) -> str:
         return f"<acknowledger of {self._owner}>"
@@ -105,10 +111,26 @@ class StreamAcknowledger:
             return
         try:
             more_ids, dead = self.bury(dead)
-            await self.settle(ack_ids + more_ids, dead)
+        except BaseException:
+            self._release(settling)
+            raise
+        settle = self._settle_held(ack_ids + more_ids, dead, settling, self.closed)
+        await self._tasks.run(settle, "ack")
+
+    async def _settle_held(
+        self, ack_ids: list[str], dead: list[DeadLetter], settling: list[Entry], late: bool
+    ) -> None:
+        try:
+            if late:
+                self._not_acked(len(ack_ids) + len(dead), "closed")
+            else:
+                await self.settle(ack_ids, dead)
         finally:
-            for entry in settling:
-                self.held.pop(entry.id, None)
+            self._release(settling)
+
+    def _release(self, settling: list[Entry]) -> None:
+        for entry in settling:
+            self.held.pop(entry.id, None)
 
     def _take(self, message: Message) -> Entry | None:
         entry_id = message.metadata.get("id")
@@ -172,12 +194,12 @@ class StreamAcknowledger:
 
         A first attempt that fails on a lost connection is followed at once by a second
         one (on a new connection); later ones wait ``reconnect_interval``. After
-        :data:`ACK_ATTEMPTS` failed attempts (or once closed) the entries stay pending,
-        and are delivered again after ``claim_idle``.
+        :data:`ACK_ATTEMPTS` failed attempts (or once closed: the first attempt is always
+        made) the entries stay pending, and are delivered again after ``claim_idle``.
         """
         count = len(ack_ids) + len(dead)
         for attempt in range(1, ACK_ATTEMPTS + 1):
-            if self.closed:
+            if attempt > 1 and self.closed:
                 break
             try:
                 await self._connect().settle(ack_ids, dead)
@@ -198,11 +220,16 @@ class StreamAcknowledger:
                 return
             self._outage.recovered()
             return
+        self._not_acked(
+            count, "closed" if self.closed else f"Redis unreachable after {ACK_ATTEMPTS} attempts"
+        )
+
+    def _not_acked(self, count: int, why: str) -> None:
         _log.error(
             "%s: %d message(s) not acknowledged (%s); they stay pending and are delivered "
             "again after claim_idle (%.3g s)",
             self._owner,
             count,
-            "closed" if self.closed else f"Redis unreachable after {ACK_ATTEMPTS} attempts",
+            why,
             self.policy.claim_idle,
         )

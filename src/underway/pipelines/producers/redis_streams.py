@@ -15,7 +15,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -44,6 +44,7 @@ from underway.pipelines.producers._redis_ops import (
     redact,
     text_fields,
 )
+from underway.pipelines.producers._redis_tasks import CommandTasks
 
 __all__ = ["RedisStreamProducer"]
 
@@ -51,6 +52,7 @@ _log = logging.getLogger("underway.pipelines.redis")
 
 _SCHEMES = ("redis", "rediss", "unix")
 _CONNECT_TIMEOUT = 5.0
+_CANCEL_BOUND = 2.0  # seconds close() waits for cancelled commands, before and after disconnecting
 
 
 def _positive(name: str, value: Any) -> float:
@@ -106,6 +108,12 @@ class RedisStreamProducer:
     marked idle, so any consumer reclaims them at once (if Redis cannot be reached then,
     they are reclaimed after ``claim_idle``). Draining wakes a blocked ``XREADGROUP`` with
     ``CLIENT UNBLOCK`` (without that permission it ends within ``block`` seconds).
+
+    Every Redis command runs in a task of the producer, never in the caller's: redis-py
+    can lose a cancellation that arrives mid-command (see ``_redis_tasks``), so a
+    cancelled ``fetch`` or acknowledgement returns at once while its command finishes in
+    the background. An acknowledgement whose caller was cancelled is still sent. At
+    :meth:`close` such tasks are waited for, then cancelled, with bounds.
 
     Reconnecting is the producer's job, not the client's: the client it makes never
     retries a command itself, whatever its version's default, so that no command is sent
@@ -218,9 +226,13 @@ class RedisStreamProducer:
             self.claim_idle,
             self.reconnect_interval,
         )
-        self._acks = StreamAcknowledger(policy, self._connect, self._outage, repr(self))
+        prefix = f"underway.redis[{self.stream}/{self.consumer}]"
+        self._bg = CommandTasks(prefix)  # reads, give-backs, group checks
+        self._ack_tasks = CommandTasks(prefix)
+        self._acks = StreamAcknowledger(
+            policy, self._connect, self._outage, repr(self), self._ack_tasks
+        )
         self._held = self._acks.held
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._draining = False
         self._reclaimer = Reclaimer(
             self.claim_idle, max_deliveries, self._held, self._acks.bury, repr(self)
@@ -277,17 +289,9 @@ class RedisStreamProducer:
                 key holds something other than a stream.
         """
         self._draining = self._acks.closed = False
-        ops = self._connect()
         try:
             async with asyncio.timeout(2 * _CONNECT_TIMEOUT):
-                await ops.client.ping()
-                if self.create_group:
-                    await ops.ensure_group(self.start_id)
-                elif not await ops.group_exists():
-                    raise ConfigError(
-                        f"consumer group {self.group!r} of stream {self.stream!r} does not "
-                        f"exist (create it, or pass create_group=True)"
-                    )
+                await self._bg.run(self._check_group(self._connect()), "start")
         except (*CONNECTION_ERRORS, TimeoutError) as exc:
             await self.close()
             raise ConnectionError(
@@ -302,6 +306,16 @@ class RedisStreamProducer:
             await self.close()
             raise
 
+    async def _check_group(self, ops: StreamOps) -> None:
+        await ops.client.ping()
+        if self.create_group:
+            await ops.ensure_group(self.start_id)
+        elif not await ops.group_exists():
+            raise ConfigError(
+                f"consumer group {self.group!r} of stream {self.stream!r} does not "
+                f"exist (create it, or pass create_group=True)"
+            )
+
     async def prepare_for_draining(self) -> None:
         """Stop reading: wake a blocked ``XREADGROUP`` and give back what it returns."""
         self._draining = True
@@ -310,49 +324,56 @@ class RedisStreamProducer:
     async def close(self) -> None:
         """Give back unreturned entries, forget an unused default consumer, disconnect.
 
-        Entries handed out and not yet acknowledged stay pending in the group.
+        Entries handed out and not yet acknowledged stay pending in the group. Commands
+        still running after a bound are cancelled; one that goes on is ended by closing
+        its connection, and is abandoned (and logged) if even that does not end it.
         """
         self._draining = self._acks.closed = True
-        pending = await self._settle_tasks(self.block + 2.0)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._settle_tasks(self.block + 2.0)
+        await self._ack_tasks.wait(self.block + 2.0)
+        groups = (self._bg, self._ack_tasks)
+        for tasks in groups:
+            await tasks.cancel(_CANCEL_BOUND)
         ops, self._ops = self._ops, None
         if ops is not None:
-            if self._auto_consumer and not self._held:
-                try:
-                    await ops.forget_consumer()
-                except (RedisError, OSError) as exc:
-                    _log.debug(
-                        "could not remove consumer %r from the group: %s", self.consumer, exc
-                    )
-            await ops.client.aclose()
+            if self._auto_consumer and not self._held and not any(t.tasks for t in groups):
+                await self._forget_consumer(ops)
+            await ops.client.aclose()  # also fails a command still running on it
+        abandoned = {task for tasks in groups for task in await tasks.cancel(_CANCEL_BOUND)}
+        if abandoned:
+            _log.error(
+                "%s: %d Redis command task(s) still running after close, abandoned: %s",
+                self,
+                len(abandoned),
+                ", ".join(sorted(task.get_name() for task in abandoned)),
+            )
         # Entries still held were abandoned unacknowledged: they stay pending, and once
         # idle for claim_idle they are reclaimed, by this producer too if it starts again.
         self._held.clear()
         self._reclaimer.restart()
 
-    async def _settle_tasks(self, timeout: float) -> set[asyncio.Task[Any]]:
-        """Wake blocked reads and wait for background tasks; returns those still running."""
-        deadline = time.monotonic() + timeout
-        pending = set(self._tasks)
-        while pending and time.monotonic() < deadline:
-            if self._ops is not None:
-                try:
-                    await self._ops.unblock_readers(self._client_name)
-                except (RedisError, OSError) as exc:
-                    _log.debug("could not wake blocked reads: %s", exc)
-            _done, pending = await asyncio.wait(pending, timeout=0.1)
-            pending |= self._tasks
-        return pending
+    async def _forget_consumer(self, ops: StreamOps) -> None:
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT):
+                await self._bg.run(ops.forget_consumer(), "forget-consumer")
+        except (RedisError, OSError, TimeoutError) as exc:
+            _log.debug("could not remove consumer %r from the group: %r", self.consumer, exc)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(
-            coro, name=f"underway.redis[{self.stream}/{self.consumer}].{what}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    async def _settle_tasks(self, timeout: float) -> None:
+        """Wake blocked reads and wait, up to ``timeout``, for the background tasks."""
+        deadline = time.monotonic() + timeout
+        while self._bg.tasks and time.monotonic() < deadline:
+            ops = self._ops
+            if ops is not None:
+                try:
+                    async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                        await self._bg.run(ops.unblock_readers(self._client_name), "unblock")
+                except (RedisError, OSError, TimeoutError) as exc:
+                    _log.debug("could not wake blocked reads: %r", exc)
+            others = {task for task in self._bg.tasks if not task.get_name().endswith(".unblock")}
+            if not others:
+                return
+            await asyncio.wait(others, timeout=0.1)
 
     # -- fetching --------------------------------------------------------------------
 
@@ -396,15 +417,14 @@ class RedisStreamProducer:
 
     async def _take_shielded(self, demand: int) -> list[Entry]:
         """:meth:`_take` in a task of its own, whose entries are given back if we are cancelled."""
-        task = self._spawn(self._take(demand), "take")
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(self._orphaned)
-            raise
+        return await self._bg.run(self._take(demand), "take", self._orphaned)
 
     def _orphaned(self, task: asyncio.Task[list[Entry]]) -> None:
-        if not task.cancelled() and task.exception() is None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            _log.debug("an abandoned read of stream %r failed: %r", self.stream, task.exception())
+        else:
             self._give_back_later([e for e in task.result() if e.id not in self._held])
 
     async def _take(self, demand: int) -> list[Entry]:
@@ -423,7 +443,7 @@ class RedisStreamProducer:
                 self.start_id,
             )
             try:
-                await self._connect().ensure_group(self.start_id)
+                await self._bg.run(self._connect().ensure_group(self.start_id), "create-group")
             except CONNECTION_ERRORS as error:
                 self._outage.failed("creating the consumer group", error)
             except ResponseError as error:
@@ -443,7 +463,7 @@ class RedisStreamProducer:
 
     def _give_back_later(self, entries: list[Entry]) -> None:
         if entries:
-            self._spawn(self._give_back(entries), "give-back")
+            self._bg.spawn(self._give_back(entries), "give-back")
 
     async def _give_back(self, entries: list[Entry]) -> None:
         counts = [(e.id, max(0, e.deliveries - 1)) for e in entries]

@@ -29,6 +29,7 @@ __all__ = ["Jobs", "TestingMode"]
 TestingMode = Literal["inline", "manual"]
 _log = logging.getLogger("underway.jobs")
 _TESTING_MODES = (None, "inline", "manual")
+_CONTROL_TIMEOUT = 30.0  # seconds a ``*_queue_sync`` call waits for the node's event loop
 
 
 def _default_node_name() -> str:
@@ -348,21 +349,33 @@ class Jobs(Service):
         await self._control({"action": "scale", "queue": queue, "limit": limit}, local_only)
 
     def pause_queue_sync(self, queue: str, *, local_only: bool = False) -> None:
-        """:meth:`pause_queue` for synchronous code (not on a running event loop)."""
+        """:meth:`pause_queue` for synchronous code (not on a running event loop).
+
+        In a process that runs a node, the change is made on the node's event loop;
+        otherwise it is published through this app's engine (its synchronous path).
+
+        Raises:
+            ConfigError: ``local_only`` and no node runs here (or its event loop has
+                stopped), or the queue does not run on this node.
+            TimeoutError: The node's event loop did not run the change within 30 s (it
+                is blocked); the change is cancelled.
+            RuntimeError: Called on a running event loop.
+        """
         self._control_sync({"action": "pause", "queue": queue}, local_only)
 
     def resume_queue_sync(self, queue: str, *, local_only: bool = False) -> None:
-        """:meth:`resume_queue` for synchronous code (not on a running event loop)."""
+        """:meth:`resume_queue` for synchronous code (raises as :meth:`pause_queue_sync`)."""
         self._control_sync({"action": "resume", "queue": queue}, local_only)
 
     def scale_queue_sync(self, queue: str, limit: int, *, local_only: bool = False) -> None:
-        """:meth:`scale_queue` for synchronous code (not on a running event loop)."""
+        """:meth:`scale_queue` for synchronous code (raises as :meth:`pause_queue_sync`)."""
         check_queues({queue: limit})
         self._control_sync({"action": "scale", "queue": queue, "limit": limit}, local_only)
 
     def _control_sync(self, signal: dict[str, Any], local_only: bool) -> None:
         """:meth:`_control` from a thread: on the node's loop when this process runs a node,
-        else published through an engine of its own (async resources belong to one loop)."""
+        else published through the engine's synchronous path (its async resources belong
+        to the node's loop)."""
         action = f"{signal['action']}_queue"
         if _in_event_loop():
             raise RuntimeError(
@@ -370,12 +383,23 @@ class Jobs(Service):
             )
         node, loop = self._node, self._loop
         if node is not None and loop is not None and loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._control(signal, local_only), loop).result()
+            future = asyncio.run_coroutine_threadsafe(self._control(signal, local_only), loop)
+            try:
+                future.result(timeout=_CONTROL_TIMEOUT)
+            except TimeoutError:
+                future.cancel()
+                raise TimeoutError(
+                    f"{action}_sync(): the node's event loop did not run it within "
+                    f"{_CONTROL_TIMEOUT:g}s (is the loop blocked?); it was cancelled, and may "
+                    "have taken effect on this node only"
+                ) from None
             return
         validate_queue_name(signal["queue"])
         if local_only:
+            if node is not None:
+                raise ConfigError("the node of this process is not running (its event loop ended)")
             self._producer(signal["queue"])  # raises: no node runs in this process
-        asyncio.run(_publish(self.database, signal))
+        self.engine.publish_sync(signal)
 
     async def _control(self, signal: dict[str, Any], local_only: bool) -> None:
         validate_queue_name(signal["queue"])
@@ -500,15 +524,6 @@ def _specs(jobs: Iterable[JobSpec]) -> list[JobSpec]:
                 f"enqueue_many takes jobs built with worker.new(...), got {type(spec).__name__}"
             )
     return specs
-
-
-async def _publish(database: str, signal: dict[str, Any]) -> None:
-    """Publish ``signal`` through a short-lived engine on ``database``."""
-    engine = open_engine(database)
-    try:
-        await engine.publish(signal)
-    finally:
-        await engine.close()
 
 
 def _in_event_loop() -> bool:

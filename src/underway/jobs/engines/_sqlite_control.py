@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from underway.jobs.engines._sql import query
@@ -44,15 +44,15 @@ class Control:
         Raises:
             TypeError: ``signal`` cannot be written as JSON.
         """
-        payload = json.dumps(dict(signal))
+        await self.db.acall(_publisher(signal))
 
-        def write(conn: sqlite3.Connection) -> None:
-            now = time.time()
-            with write_transaction(conn):
-                conn.execute(_sql("signal_prune"), {"before": now - SIGNAL_RETENTION})
-                conn.execute(_sql("signal_publish"), {"at": now, "payload": payload})
+    def publish_sync(self, signal: Mapping[str, Any]) -> None:
+        """:meth:`publish` for synchronous callers.
 
-        await self.db.acall(write)
+        Raises:
+            TypeError: ``signal`` cannot be written as JSON.
+        """
+        self.db.call(_publisher(signal))
 
     async def signals(self) -> list[dict[str, Any]]:
         """Signals published since the last call; the first call only marks where to start."""
@@ -98,6 +98,19 @@ class Control:
                 return self.inserter.write(conn, [spec], now, own_tx=False)[0]
 
         return await self.db.acall(run)
+
+
+def _publisher(signal: Mapping[str, Any]) -> Callable[[sqlite3.Connection], None]:
+    """What writes ``signal`` on the database thread (dropping expired signals first)."""
+    payload = json.dumps(dict(signal))
+
+    def write(conn: sqlite3.Connection) -> None:
+        now = time.time()
+        with write_transaction(conn):
+            conn.execute(_sql("signal_prune"), {"before": now - SIGNAL_RETENTION})
+            conn.execute(_sql("signal_publish"), {"at": now, "payload": payload})
+
+    return write
 
 
 def _decode(signal_id: int, payload: str) -> dict[str, Any] | None:

@@ -137,6 +137,10 @@ class Engine(Protocol):
     async def publish(self, signal: Mapping[str, Any]) -> None:
         """Send a control signal (a JSON object) to every node, this one included."""
 
+    def publish_sync(self, signal: Mapping[str, Any]) -> None:
+        """:meth:`publish` for synchronous callers, on the engine's synchronous path (no
+        event loop, no new connection pool)."""
+
     async def signals(self) -> list[dict[str, Any]]:
         """Control signals published since the last call (the first call returns none)."""
 

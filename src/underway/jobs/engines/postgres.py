@@ -451,6 +451,10 @@ class PostgresEngine:
         """Send a control signal to every node (kept a few minutes for late readers)."""
         await self._rows("signal_publish", {"payload": json.dumps(dict(signal))})
 
+    def publish_sync(self, signal: Mapping[str, Any]) -> None:
+        """:meth:`publish` for synchronous callers (on the synchronous pool)."""
+        self._rows_sync("signal_publish", {"payload": json.dumps(dict(signal))})
+
     async def signals(self) -> list[dict[str, Any]]:
         """Control signals published since the last call (the first call returns none)."""
         await self._listen()

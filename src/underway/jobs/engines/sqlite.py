@@ -135,6 +135,10 @@ class SQLiteEngine:
         """Send a control signal (a JSON object) to every node, this one included."""
         await self._control.publish(signal)
 
+    def publish_sync(self, signal: Mapping[str, Any]) -> None:
+        """:meth:`publish` for synchronous callers (on the database thread)."""
+        self._control.publish_sync(signal)
+
     async def signals(self) -> list[dict[str, Any]]:
         """Control signals published since the last call (the first call returns none)."""
         return await self._control.signals()

@@ -237,7 +237,11 @@ def start(
         jobs, queues=queues, database=database, node_name=node_name, shutdown_grace=shutdown_grace
     )
     if not jobs.workers:
-        _log.warning("%s registers no workers; its jobs would be discarded", app)
+        _log.warning(
+            "%s registers no workers, so this node runs no jobs; jobs in its queues stay "
+            "available for nodes that have their workers",
+            app,
+        )
     if processes > 1:
 
         def one_node(name: str) -> list[str]:

@@ -45,3 +45,4 @@ def make_jobs(database: str) -> Jobs:
 jobs = make_jobs("sqlite:///cli-app-unused.db")
 not_jobs = {"this": "is a dict"}
 testing_jobs = Jobs("sqlite:///cli-app-unused.db", testing="manual")
+no_workers = Jobs("sqlite:///cli-app-unused.db", poll_interval=0.05, stage_interval=0.05)

@@ -73,11 +73,11 @@ def close(jobs: Jobs) -> None:
 class Node:
     """An ``underway start`` subprocess with its log in a file."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, app: str = "cli_app:jobs") -> None:
         self.log_path = tmp_path / "node.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "underway.cli", "start", "cli_app:jobs", *args],
+            [sys.executable, "-m", "underway.cli", "start", app, *args],
             cwd=HERE,
             env=_env(),
             stdout=self._log,
@@ -166,6 +166,25 @@ def test_start_queue_option_replaces_the_apps_queues(
     assert stored(client, other).state is JobState.AVAILABLE
     assert "queues mail=1," in node.log
     assert "jobs by queue" not in node.log
+
+
+def test_start_warns_that_an_app_without_workers_runs_no_jobs_and_leaves_them_waiting(
+    tmp_path: Path, url: str, client: Jobs, nodes: list[Node]
+) -> None:
+    waiting = client.workers["cli_app.add"].enqueue_sync({"a": 1, "b": 2}).id
+
+    node = Node(tmp_path, "--database", url, "--stats-interval", "0", app="cli_app:no_workers")
+    nodes.append(node)
+    wait_until(lambda: "started: database" in node.log, "the node to start")
+    assert node.stop() == 0, node.log
+
+    assert stored(client, waiting).state is JobState.AVAILABLE  # not discarded: it waits
+    log = node.log
+    assert (
+        "cli_app:no_workers registers no workers, so this node runs no jobs; jobs in its "
+        "queues stay available for nodes that have their workers" in log
+    ), log
+    assert "discarded" not in log
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,17 @@ Each child is ``underway start`` with the same options, so every core can run jo
 child reports that its node has started by writing one byte to a pipe it inherits (its
 descriptor number is in ``UNDERWAY_READY_FD``); nothing else counts as started.
 
+Each child runs in a process group of its own, so a terminal's Ctrl-C (SIGINT to the
+foreground process group) reaches the parent alone, which forwards it once: a child that
+got the terminal's signal and then the parent's would take the second as "cancel running
+jobs now" and skip the grace period. A second Ctrl-C is forwarded as a second signal and
+does cut the grace short, as for a single node.
+
+The children also inherit the read end of a pipe whose write end only the parent holds
+(``UNDERWAY_PARENT_FD``). When the parent dies, however (SIGKILL, or SIGHUP when its
+terminal closes), the kernel closes that end and each child sees end of file and stops
+gracefully, as on SIGTERM, instead of running on as an orphan.
+
 - A child that exits before it is ready failed to start. If its slot never had a ready
   child (a bad import, bad settings, an unreachable database), or its replacements failed
   to start ``_START_ATTEMPTS`` times in a row, the parent stops the other children and
@@ -12,13 +23,14 @@ descriptor number is in ``UNDERWAY_READY_FD``); nothing else counts as started.
   (``NAME-I-rG`` for the G-th restart of slot I), so the lifeline rescues the dead
   incarnation's jobs as any dead node's. Restarts back off exponentially (1 s doubling
   to 30 s); a child that stayed up for 60 s earns its slot the short delay again.
-- SIGTERM and SIGINT are forwarded to the children; the parent exits once they all have,
-  with 0 when each stopped cleanly (or died of the forwarded signal before it could
-  handle it), else the first failure's status.
+- SIGTERM and SIGINT are forwarded to the children, once per signal received; the parent
+  exits once they all have, with 0 when each stopped cleanly (or died of the forwarded
+  signal before it could handle it), else the first failure's status.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import selectors
@@ -26,11 +38,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 
 __all__ = [
+    "PARENT_ENV",
     "READY_ENV",
     "child_argv",
     "child_name",
@@ -39,10 +53,13 @@ __all__ = [
     "report_ready",
     "restart_delay",
     "run_processes",
+    "stop_when_parent_exits",
+    "take_parent_fd",
     "take_ready_fd",
 ]
 
 READY_ENV = "UNDERWAY_READY_FD"
+PARENT_ENV = "UNDERWAY_PARENT_FD"
 _log = logging.getLogger("underway.cli")
 _TICK = 0.1  # how often child exits and forwarded signals are looked at
 _FIRST_DELAY = 1.0
@@ -82,18 +99,53 @@ def describe_exit(returncode: int) -> str:
 # -- the child's side -------------------------------------------------------------------------
 
 
-def take_ready_fd() -> int | None:
-    """In a child: the inherited readiness pipe, kept from the child's own subprocesses."""
-    value = os.environ.pop(READY_ENV, None)
+def _take_fd(env: str) -> int | None:
+    """The descriptor named by ``env`` (removed), kept from the child's own subprocesses."""
+    value = os.environ.pop(env, None)
     if value is None:
         return None
     try:
         fd = int(value)
         os.set_inheritable(fd, False)
     except (ValueError, OSError):
-        _log.warning("ignoring %s=%r: not an open file descriptor", READY_ENV, value)
+        _log.warning("ignoring %s=%r: not an open file descriptor", env, value)
         return None
     return fd
+
+
+def take_ready_fd() -> int | None:
+    """In a child: the inherited readiness pipe, kept from the child's own subprocesses."""
+    return _take_fd(READY_ENV)
+
+
+def take_parent_fd() -> int | None:
+    """In a child: the inherited pipe that reaches end of file when the parent is gone."""
+    return _take_fd(PARENT_ENV)
+
+
+@contextmanager
+def stop_when_parent_exits(fd: int | None, stop: Callable[[], None]) -> Iterator[None]:
+    """In a child, on the running event loop: call ``stop`` once the parent is gone.
+
+    Nothing is ever written to ``fd``, so it becomes readable only at end of file, when
+    the parent process has exited, however it died. ``fd`` is closed on the way out.
+    """
+    if fd is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def gone() -> None:
+        loop.remove_reader(fd)
+        _log.warning("the parent process is gone; stopping")
+        stop()
+
+    loop.add_reader(fd, gone)
+    try:
+        yield
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 def report_ready(fd: int | None) -> None:
@@ -140,6 +192,9 @@ class _Group:
         self.signals: list[int] = []  # received, not yet forwarded
         self.stop_signal: int | None = None
         self.code = 0
+        # Children inherit the read end; the write end stays here, never written to, so it
+        # is closed (the children see end of file) exactly when this process ends.
+        self.parent_read, self._parent_write = os.pipe()
 
     def run(self) -> int:
         for slot in self.slots:
@@ -165,6 +220,8 @@ class _Group:
             child.proc.wait()
             self._forget(child)
         self.selector.close()
+        os.close(self.parent_read)
+        os.close(self._parent_write)
 
     def _spawn(self, slot: _Slot) -> None:
         slot.due = None
@@ -173,8 +230,9 @@ class _Group:
         try:
             proc = subprocess.Popen(
                 list(self.argv(name)),
-                env={**os.environ, READY_ENV: str(write_fd)},
-                pass_fds=(write_fd,),
+                env={**os.environ, READY_ENV: str(write_fd), PARENT_ENV: str(self.parent_read)},
+                pass_fds=(write_fd, self.parent_read),
+                process_group=0,  # terminal signals reach the parent alone (forwarded once)
             )
         except BaseException:
             os.close(read_fd)

@@ -34,7 +34,14 @@ from underway._cli_jobs import (
     target_options,
     use_database,
 )
-from underway._cli_processes import child_argv, report_ready, run_processes, take_ready_fd
+from underway._cli_processes import (
+    child_argv,
+    report_ready,
+    run_processes,
+    stop_when_parent_exits,
+    take_parent_fd,
+    take_ready_fd,
+)
 from underway._console import counts_line
 from underway.errors import ConfigError, UnderwayError
 from underway.jobs.app import Jobs, exit_if_left_running
@@ -141,15 +148,18 @@ async def _log_stats(jobs: Jobs) -> None:
     _log.info("jobs by queue: %s", counts_line(counts, jobs.config.queues))
 
 
-async def _run_node(jobs: Jobs, stats_interval: float, ready_fd: int | None) -> None:
+async def _run_node(
+    jobs: Jobs, stats_interval: float, ready_fd: int | None, parent_fd: int | None
+) -> None:
     """Start a node, report counts every ``stats_interval`` seconds, stop on a signal.
 
     Once the node has started, one byte goes to ``ready_fd`` (the pipe of a parent that
-    runs ``--processes``), which tells that parent this child started.
+    runs ``--processes``), which tells that parent this child started. End of file on
+    ``parent_fd`` (that parent died) stops the node as a first signal does.
     """
     config = jobs.config
     stop = asyncio.Event()
-    with _stop_on_signals(stop, jobs.stop_now):
+    with _stop_on_signals(stop, jobs.stop_now), stop_when_parent_exits(parent_fd, stop.set):
         try:
             await jobs.start()
             queues = ", ".join(f"{q}={n}" for q, n in config.queues.items())
@@ -231,6 +241,7 @@ def start(
     `underway start tasks:jobs` finds tasks.py beside you.
     """
     ready_fd = take_ready_fd()  # before the app's import can start processes of its own
+    parent_fd = take_parent_fd()
     logging.basicConfig(level=log_level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
     jobs = load_app(app)
     _configure(
@@ -264,7 +275,7 @@ def start(
     if log_jobs:
         telemetry.attach_logging(logging.getLogger("underway.jobs"), prefix="job.")
     try:
-        asyncio.run(_run_node(jobs, stats_interval, ready_fd))
+        asyncio.run(_run_node(jobs, stats_interval, ready_fd, parent_fd))
     except UnderwayError as exc:
         raise FailError(f"node {jobs.config.name} cannot run: {exc}") from None
     exit_if_left_running(jobs)

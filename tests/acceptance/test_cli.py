@@ -73,7 +73,9 @@ def close(jobs: Jobs) -> None:
 class Node:
     """An ``underway start`` subprocess with its log in a file."""
 
-    def __init__(self, tmp_path: Path, *args: str, app: str = "cli_app:jobs") -> None:
+    def __init__(
+        self, tmp_path: Path, *args: str, app: str = "cli_app:jobs", new_session: bool = False
+    ) -> None:
         self.log_path = tmp_path / "node.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
@@ -82,6 +84,7 @@ class Node:
             env=_env(),
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,  # its own process group, as a terminal's job
         )
 
     @property

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.test_cli import Node, wait_until
+from tests.acceptance.test_cli import Node, stored, wait_until
 from underway import _cli_processes
 from underway.jobs import Jobs, JobState
 
@@ -61,6 +61,64 @@ def test_processes_run_several_nodes_that_share_the_work_and_stop_together(
     assert by == {"pool-0", "pool-1"}, "both processes ran jobs"
     assert _node_names(url) == set(), "both stopped cleanly and removed their heartbeat"
     assert node.log.count("stopped") >= 2
+
+
+def test_ctrl_c_in_a_terminal_stops_the_children_gracefully(
+    tmp_path: Path, url: str, client: Jobs, nodes: list[Node]
+) -> None:
+    long = client.workers["cli_app.add"].enqueue_sync({"a": 1, "b": 2, "sleep": 3}).id
+    node = Node(
+        tmp_path,
+        *("--database", url, "--processes", "2", "--node-name", "pool"),
+        *("--stats-interval", "0"),
+        new_session=True,  # the parent leads a process group, as a shell's foreground job
+    )
+    nodes.append(node)
+    wait_until(lambda: stored(client, long).state is JobState.EXECUTING, "the job", timeout=20)
+    os.killpg(node.proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    assert node.proc.wait(timeout=30) == 0, node.log
+
+    job = stored(client, long)
+    assert (job.state, job.attempt, job.result) == (JobState.COMPLETED, 1, 3), node.log
+    log = node.log
+    assert log.count("received SIGINT; stopping") == 2, log  # each child once, from the parent
+    assert "cancelling running jobs now" not in log
+    assert "handing" not in log
+
+
+def test_children_stop_gracefully_when_the_parent_is_killed(
+    tmp_path: Path, url: str, client: Jobs, nodes: list[Node]
+) -> None:
+    long = client.workers["cli_app.add"].enqueue_sync({"a": 2, "b": 2, "sleep": 2}).id
+    node = Node(
+        tmp_path,
+        *("--database", url, "--processes", "2", "--node-name", "pool"),
+        *("--stats-interval", "0"),
+        new_session=True,
+    )
+    nodes.append(node)
+    wait_until(lambda: _node_names(url) >= {"pool-0", "pool-1"}, "two node processes", timeout=20)
+    wait_until(lambda: stored(client, long).state is JobState.EXECUTING, "the job", timeout=20)
+    children = [_pid_of(node, "pool-0"), _pid_of(node, "pool-1")]
+    try:
+        node.proc.kill()  # SIGKILL: the parent cannot forward anything
+        node.proc.wait(timeout=10)
+        wait_until(
+            lambda: not any(_running(pid) for pid in children),
+            "the orphaned children to stop",
+            timeout=30,
+        )
+    finally:
+        for pid in children:  # orphans: init reaps them once they are gone
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    job = stored(client, long)
+    assert (job.state, job.attempt, job.result) == (JobState.COMPLETED, 1, 4), node.log
+    assert _node_names(url) == set(), "both stopped cleanly and removed their heartbeat"
+    log = node.log
+    assert log.count("the parent process is gone; stopping") == 2, log
+    assert log.count("stopped") >= 2, log
 
 
 def test_processes_stop_instead_of_looping_when_the_children_cannot_start(

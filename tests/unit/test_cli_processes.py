@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 
 import pytest
 
 from underway._cli_processes import (
+    PARENT_ENV,
     READY_ENV,
     child_name,
     describe_exit,
     exit_status,
     report_ready,
     restart_delay,
+    stop_when_parent_exits,
+    take_parent_fd,
     take_ready_fd,
 )
 
@@ -78,3 +82,22 @@ def test_a_gone_parent_does_not_break_the_child() -> None:
     report_ready(write_fd)  # EPIPE is swallowed and the descriptor closed
     with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(write_fd)
+
+
+async def test_a_child_stops_once_the_parents_end_of_its_pipe_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    read_fd, write_fd = os.pipe()
+    monkeypatch.setenv(PARENT_ENV, str(read_fd))
+    fd = take_parent_fd()
+    assert fd == read_fd
+    assert PARENT_ENV not in os.environ
+    assert not os.get_inheritable(fd)
+    stopped = asyncio.Event()
+    with stop_when_parent_exits(fd, stopped.set):
+        await asyncio.sleep(0)  # one pass of the loop's selector: the parent is alive
+        assert not stopped.is_set()
+        os.close(write_fd)  # the parent dies: the kernel closes its end
+        await asyncio.wait_for(stopped.wait(), timeout=10)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)  # closed on the way out

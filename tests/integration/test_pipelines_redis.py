@@ -8,23 +8,21 @@ import logging
 import random
 import socket
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import SERVICES
 from underway.errors import ConfigError, DecodeError
 from underway.pipelines import Message, Pipeline
 from underway.pipelines.producers.redis_streams import RedisStreamProducer
 
+from ._redis import URL, admin_fixture, stream_fixture  # noqa: F401 (fixtures)
+
 pytestmark = pytest.mark.redis
 
-HOST, PORT = SERVICES["redis"].address
-URL = f"redis://{HOST}:{PORT}/0"
 GIVEN_BACK_IDLE_MS = 10**9
 HANG_BOUND = 30.0  # how long a task may take to end once told to: only a hang takes that
 
@@ -62,22 +60,6 @@ async def end(task: asyncio.Task[Any], what: str, *, cancel: bool = True) -> Non
         pytest.fail(f"{what} still running {HANG_BOUND:g}s after being ended", pytrace=False)
     if not task.cancelled():
         task.result()
-
-
-@pytest.fixture
-async def admin() -> AsyncIterator[Redis]:
-    """The test's own connection, to write entries and inspect the group."""
-    client = Redis.from_url(URL)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def stream(admin: Redis) -> AsyncIterator[str]:
-    """A stream name of this test alone; it and its dead-letter stream are deleted after."""
-    name = f"uw-test-{uuid.uuid4().hex[:12]}"
-    yield name
-    await admin.delete(name, f"{name}:dead")
 
 
 async def fill(admin: Redis, stream: str, rows: list[dict[str, Any]]) -> list[str]:

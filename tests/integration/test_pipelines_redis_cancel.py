@@ -11,39 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import SERVICES
 from underway.pipelines import Message, Pipeline
 from underway.pipelines.producers.redis_streams import RedisStreamProducer
 
+from ._redis import URL, admin_fixture, stream_fixture  # noqa: F401 (fixtures)
+
 pytestmark = pytest.mark.redis
 
-HOST, PORT = SERVICES["redis"].address
-URL = f"redis://{HOST}:{PORT}/0"
 HANG_BOUND = 30.0  # how long one stop may take: only a hang takes that
 CYCLES = 40
 PER_CYCLE = 60
-
-
-@pytest.fixture
-async def admin() -> AsyncIterator[Redis]:
-    client = Redis.from_url(URL)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def stream(admin: Redis) -> AsyncIterator[str]:
-    name = f"uw-test-cancel-{uuid.uuid4().hex[:12]}"
-    yield name
-    await admin.delete(name, f"{name}:dead")
 
 
 async def fill(admin: Redis, stream: str, count: int) -> list[str]:

@@ -38,18 +38,7 @@ def test_processes_run_several_nodes_that_share_the_work_and_stop_together(
             add.new({"a": i, "b": 0, "sleep": 0.05}) for i in range(60)
         )
     ]
-    node = Node(
-        tmp_path,
-        "--database",
-        url,
-        "--processes",
-        "2",
-        "--node-name",
-        "pool",
-        "--stats-interval",
-        "0",
-    )
-    nodes.append(node)
+    node = _pool(tmp_path, url, nodes)
     wait_until(lambda: _node_names(url) >= {"pool-0", "pool-1"}, "two node processes")
     wait_until(
         lambda: all(client.get_job_sync(i).state is JobState.COMPLETED for i in ids),  # type: ignore[union-attr]
@@ -67,13 +56,8 @@ def test_ctrl_c_in_a_terminal_stops_the_children_gracefully(
     tmp_path: Path, url: str, client: Jobs, nodes: list[Node]
 ) -> None:
     long = client.workers["cli_app.add"].enqueue_sync({"a": 1, "b": 2, "sleep": 3}).id
-    node = Node(
-        tmp_path,
-        *("--database", url, "--processes", "2", "--node-name", "pool"),
-        *("--stats-interval", "0"),
-        new_session=True,  # the parent leads a process group, as a shell's foreground job
-    )
-    nodes.append(node)
+    # The parent leads a process group, as a shell's foreground job does.
+    node = _pool(tmp_path, url, nodes, new_session=True)
     wait_until(lambda: stored(client, long).state is JobState.EXECUTING, "the job", timeout=20)
     os.killpg(node.proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
     assert node.proc.wait(timeout=30) == 0, node.log
@@ -90,13 +74,7 @@ def test_children_stop_gracefully_when_the_parent_is_killed(
     tmp_path: Path, url: str, client: Jobs, nodes: list[Node]
 ) -> None:
     long = client.workers["cli_app.add"].enqueue_sync({"a": 2, "b": 2, "sleep": 2}).id
-    node = Node(
-        tmp_path,
-        *("--database", url, "--processes", "2", "--node-name", "pool"),
-        *("--stats-interval", "0"),
-        new_session=True,
-    )
-    nodes.append(node)
+    node = _pool(tmp_path, url, nodes, new_session=True)
     wait_until(lambda: _node_names(url) >= {"pool-0", "pool-1"}, "two node processes", timeout=20)
     wait_until(lambda: stored(client, long).state is JobState.EXECUTING, "the job", timeout=20)
     children = [_pid_of(node, "pool-0"), _pid_of(node, "pool-1")]
@@ -173,18 +151,7 @@ def test_a_child_killed_soon_after_it_started_is_restarted_under_a_fresh_name(
         j.id
         for j in client.enqueue_many_sync(add.new({"a": i, "b": 0, "sleep": 2}) for i in range(16))
     ]
-    node = Node(
-        tmp_path,
-        "--database",
-        url,
-        "--processes",
-        "2",
-        "--node-name",
-        "pool",
-        "--stats-interval",
-        "0",
-    )
-    nodes.append(node)
+    node = _pool(tmp_path, url, nodes)
     # Killed as soon as it runs jobs: well inside the first seconds after it reported
     # ready (which is what the parent used to mistake for a failed start).
     wait_until(lambda: bool(_executing_on(url, "pool-0")), "pool-0 running jobs", timeout=30)
@@ -333,3 +300,15 @@ def test_replacements_that_keep_failing_to_start_stop_the_group_after_backoff(
         r"pool-0-r5 \(pid \d+\) failed to start: exited with status 4 before it was ready; stop",
         log,
     )
+
+
+def _pool(tmp_path: Path, url: str, nodes: list[Node], *, new_session: bool = False) -> Node:
+    """``underway start --processes 2 --node-name pool`` on ``url``, kept in ``nodes``."""
+    node = Node(
+        tmp_path,
+        *("--database", url, "--processes", "2", "--node-name", "pool"),
+        *("--stats-interval", "0"),
+        new_session=new_session,
+    )
+    nodes.append(node)
+    return node

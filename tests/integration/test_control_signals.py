@@ -67,3 +67,31 @@ async def test_cancel_from_one_node_interrupts_the_job_running_on_another(
         assert cancelled.state is JobState.CANCELLED
         await asyncio.wait_for(interrupted.wait(), 5.0)
         assert (await wait_for_state(a, job.id)).state is JobState.CANCELLED
+
+
+async def test_cancel_from_sync_code_without_a_node_interrupts_the_running_job(
+    make_jobs: MakeJobs,
+) -> None:
+    """``cancel_job_sync`` in a web app (no node) reaches the node that runs the job."""
+    web = make_jobs(node_name="web")  # never started: enqueues and cancels only
+    node = make_jobs(node_name="node-b")
+    started = asyncio.Event()
+    interrupted = asyncio.Event()
+    for app in (web, node):
+
+        @app.worker(name="signals.long_sync_cancel")
+        async def long(job: Job[Any]) -> None:
+            started.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                interrupted.set()
+                raise
+
+    async with node:
+        job = await web.workers["signals.long_sync_cancel"].enqueue({})
+        await asyncio.wait_for(started.wait(), 5.0)
+        cancelled = await asyncio.to_thread(web.cancel_job_sync, job.id)
+        assert cancelled is not None
+        assert cancelled.state is JobState.CANCELLED
+        await asyncio.wait_for(interrupted.wait(), 10.0)

@@ -464,28 +464,29 @@ class Jobs(Service):
         return await asyncio.to_thread(self.retry_job_sync, job_id)
 
     def cancel_job_sync(self, job_id: int) -> Job[Any] | None:
-        """Cancel a job that has not finished.
+        """Cancel a job that has not finished, and interrupt it on whichever node runs it.
 
-        A coroutine job running on this node is interrupted; a sync job's thread cannot
-        be, so it runs to its end and its outcome is ignored.
+        A coroutine job is interrupted (at once on this process's node, through a control
+        signal on any other); a sync job's thread cannot be, so it runs to its end and its
+        outcome is ignored.
         """
         job = self.engine.cancel_job(job_id, time.time())
+        if job is None or job.state is not JobState.CANCELLED:
+            return job
         node, loop = self._node, self._loop
-        if job is not None and job.state is JobState.CANCELLED and node and loop:
+        if node and loop:
             producer = node.producers.get(job.queue)
             task = producer.running.get(job.id) if producer else None
             if task is not None and job.id not in node.executor.in_threads:
                 loop.call_soon_threadsafe(task.cancel)
+        self.engine.publish_sync({"action": "cancel", "job_id": job_id})
         return job
 
     async def cancel_job(self, job_id: int) -> Job[Any] | None:
         """Cancel a job that has not finished, and interrupt it on whichever node runs it
         (a coroutine job; a sync job's thread runs to its end and its outcome is ignored).
         """
-        job = await asyncio.to_thread(self.cancel_job_sync, job_id)
-        if job is not None and job.state is JobState.CANCELLED:
-            await self.engine.publish({"action": "cancel", "job_id": job_id})
-        return job
+        return await asyncio.to_thread(self.cancel_job_sync, job_id)
 
     def counts_sync(self) -> dict[tuple[str, JobState], int]:
         """Number of jobs by (queue, state)."""

@@ -58,6 +58,8 @@ def test_ctrl_c_in_a_terminal_stops_the_children_gracefully(
     long = client.workers["cli_app.add"].enqueue_sync({"a": 1, "b": 2, "sleep": 3}).id
     # The parent leads a process group, as a shell's foreground job does.
     node = _pool(tmp_path, url, nodes, new_session=True)
+    # Both nodes running (a child still importing has no handler yet), one with the job.
+    wait_until(lambda: _node_names(url) >= {"pool-0", "pool-1"}, "two node processes", timeout=20)
     wait_until(lambda: stored(client, long).state is JobState.EXECUTING, "the job", timeout=20)
     os.killpg(node.proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
     assert node.proc.wait(timeout=30) == 0, node.log

@@ -809,10 +809,30 @@ async def test_connection_closed_by_the_broker_reconnects(broker: Broker) -> Non
         await wait_until(lambda: len(seen) >= 200, timeout=10)
         await asyncio.to_thread(_close_connection_named, name)
         await wait_until(lambda: len(seen) == total, timeout=20)
+
+        # The old channel's unacked deliveries come again: every one is settled before stop.
+        async def settled() -> bool:
+            return await asyncio.to_thread(_unsettled, queue) == 0
+
+        await wait_until(settled, timeout=30, interval=0.2, message="every delivery settled")
         await wait_until(lambda: pipeline.in_flight == 0, timeout=5)
     assert producer.reconnects == 1
     assert await broker.ready(queue) == 0
     assert sum(count - 1 for count in seen.values()) <= 40  # prefetch = capacity
+
+
+def _unsettled(queue: str) -> int:
+    """Messages of ``queue`` the broker still holds, ready or delivered and not yet acked."""
+    assert RABBITMQCTL is not None
+    listed = subprocess.run(
+        [RABBITMQCTL, "list_queues", "-q", "--no-table-headers", "name", "messages"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    counts = dict(line.split("\t") for line in listed.stdout.splitlines() if "\t" in line)
+    return int(counts[queue])
 
 
 def _close_connection_named(name: str) -> None:

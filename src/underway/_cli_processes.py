@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from types import FrameType
 
@@ -153,9 +153,8 @@ def report_ready(fd: int | None) -> None:
     if fd is None:
         return
     try:
-        os.write(fd, b"1")
-    except OSError:  # the parent is gone; it has nothing left to decide
-        pass
+        with suppress(OSError):  # the parent is gone; it has nothing left to decide
+            os.write(fd, b"1")
     finally:
         os.close(fd)
 

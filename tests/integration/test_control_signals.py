@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from underway.jobs import Job, JobState
+from underway.jobs import Job, Jobs, JobState
 
 from .conftest import MakeJobs, wait_for_state, wait_until
 
@@ -46,18 +46,7 @@ async def test_cancel_from_one_node_interrupts_the_job_running_on_another(
 ) -> None:
     a = make_jobs(node_name="node-a", queues={"other": 1})  # runs no "default" jobs
     b = make_jobs(node_name="node-b")
-    started = asyncio.Event()
-    interrupted = asyncio.Event()
-    for app in (a, b):
-
-        @app.worker(name="signals.long")
-        async def long(job: Job[Any]) -> None:
-            started.set()
-            try:
-                await asyncio.sleep(30)
-            except asyncio.CancelledError:
-                interrupted.set()
-                raise
+    started, interrupted = _long_worker("signals.long", a, b)
 
     async with a, b:
         job = await a.workers["signals.long"].enqueue({})
@@ -75,18 +64,7 @@ async def test_cancel_from_sync_code_without_a_node_interrupts_the_running_job(
     """``cancel_job_sync`` in a web app (no node) reaches the node that runs the job."""
     web = make_jobs(node_name="web")  # never started: enqueues and cancels only
     node = make_jobs(node_name="node-b")
-    started = asyncio.Event()
-    interrupted = asyncio.Event()
-    for app in (web, node):
-
-        @app.worker(name="signals.long_sync_cancel")
-        async def long(job: Job[Any]) -> None:
-            started.set()
-            try:
-                await asyncio.sleep(30)
-            except asyncio.CancelledError:
-                interrupted.set()
-                raise
+    started, interrupted = _long_worker("signals.long_sync_cancel", web, node)
 
     async with node:
         job = await web.workers["signals.long_sync_cancel"].enqueue({})
@@ -95,3 +73,24 @@ async def test_cancel_from_sync_code_without_a_node_interrupts_the_running_job(
         assert cancelled is not None
         assert cancelled.state is JobState.CANCELLED
         await asyncio.wait_for(interrupted.wait(), 10.0)
+
+
+def _long_worker(name: str, *apps: Jobs) -> tuple[asyncio.Event, asyncio.Event]:
+    """Register on each app a worker ``name`` that runs 30 s unless interrupted.
+
+    Returns:
+        Events set when a run starts and when a run is interrupted.
+    """
+    started, interrupted = asyncio.Event(), asyncio.Event()
+
+    async def long(job: Job[Any]) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            interrupted.set()
+            raise
+
+    for app in apps:
+        app.worker(name=name)(long)
+    return started, interrupted

@@ -130,9 +130,14 @@ async def broker() -> AsyncIterator[Broker]:
 
 def unacked(queue: str) -> int:
     """Unacknowledged messages of ``queue``, as ``rabbitmqctl`` reports them."""
+    return _queue_count(queue, "messages_unacknowledged")
+
+
+def _queue_count(queue: str, column: str) -> int:
+    """One count ``column`` of ``rabbitmqctl list_queues`` for ``queue``."""
     assert RABBITMQCTL is not None
     done = subprocess.run(
-        [RABBITMQCTL, "list_queues", "-q", "--no-table-headers", "name", "messages_unacknowledged"],
+        [RABBITMQCTL, "list_queues", "-q", "--no-table-headers", "name", column],
         capture_output=True,
         text=True,
         timeout=30,
@@ -823,16 +828,7 @@ async def test_connection_closed_by_the_broker_reconnects(broker: Broker) -> Non
 
 def _unsettled(queue: str) -> int:
     """Messages of ``queue`` the broker still holds, ready or delivered and not yet acked."""
-    assert RABBITMQCTL is not None
-    listed = subprocess.run(
-        [RABBITMQCTL, "list_queues", "-q", "--no-table-headers", "name", "messages"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    counts = dict(line.split("\t") for line in listed.stdout.splitlines() if "\t" in line)
-    return int(counts[queue])
+    return _queue_count(queue, "messages")
 
 
 def _close_connection_named(name: str) -> None:

@@ -13,6 +13,7 @@ import json
 import math
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
@@ -22,6 +23,16 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 POLL_EVERY = 0.02
 TIMEOUT = 300.0
 LATENCY_QUEUE_LIMIT = 10
+# Sustained mode: jobs kept waiting by the producer, its polling period, the job's sleep and
+# the sampling window (seconds).
+WAITING_TARGET = 4_000
+PRODUCER_EVERY = 0.05
+JOB_SLEEP = 0.001
+SAMPLE_EVERY = 10.0
+# History: finished jobs seeded before measuring, their finish times spread over this many
+# hours before now, inserted this many rows per statement (one progress line each).
+HISTORY_HOURS = 6.0
+HISTORY_CHUNK = 1_000_000
 
 
 def db_url(admin_dsn: str, db: str) -> str:
@@ -64,8 +75,13 @@ def parser(concurrency: int | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
     p.add_argument("--admin-dsn", default=ADMIN_DSN)
     p.add_argument("--db", required=True)
-    p.add_argument("--phase", choices=["throughput", "latency"], default="throughput")
+    p.add_argument(
+        "--phase",
+        choices=["throughput", "latency", "sustained", "producer"],
+        default="throughput",
+    )
     p.add_argument("--jobs", type=int, default=10_000)
+    p.add_argument("--history", type=int, default=0, help="finished jobs seeded before measuring")
     p.add_argument("--analyze", type=int, choices=[0, 1], default=1, help="ANALYZE after insert")
     if concurrency is not None:
         p.add_argument("--concurrency", type=int, default=concurrency)
@@ -124,8 +140,14 @@ class Pings:
         return {way: summary(ms) for way, ms in ways.items()}
 
 
-def event_loop() -> tuple[Callable[[Any], Any], str]:
-    """``uvloop.run`` and its name where uvloop is installed, else ``asyncio.run``."""
+def event_loop(*, uvloop_if_installed: bool = True) -> tuple[Callable[[Any], Any], str]:
+    """How to run the script's main coroutine, and the loop's name.
+
+    ``uvloop.run`` where uvloop is installed and ``uvloop_if_installed`` (what the CLIs of
+    oban-py and PgQueuer do), else ``asyncio.run`` (what ``underway start`` does).
+    """
+    if not uvloop_if_installed:
+        return asyncio.run, "asyncio"
     try:
         import uvloop
     except ImportError:
@@ -139,3 +161,104 @@ def report(out: dict[str, Any], package: str, loop: str) -> None:
     out["loop"] = loop
     out["python"] = platform.python_version()
     print(json.dumps(out), flush=True)
+
+
+def history_chunks(n: int) -> list[tuple[int, int]]:
+    """``(first, last)`` 1-based row numbers of each seeding statement for ``n`` rows."""
+    return [(a, min(a + HISTORY_CHUNK - 1, n)) for a in range(1, n + 1, HISTORY_CHUNK)]
+
+
+def progress(text: str) -> None:
+    """A progress line for the parent to pass on (not JSON, so it is never a result)."""
+    print(text, flush=True)
+
+
+def emit(kind: str, value: Any) -> None:
+    """A ``{kind: value}`` JSON line for the parent, read as it comes."""
+    print(json.dumps({kind: value}), flush=True)
+
+
+async def read_command() -> str:
+    """The next line the parent writes on stdin, stripped; ``""`` at end of input."""
+    line: str = await asyncio.to_thread(sys.stdin.readline)
+    return line.strip()
+
+
+class Sampler:
+    """Per-window throughput and claim latency of a sustained run, one JSON line a window.
+
+    The job's function calls :meth:`started` first thing with the epoch time at which the
+    producer enqueued it (carried in the job's arguments), and :meth:`finished` once its
+    sleep is over. Every ``every`` seconds :meth:`run` prints ``{"sample": {...}}``: the
+    window's end (seconds since the start), jobs finished in it, jobs per second, and the
+    p50 / p95 of enqueue-to-start times of the jobs that started in it, in milliseconds.
+    """
+
+    def __init__(self, every: float = SAMPLE_EVERY) -> None:
+        self.every = every
+        self.finished_count = 0
+        self.waits: list[float] = []
+        self.total = 0
+
+    def started(self, enqueued_at: float) -> None:
+        """A job starts; ``enqueued_at`` is ``time.time()`` of its enqueue call."""
+        self.waits.append((time.time() - enqueued_at) * 1000)
+
+    def finished(self) -> None:
+        """A job's function returned."""
+        self.finished_count += 1
+
+    def take(self, t: float, seconds: float) -> dict[str, float]:
+        """The window that ends now, ``t`` seconds into the run and ``seconds`` long."""
+        done, waits = self.finished_count, self.waits
+        self.finished_count, self.waits = 0, []
+        self.total += done
+        ordered = sorted(waits)
+        p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else float("nan")
+        return {
+            "t": round(t, 1),
+            "completed": done,
+            "per_s": round(done / seconds, 1),
+            "claim_p50_ms": round(statistics.median(ordered), 1) if ordered else float("nan"),
+            "claim_p95_ms": round(p95, 1),
+            "started": len(ordered),
+        }
+
+    async def run(self) -> None:
+        """Print one sample every ``every`` seconds until cancelled."""
+        t0 = last = time.perf_counter()
+        k = 1
+        while True:
+            await asyncio.sleep(max(0.0, t0 + k * self.every - time.perf_counter()))
+            now = time.perf_counter()
+            emit("sample", self.take(now - t0, now - last))
+            last = now
+            k += 1
+
+
+async def keep_waiting(
+    waiting: Callable[[], Awaitable[int]],
+    enqueue: Callable[[int], Awaitable[object]],
+    target: int = WAITING_TARGET,
+    every: float = PRODUCER_EVERY,
+) -> None:
+    """The sustained producer: every ``every`` s, top the waiting jobs up to ``target``.
+
+    ``waiting`` counts waiting jobs up to ``target`` (a LIMIT-bounded count, so it never
+    walks the table's history); ``enqueue(k)`` inserts ``k`` jobs in one call. Prints
+    ``{"filled": target}`` once the first top-up is in, then runs until cancelled or until
+    stdin closes.
+    """
+    stop = asyncio.ensure_future(read_command())
+    announced = False
+    try:
+        while not stop.done():
+            short = target - await waiting()
+            if short > 0:
+                await enqueue(short)
+            if not announced:
+                emit("filled", target)
+                announced = True
+            await asyncio.sleep(every)
+    finally:
+        stop.cancel()

@@ -24,14 +24,17 @@ class Pruning:
     """How long finished jobs are kept (seconds per state) and how the pruner runs.
 
     The pruner is on by default: completed jobs are kept one day, cancelled and discarded
-    jobs seven days, so the table does not grow without bound.
+    jobs seven days, so the table does not grow without bound. Every ``interval`` seconds
+    the leader deletes at most ``limit`` jobs that are due, oldest first, in short batches:
+    the defaults keep up with about 1,600 finished jobs a second on average; raise ``limit``
+    for more.
     """
 
     completed: float = _DAY
     cancelled: float = 7 * _DAY
     discarded: float = 7 * _DAY
     interval: float = 60.0
-    limit: int = 10_000
+    limit: int = 100_000
 
     def __post_init__(self) -> None:
         for name in ("completed", "cancelled", "discarded", "interval"):

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from underway.jobs.job import Job, JobSpec, JobState
 from underway.jobs.outcomes import Ack
 
-__all__ = ["Engine", "JobFilter", "StageResult"]
+__all__ = ["Engine", "JobFilter", "StageResult", "Vacuums"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,3 +176,21 @@ class Engine(Protocol):
 
     def counts(self) -> dict[tuple[str, JobState], int]:
         """Number of jobs by (queue, state)."""
+
+
+@runtime_checkable
+class Vacuums(Protocol):
+    """An engine whose table of waiting and running jobs needs vacuuming while it runs.
+
+    PostgreSQL leaves a dead row behind each claim and each ack; its autovacuum looks at a
+    table at most once a minute, long enough at thousands of jobs a second for the fetch
+    index to fill with entries of jobs that left. The leader of such an engine calls
+    :meth:`vacuum` every few seconds. SQLite rewrites rows in place and needs none of it.
+    """
+
+    async def vacuum(self, dead_rows: int) -> int | None:
+        """Vacuum the live jobs if at least ``dead_rows`` dead rows wait for it.
+
+        Returns:
+            The dead rows found when it vacuumed, ``None`` when there were too few.
+        """

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from underway import _telemetry as telemetry
 from underway.errors import ConfigError, DatabaseError
 from underway.jobs.engines._claimed import claimed_job
 from underway.jobs.engines._pg_beat import Beat
@@ -48,7 +49,6 @@ from underway.jobs.engines._pg_pool import (
     Pools,
     aexecutor,
     arows,
-    count,
     executor,
     rows,
 )
@@ -70,6 +70,15 @@ _LISTEN_WAIT = 2.0  # seconds the first wait or signals read waits for LISTEN to
 _ATTEMPTS = 3  # tries of a statement whose connection turned out to be closed
 # The server closed the connection before the statement ran (shutdown, restart, terminate).
 _NOT_RUN = (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown)
+# Rolled back whole and safe to run again: a row the statement waited for was moved to the
+# other partition meanwhile (a job finished or was retried while this statement ran).
+_MOVED = psycopg.errors.SerializationFailure
+_FINISHED_AT = {
+    JobState.COMPLETED: "completed_at",
+    JobState.CANCELLED: "cancelled_at",
+    JobState.DISCARDED: "discarded_at",
+}
+_RETRY = (*_NOT_RUN, _MOVED)
 T = TypeVar("T")
 
 
@@ -187,17 +196,19 @@ class PostgresEngine:
             yield conn
 
     async def _run(self, fn: Callable[[AConn], Awaitable[T]]) -> T:
-        """``fn(conn)`` on a pool connection, again on another if the first was found closed.
+        """``fn(conn)`` on a pool connection, again if nothing of it took effect.
 
         A connection the server closed while it sat in the pool (a restart, an administrator)
-        fails on first use without running anything, so running ``fn`` again is safe.
+        fails on first use without running anything; a statement that waited for a row that
+        moved to the other partition (a job finished or retried meanwhile) was rolled back
+        whole. Either way running ``fn`` again is safe: it is one statement or one transaction.
         """
         for attempt in range(_ATTEMPTS):
             try:
                 async with self._connection() as conn:
                     return await fn(conn)
             except DatabaseError as exc:
-                if attempt + 1 == _ATTEMPTS or not isinstance(exc.__cause__, _NOT_RUN):
+                if attempt + 1 == _ATTEMPTS or not isinstance(exc.__cause__, _RETRY):
                     raise
         raise AssertionError("unreachable")
 
@@ -213,7 +224,7 @@ class PostgresEngine:
                 with self._pools.connection_sync() as conn:
                     return fn(conn)
             except DatabaseError as exc:
-                if attempt + 1 == _ATTEMPTS or not isinstance(exc.__cause__, _NOT_RUN):
+                if attempt + 1 == _ATTEMPTS or not isinstance(exc.__cause__, _RETRY):
                     raise
         raise AssertionError("unreachable")
 
@@ -377,10 +388,30 @@ class PostgresEngine:
         for state, age in max_age.items():
             if state not in FINISHED_STATES or total >= limit:
                 continue
-            sql = self._sql["prune"].replace("{state}", quote_literal(state.value))
+            sql = self.prune_sql(state)
             params = {"before": now - age, "limit": limit - total}
-            total += await self._run(partial(count, sql=sql, params=params))
+            found = await self._run(partial(arows, sql=sql, params=params))
+            total += int(found[0][0])
         return total
+
+    async def vacuum(self, dead_rows: int) -> int | None:
+        """Vacuum the live partition if it has at least ``dead_rows`` dead rows."""
+        live = {"live": f"{self._sql.schema_sql}.underway_jobs_live"}
+        found = await self._rows("dead_rows", live)
+        dead = int(found[0][0]) if found else 0
+        if dead < dead_rows:
+            return None
+        with telemetry.span("vacuum", {"dead_rows": dead}):
+            await self._rows("vacuum", {})
+        return dead
+
+    def prune_sql(self, state: JobState) -> str:
+        """The prune statement of one finished ``state`` (its literal and time column)."""
+        return (
+            self._sql["prune"]
+            .replace("{state}", quote_literal(state.value))
+            .replace("{finished_at}", _FINISHED_AT[state])
+        )
 
     async def heartbeat(self, node: str, now: float, meta: Mapping[str, Any]) -> None:
         """Record that ``node`` is alive."""

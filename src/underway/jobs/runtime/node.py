@@ -12,7 +12,7 @@ from typing import Any
 from underway import _telemetry as telemetry
 from underway.jobs.config import NodeConfig
 from underway.jobs.cron import Cron
-from underway.jobs.engines.base import Engine
+from underway.jobs.engines.base import Engine, Vacuums
 from underway.jobs.runtime._periodic import Periodic
 from underway.jobs.runtime.acker import Acker
 from underway.jobs.runtime.executor import Executor
@@ -25,11 +25,17 @@ from underway.jobs.runtime.reconciler import Reconciler
 from underway.jobs.runtime.scheduler import Scheduler
 from underway.jobs.runtime.stager import Stager
 from underway.jobs.runtime.unclaimed import Unclaimed
+from underway.jobs.runtime.vacuumer import Vacuumer
 from underway.jobs.worker import Worker
 
 __all__ = ["Node"]
 
 _log = logging.getLogger("underway.jobs")
+# The leader vacuums the live jobs of an engine that needs it (see Vacuums) every 2 s once
+# 10,000 dead rows wait: at 10,000 jobs/s that is about a second's worth, a vacuum of tens
+# of milliseconds; at low rates the database's autovacuum gets there first.
+_VACUUM_INTERVAL = 2.0
+_VACUUM_DEAD_ROWS = 10_000
 
 
 class Node:
@@ -118,6 +124,15 @@ class Node:
                     max_age=config.prune.max_age,
                     limit=config.prune.limit,
                     node=self.name,
+                    enabled=leading,
+                )
+            )
+        if isinstance(engine, Vacuums):
+            self.periodic.append(
+                Vacuumer(
+                    engine,
+                    interval=_VACUUM_INTERVAL,
+                    dead_rows=_VACUUM_DEAD_ROWS,
                     enabled=leading,
                 )
             )

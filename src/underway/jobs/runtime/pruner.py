@@ -10,11 +10,18 @@ from underway.jobs.engines.base import Engine
 from underway.jobs.job import JobState
 from underway.jobs.runtime._periodic import Periodic
 
-__all__ = ["Pruner"]
+__all__ = ["BATCH", "Pruner"]
+
+BATCH = 1_000  # rows per prune statement: milliseconds on either engine
 
 
 class Pruner(Periodic):
-    """Every ``interval`` seconds, deletes finished jobs in chunks of ``limit`` rows."""
+    """Every ``interval`` seconds, deletes up to ``limit`` finished jobs, in batches.
+
+    ``limit`` bounds what one pass deletes, so a large backlog of history (retention
+    shortened, or a pruner that was off) is worked off at a steady pace instead of in one
+    long burst that competes with the jobs; each batch is a short transaction of its own.
+    """
 
     name = "pruner"
 
@@ -35,10 +42,13 @@ class Pruner(Periodic):
         self.node = node
 
     async def tick(self) -> None:
-        """Delete chunks until fewer than ``limit`` rows were old enough."""
-        while True:
+        """Delete batches until ``limit`` rows are gone or a batch comes back short."""
+        left = self.limit
+        while left > 0:
+            batch = min(BATCH, left)
             with telemetry.span("prune", {"node": self.node}) as extra:
-                deleted = await self.engine.prune(self.max_age, time.time(), self.limit)
+                deleted = await self.engine.prune(self.max_age, time.time(), batch)
                 extra["count"] = deleted
-            if deleted < self.limit:
+            left -= deleted
+            if deleted < batch:
                 return

@@ -5,7 +5,7 @@
 UPDATE {schema}.underway_jobs AS j
    SET state = 'executing', attempt = j.attempt + 1, attempted_at = to_timestamp(%(now)s),
        attempted_by = %(node)s
- WHERE j.id = ANY(ARRAY(
+ WHERE j.state = 'available' AND j.id = ANY(ARRAY(
        SELECT id FROM {schema}.underway_jobs
         WHERE state = 'available' AND queue = %(queue)s
           AND (%(any_worker)s OR worker = ANY(%(workers)s::text[]))

@@ -4,23 +4,42 @@
 -- column with the same value for every job is sent once), the insertion time, then one
 -- array per column. Times are sent as timestamps, so the stored ones are exactly those of
 -- the jobs returned to the caller.
-WITH ins AS (
-    INSERT INTO {schema}.underway_jobs
-        (state, queue, worker, args, meta, tags, priority, max_attempts,
-         inserted_at, scheduled_at, unique_key, unique_states, unique_until)
-    SELECT COALESCE(j.state, %b::text), COALESCE(j.queue, %b::text),
-           COALESCE(j.worker, %b::text), j.args::jsonb, COALESCE(j.meta, %b::text)::jsonb,
-           COALESCE(j.tags, %b::text)::jsonb, COALESCE(j.priority, %b::int2),
-           COALESCE(j.max_attempts, %b::int4), %b::timestamptz,
-           COALESCE(j.at, %b::timestamptz), COALESCE(j.unique_key, %b::text),
-           COALESCE(j.unique_states, %b::int4), COALESCE(j.unique_until, %b::timestamptz)
+-- A unique job is inserted only if its key could be taken in underway_unique (the first
+-- job of the batch with that key; a key another transaction holds is waited for, as a
+-- unique index would); the others come back missing, and the caller looks up the holder.
+WITH src AS (
+    SELECT COALESCE(j.state, %b::text) AS state, COALESCE(j.queue, %b::text) AS queue,
+           COALESCE(j.worker, %b::text) AS worker, j.args::jsonb AS args,
+           COALESCE(j.meta, %b::text)::jsonb AS meta, COALESCE(j.tags, %b::text)::jsonb AS tags,
+           COALESCE(j.priority, %b::int2) AS priority,
+           COALESCE(j.max_attempts, %b::int4) AS max_attempts, %b::timestamptz AS inserted_at,
+           COALESCE(j.at, %b::timestamptz) AS scheduled_at,
+           COALESCE(j.unique_key, %b::text) AS unique_key,
+           COALESCE(j.unique_states, %b::int4) AS unique_states,
+           COALESCE(j.unique_until, %b::timestamptz) AS unique_until, j.ord
       FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
                   %b::int2[], %b::int4[], %b::timestamptz[], %b::text[], %b::int4[],
                   %b::timestamptz[])
            WITH ORDINALITY AS j(state, queue, worker, args, meta, tags, priority,
                                 max_attempts, at, unique_key, unique_states, unique_until, ord)
-     ORDER BY j.ord
-    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+), firsts AS (
+    SELECT DISTINCT ON (unique_key) unique_key, ord FROM src
+     WHERE unique_key IS NOT NULL ORDER BY unique_key, ord
+), taken AS (
+    INSERT INTO {schema}.underway_unique (key)
+    SELECT unique_key FROM firsts ORDER BY ord
+    ON CONFLICT DO NOTHING
+    RETURNING key
+), ins AS (
+    INSERT INTO {schema}.underway_jobs
+        (state, queue, worker, args, meta, tags, priority, max_attempts,
+         inserted_at, scheduled_at, unique_key, unique_states, unique_until)
+    SELECT state, queue, worker, args, meta, tags, priority, max_attempts,
+           inserted_at, scheduled_at, unique_key, unique_states, unique_until
+      FROM src
+     WHERE unique_key IS NULL
+        OR (ord IN (SELECT ord FROM firsts) AND unique_key IN (SELECT key FROM taken))
+     ORDER BY ord
     RETURNING id, unique_key, queue, state
 ), woke AS (
     SELECT pg_notify({channel}, q.queue)

@@ -1,0 +1,139 @@
+-- Split underway_jobs into two partitions by state, so that the hot path never works
+-- against the history:
+--   underway_jobs_live  scheduled, available, executing, retryable: small, churned by every
+--                       claim and ack, vacuumed often (by the leader and by autovacuum with
+--                       the thresholds below, which do not grow with the table);
+--   underway_jobs_done  completed, discarded, cancelled: written once by the ack that
+--                       finishes a job (a move between partitions), then only read and pruned.
+-- Every statement still names underway_jobs; a state literal in its WHERE clause lets
+-- PostgreSQL plan against one partition only.
+--
+-- A unique index of a partitioned table must contain its partition key, and a unique key
+-- must hold across states, so unique keys live in underway_unique: the insert takes the key
+-- there (ON CONFLICT DO NOTHING), the trigger below gives it back when the job leaves its
+-- unique states or its period is over, the pruner when it deletes a job still holding one.
+--
+-- The existing table becomes the done partition in place (its live rows move first), so
+-- the migration costs one scan of the history rather than a copy of it.
+
+CREATE TABLE underway_unique (key text PRIMARY KEY);
+INSERT INTO underway_unique (key)
+    SELECT unique_key FROM underway_jobs WHERE unique_key IS NOT NULL;
+
+DROP TRIGGER underway_jobs_unique_release ON underway_jobs;
+DROP INDEX underway_jobs_fetch, underway_jobs_stage, underway_jobs_executing,
+    underway_jobs_unique, underway_jobs_finished;
+ALTER TABLE underway_jobs ALTER COLUMN id DROP IDENTITY;
+ALTER TABLE underway_jobs RENAME TO underway_jobs_done;
+ALTER INDEX underway_jobs_pkey RENAME TO underway_jobs_done_pkey;
+
+CREATE SEQUENCE underway_jobs_id_seq AS bigint;
+SELECT setval('underway_jobs_id_seq', COALESCE(max(id), 0) + 1, false) FROM underway_jobs_done;
+
+CREATE TABLE underway_jobs (
+    id            bigint   NOT NULL DEFAULT nextval('underway_jobs_id_seq'),
+    state         text     NOT NULL DEFAULT 'available'
+                  CONSTRAINT underway_jobs_state_check CHECK (state IN
+                  ('scheduled','available','executing','retryable','completed','discarded','cancelled')),
+    queue         text     NOT NULL,
+    worker        text     NOT NULL,
+    args          jsonb    NOT NULL DEFAULT '{}',
+    meta          jsonb    NOT NULL DEFAULT '{}',
+    tags          jsonb    NOT NULL DEFAULT '[]',
+    errors        jsonb    NOT NULL DEFAULT '[]',
+    attempt       integer  NOT NULL DEFAULT 0,
+    max_attempts  integer  NOT NULL DEFAULT 20
+                  CONSTRAINT underway_jobs_max_attempts_check CHECK (max_attempts > 0),
+    priority      smallint NOT NULL DEFAULT 0
+                  CONSTRAINT underway_jobs_priority_check CHECK (priority BETWEEN 0 AND 9),
+    inserted_at   timestamptz NOT NULL DEFAULT now(),
+    scheduled_at  timestamptz NOT NULL DEFAULT now(),
+    attempted_at  timestamptz,
+    attempted_by  text,
+    completed_at  timestamptz,
+    discarded_at  timestamptz,
+    cancelled_at  timestamptz,
+    result        jsonb,
+    unique_key    text,
+    unique_states integer  NOT NULL DEFAULT 0,
+    unique_until  timestamptz
+) PARTITION BY LIST (state);
+-- (The constraints are named as the done partition's, which ATTACH matches by name.)
+ALTER SEQUENCE underway_jobs_id_seq OWNED BY underway_jobs.id;
+
+-- Live rows are updated twice and then leave, so the partition is mostly dead tuples
+-- between vacuums: autovacuum runs after a fixed number of them, however many rows wait,
+-- and without cost-based sleeps (the partition is small; a slow vacuum is what lets the
+-- fetch index fill with entries of jobs that left).
+CREATE TABLE underway_jobs_live PARTITION OF underway_jobs
+    FOR VALUES IN ('scheduled', 'available', 'executing', 'retryable')
+    WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+          autovacuum_vacuum_insert_scale_factor = 0,
+          autovacuum_vacuum_insert_threshold = 5000,
+          autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 5000,
+          autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE underway_jobs_live ADD CONSTRAINT underway_jobs_live_pkey PRIMARY KEY (id);
+
+WITH moved AS (
+    DELETE FROM underway_jobs_done
+     WHERE state IN ('scheduled', 'available', 'executing', 'retryable')
+    RETURNING *
+)
+INSERT INTO underway_jobs_live SELECT * FROM moved;
+
+-- The check makes ATTACH skip its own scan; the history is pruned by deletes, so vacuum it
+-- after a twentieth of it is dead rather than a fifth.
+ALTER TABLE underway_jobs_done ADD CONSTRAINT underway_jobs_done_states
+    CHECK (state IN ('completed', 'discarded', 'cancelled'));
+ALTER TABLE underway_jobs_done SET (autovacuum_vacuum_scale_factor = 0.05);
+ALTER TABLE underway_jobs ATTACH PARTITION underway_jobs_done
+    FOR VALUES IN ('completed', 'discarded', 'cancelled');
+
+-- Fetch: the next available jobs of one queue by priority, time, insertion.
+CREATE INDEX underway_jobs_fetch ON underway_jobs (queue, priority, scheduled_at, id)
+    WHERE state = 'available';
+
+-- Staging: scheduled and retryable jobs by due time.
+CREATE INDEX underway_jobs_stage ON underway_jobs (scheduled_at)
+    WHERE state IN ('scheduled', 'retryable');
+
+-- Executing jobs, by id (acks find their jobs through the primary key; the lifeline and the
+-- reconciler scan this).
+CREATE INDEX underway_jobs_executing ON underway_jobs (id)
+    WHERE state = 'executing';
+
+-- Pruner: finished jobs by finish time, one index per state on a plain column (PostgreSQL
+-- keeps no statistics for an expression inside a partial index and guessed a third of the
+-- table; the pruner walks these in order and stops at the first job not yet due).
+CREATE INDEX underway_jobs_completed ON underway_jobs (completed_at, id)
+    WHERE state = 'completed';
+CREATE INDEX underway_jobs_discarded ON underway_jobs (discarded_at, id)
+    WHERE state = 'discarded';
+CREATE INDEX underway_jobs_cancelled ON underway_jobs (cancelled_at, id)
+    WHERE state = 'cancelled';
+
+-- Holders of unique keys (the key table decides; this finds the job that holds one).
+CREATE INDEX underway_jobs_unique_key ON underway_jobs (unique_key)
+    WHERE unique_key IS NOT NULL;
+
+-- Give a unique key back when its job moves to a state outside its unique states (bits as
+-- JobState.bit) or its period is over (unique_key set to NULL).
+CREATE OR REPLACE FUNCTION underway_jobs_unique_release() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF NEW.unique_key IS NULL OR (NEW.unique_states & (CASE NEW.state
+        WHEN 'scheduled' THEN 1 WHEN 'available' THEN 2 WHEN 'executing' THEN 4
+        WHEN 'retryable' THEN 8 WHEN 'completed' THEN 16 WHEN 'discarded' THEN 32
+        ELSE 64 END)) = 0 THEN
+        DELETE FROM underway_unique WHERE key = OLD.unique_key;
+        NEW.unique_key := NULL;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER underway_jobs_unique_release
+BEFORE UPDATE OF state, unique_key ON underway_jobs
+FOR EACH ROW
+WHEN (OLD.unique_key IS NOT NULL)
+EXECUTE FUNCTION underway_jobs_unique_release();

@@ -202,10 +202,13 @@ async def _run_node(
 @click.option(
     "--stats-interval",
     type=click.FloatRange(min=0),
-    default=5.0,
+    default=0.0,
     show_default=True,
     metavar="SECONDS",
-    help="Log job counts per queue and state this often (0: never).",
+    help=(
+        "Log job counts per queue and state this often (0: never). Each line counts every "
+        "job in the database, history included: keep it off on a large history."
+    ),
 )
 @click.option(
     "--processes",

@@ -29,6 +29,7 @@ def pg() -> Iterator[Schemas]:
     with schemas() as made:
         yield made
 
+
 ROWS = """
 INSERT INTO underway_jobs (id, state, queue, worker, args, attempt, attempted_by,
                            completed_at, unique_key, unique_states)
@@ -89,7 +90,9 @@ def test_an_old_table_becomes_the_two_partitions(pg: Schemas) -> None:
             6: ("retryable", "underway_jobs_live"),
             7: ("cancelled", "underway_jobs_done"),
         }
-        assert engine.get_job(2) is not None and engine.get_job(2).args == {"i": 2}  # type: ignore[union-attr]
+        running = engine.get_job(2)
+        assert running is not None
+        assert running.args == {"i": 2}
 
         # Keys held before the upgrade, by a waiting and by a finished job, still hold.
         again = engine.insert_sync([_spec("waiting-key", 10), _spec("done-key", 11)])
@@ -114,4 +117,6 @@ async def _finish_old_work(engine: PostgresEngine) -> None:
     assert {1, 2} <= ids
     job = next(j for j in claimed if j.id == 2)
     await engine.ack([Ack(job.id, JobState.COMPLETED, 10**10, job.attempt)], "new-node")
-    assert (await asyncio.to_thread(engine.get_job, 2)).state is JobState.COMPLETED  # type: ignore[union-attr]
+    done = await asyncio.to_thread(engine.get_job, 2)
+    assert done is not None
+    assert done.state is JobState.COMPLETED

@@ -13,7 +13,9 @@ no-op jobs (timed), then (unless ``--analyze 0``) ``ANALYZE`` (untimed), then an
 ``completed`` jobs (oban acks lazily, so the table is the finish line). ``latency``: with a
 running queue, one job at a time, from just before the enqueue call to the worker's first line;
 once through the running instance, once through a client-mode instance. Runs on uvloop, as
-oban's own CLI does. Prints one JSON object as the last line.
+oban's own CLI does. Prints one JSON object as the last line. ``--history N`` first seeds N
+``completed`` jobs (finish times spread over the past hours, one INSERT ... SELECT FROM
+generate_series per million) and runs ``ANALYZE``; the counts then look only above their ids.
 """
 
 from __future__ import annotations
@@ -35,8 +37,23 @@ from _pgcommon import (
     event_loop,
     parser,
     report,
+    seed_history,
     wait_for_count,
 )
+
+# One completed job as oban-py leaves it (times in UTC without a zone, as its columns are):
+# enqueued, started a little later, done a few ms after; finish times spread over the past
+# hours.
+SEED = """
+INSERT INTO oban_jobs (state, queue, worker, attempt, max_attempts, args, attempted_by,
+                       inserted_at, scheduled_at, attempted_at, completed_at)
+SELECT 'completed', 'bench', 'bench.NoopWorker', 1, 3, jsonb_build_object('t', g),
+       ARRAY['bench-history-node'], f - interval '120 ms', f - interval '120 ms',
+       f - interval '4 ms', f
+  FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g,
+       LATERAL (SELECT (now() AT TIME ZONE 'UTC')
+                       - (%(hours)s * interval '1 hour') * (1 - g::float8 / %(n)s)) AS t(f)
+"""
 
 _pings = Pings()
 _handled = 0
@@ -59,27 +76,31 @@ class PingWorker:
         _pings.arrived(job.args["k"])
 
 
-async def _count(pool: AsyncConnectionPool, state: str) -> int:
+async def _count(pool: AsyncConnectionPool, state: str, above: int = 0) -> int:
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT count(*) FROM oban_jobs WHERE state = %s::oban_job_state", (state,)
+            "SELECT count(*) FROM oban_jobs WHERE state = %s::oban_job_state AND id > %s",
+            (state, above),
         )
         row = await cur.fetchone()
         return int(row[0]) if row else 0
 
 
-async def throughput(url: str, n: int, concurrency: int, analyze: bool) -> dict[str, Any]:
+async def throughput(
+    url: str, n: int, concurrency: int, analyze: bool, history: int
+) -> dict[str, Any]:
     """Bulk insert N jobs, then process them with queue limit ``concurrency``."""
     pool = AsyncConnectionPool(url, min_size=2, max_size=10, open=False)
     await pool.open()
     await pool.wait()
     try:
         await install(pool)
+        above = await asyncio.to_thread(seed_history, url, history, "oban-py", [SEED], "oban_jobs")
         client = Oban(pool=pool, name="bench-client")
         t0 = time.perf_counter()
         await client.enqueue_many([NoopWorker.new({}) for _ in range(n)])
         insert_s = time.perf_counter() - t0
-        available = await _count(pool, "available")
+        available = await _count(pool, "available", above)
         if available != n:
             raise SystemExit(f"{available} of {n} jobs available after enqueue_many")
 
@@ -90,7 +111,9 @@ async def throughput(url: str, n: int, concurrency: int, analyze: bool) -> dict[
 
             async def completed() -> int:
                 cur = await watch.execute(
-                    "SELECT count(*) FROM oban_jobs WHERE state = 'completed'::oban_job_state"
+                    "SELECT count(*) FROM oban_jobs "
+                    "WHERE state = 'completed'::oban_job_state AND id > %s",
+                    (above,),
                 )
                 row = await cur.fetchone()
                 return int(row[0]) if row else 0
@@ -103,7 +126,7 @@ async def throughput(url: str, n: int, concurrency: int, analyze: bool) -> dict[
             "insert_s": insert_s,
             "process_s": process_s,
             "handled": _handled,
-            "completed": await _count(pool, "completed"),
+            "completed": await _count(pool, "completed", above),
         }
     finally:
         await pool.close()
@@ -143,7 +166,7 @@ def main() -> None:
     url = create_database(args.admin_dsn, args.db)
     try:
         if args.phase == "throughput":
-            out = run(throughput(url, args.jobs, args.concurrency, args.analyze))
+            out = run(throughput(url, args.jobs, args.concurrency, args.analyze, args.history))
         else:
             out = run(latency(url, args.samples))
     finally:

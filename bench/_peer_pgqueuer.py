@@ -112,7 +112,7 @@ async def seed_history(conn: asyncpg.Connection, n: int, entrypoint: str) -> int
             )
         # The seeded jobs had the ids the queue table hands out next.
         await conn.execute("SELECT setval(pg_get_serial_sequence('pgqueuer', 'id'), $1)", n)
-        await conn.execute("ANALYZE pgqueuer_log")
+        await conn.execute("ANALYZE")
     return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM pgqueuer_log"))
 
 

@@ -15,7 +15,10 @@ options otherwise) is started and timed until the database counts N ``succeeded`
 Procrastinate keeps finished jobs' rows (its default ``delete_jobs="never"``). ``latency``:
 with a running worker, one job at a time, from just before ``defer_async`` to the task's first
 line; once through the app that runs the worker, once through a second app with its own
-connection pool. Prints one JSON object as the last line.
+connection pool. Prints one JSON object as the last line. ``--history N`` first seeds N
+``succeeded`` jobs with their three events each (finish times spread over the past hours, one
+INSERT ... SELECT FROM generate_series per million) and runs ``ANALYZE``; the counts then look
+only above their ids.
 """
 
 from __future__ import annotations
@@ -34,11 +37,32 @@ from _pgcommon import (
     drop_database,
     parser,
     report,
+    seed_history,
     wait_for_count,
 )
 
 LATENCY_CONCURRENCY = 10
-COUNT_SUCCEEDED = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
+COUNT_SUCCEEDED = (
+    "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded' AND id > %(above)s"
+)
+# What one succeeded job leaves: its row (status succeeded) and three events (deferred,
+# started, succeeded), finish times spread over the past hours; the id sequence moves past.
+SEED = [
+    """
+INSERT INTO procrastinate_jobs (id, queue_name, task_name, priority, args, status, attempts)
+SELECT g, 'default', 'noop', 0, jsonb_build_object('t', g), 'succeeded', 1
+  FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+""",
+    """
+INSERT INTO procrastinate_events (job_id, type, at)
+SELECT g, e.type::procrastinate_job_event_type, f - e.ago
+  FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g,
+       LATERAL (SELECT now() - (%(hours)s * interval '1 hour') * (1 - g::float8 / %(n)s)) AS t(f),
+       (VALUES ('deferred', interval '120 ms'), ('started', interval '4 ms'),
+               ('succeeded', interval '0 ms')) AS e(type, ago)
+""",
+    "SELECT setval('procrastinate_jobs_id_seq', %(last)s)",
+]
 
 
 def _app(url: str) -> procrastinate.App:
@@ -53,7 +77,7 @@ async def _stop(worker: asyncio.Task[None]) -> None:
 
 
 async def throughput(
-    url: str, n: int, concurrency: int, chunk: int, analyze: bool
+    url: str, n: int, concurrency: int, chunk: int, analyze: bool, history: int
 ) -> dict[str, Any]:
     """Bulk insert N jobs, then process them with one worker."""
     app = _app(url)
@@ -66,6 +90,9 @@ async def throughput(
 
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
+        above = await asyncio.to_thread(
+            seed_history, url, history, "Procrastinate", SEED, "procrastinate_jobs"
+        )
         t0 = time.perf_counter()
         for start in range(0, n, chunk):
             size = min(chunk, n - start)
@@ -77,7 +104,7 @@ async def throughput(
                 await watch.execute("ANALYZE")
 
             async def count() -> int:
-                cur = await watch.execute(COUNT_SUCCEEDED)
+                cur = await watch.execute(COUNT_SUCCEEDED, {"above": above})
                 row = await cur.fetchone()
                 return int(row[0]) if row else 0
 
@@ -133,7 +160,7 @@ def main() -> None:
     try:
         if args.phase == "throughput":
             out = asyncio.run(
-                throughput(url, args.jobs, args.concurrency, args.chunk, args.analyze)
+                throughput(url, args.jobs, args.concurrency, args.chunk, args.analyze, args.history)
             )
         else:
             out = asyncio.run(latency(url, args.samples))

@@ -168,6 +168,32 @@ def history_chunks(n: int) -> list[tuple[int, int]]:
     return [(a, min(a + HISTORY_CHUNK - 1, n)) for a in range(1, n + 1, HISTORY_CHUNK)]
 
 
+def seed_history(url: str, n: int, label: str, statements: list[str], table: str) -> int:
+    """Seed ``n`` finished jobs with psycopg; returns the highest id in ``table`` after.
+
+    Each statement runs once per chunk of rows (see :func:`history_chunks`) with the
+    parameters ``first``, ``last`` (row numbers of the chunk), ``n`` and ``hours``
+    (:data:`HISTORY_HOURS`); a progress line follows each chunk, an ``ANALYZE`` (of the
+    whole database) the last one.
+    """
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        if n > 0:
+            t0 = time.perf_counter()
+            for first, last in history_chunks(n):
+                params = {"first": first, "last": last, "n": n, "hours": HISTORY_HOURS}
+                for statement in statements:
+                    conn.execute(statement, params)
+                progress(
+                    f"  {label} history: {last:,} of {n:,} finished jobs seeded "
+                    f"({time.perf_counter() - t0:.0f} s)"
+                )
+            conn.execute("ANALYZE")
+        row = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
 def progress(text: str) -> None:
     """A progress line for the parent to pass on (not JSON, so it is never a result)."""
     print(text, flush=True)

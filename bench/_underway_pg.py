@@ -156,7 +156,7 @@ async def seed_history(url: str, n: int, worker: str) -> int:
                     f"  underway history: {last:,} of {n:,} completed jobs seeded "
                     f"({time.perf_counter() - t0:.0f} s)"
                 )
-            await conn.execute(f"ANALYZE {table}")
+            await conn.execute("ANALYZE")
         cur = await conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
         row = await cur.fetchone()
     return int(row[0]) if row else 0

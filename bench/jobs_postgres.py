@@ -173,7 +173,7 @@ QUICK = Plan(
 SUSTAINED_CONFIG = {"underway": 64, "pgqueuer": 100}
 SUSTAINED_SYSTEMS = ("underway", "pgqueuer")
 # Systems whose scripts can seed --history finished jobs.
-HISTORY_SYSTEMS = ("underway", "pgqueuer")
+HISTORY_SYSTEMS = ("underway", "pgqueuer", "obanpy", "procrastinate")
 
 
 class ChildFailed(RuntimeError):
@@ -535,7 +535,10 @@ def _history_note(systems: Sequence[System], history: int) -> dict[str, str]:
         if system.key in HISTORY_SYSTEMS:
             note[system.key] = f"{history} finished jobs seeded"
         else:
-            note[system.key] = "not seeded (no seeding written for it)"
+            note[system.key] = (
+                "not seeded: awa keeps no row per finished job (batched receipts, then "
+                "truncated segments counted in rollups), so there is no history to seed"
+            )
         print(f"history: {system.label}: {note[system.key]}", flush=True)
     return note
 

@@ -2,14 +2,16 @@
 
 Usage::
 
-    python -m bench.jobs_sqlite            # 10,000 jobs, every configuration, best of 2
-    python -m bench.jobs_sqlite --quick    # 2,000 jobs, one configuration each
+    python -m bench.jobs_sqlite            # 10,000 jobs, 3 configurations each, 3 runs each
+    python -m bench.jobs_sqlite --quick    # 2,000 jobs, one configuration each, 3 runs each
 
 Every measurement runs in a fresh subprocess on a fresh database file in a temporary
 folder; Huey runs in its own venv (``bench/.venvs/huey``, created with pip on first use).
+Every figure gets the same number of runs on both sides and is the median of its runs (min
+and max are reported too); each side is reported in its configuration with the best median.
 The output is one readable line per measurement and, as the last line, one JSON object
-with the figures (jobs per second) and the ratios underway / Huey. ``bench/README.md``
-says what each figure means.
+with the figures (jobs per second) and the ratios of medians underway / Huey.
+``bench/README.md`` says what each figure means.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench._harness import Spread, best_median, spreads
+
 if TYPE_CHECKING:
     from underway.jobs import Jobs
 
@@ -40,7 +44,12 @@ CHILD_TIMEOUT = 600.0
 
 @dataclass(frozen=True)
 class Plan:
-    """What one bench run measures."""
+    """What one bench run measures.
+
+    underway's async and sync workers and Huey each get the same number of configurations,
+    and every configuration (and every underway insert kind) ``repeat`` runs per
+    configuration slot, so each figure has as many runs as its Huey counterpart.
+    """
 
     jobs: int
     concurrency: tuple[int, ...]
@@ -48,9 +57,14 @@ class Plan:
     huey_workers: tuple[int, ...]
     repeat: int
 
+    def __post_init__(self) -> None:
+        sizes = {len(self.concurrency), len(self.sync_concurrency), len(self.huey_workers)}
+        if len(sizes) != 1:
+            raise ValueError(f"unequal numbers of configurations: {self}")
 
-FULL = Plan(10_000, (10, 50, 100, 200), (10, 50), (1, 2, 4), repeat=2)
-QUICK = Plan(2_000, (50,), (10,), (1,), repeat=1)
+
+FULL = Plan(10_000, (10, 50, 100), (10, 50, 100), (1, 2, 4), repeat=3)
+QUICK = Plan(2_000, (50,), (10,), (1,), repeat=3)
 
 
 # -- children: each runs alone in a fresh process ----------------------------------------------
@@ -213,14 +227,15 @@ def _child(args: argparse.Namespace) -> None:
 
 
 @dataclass
-class Best:
-    """Best jobs/s per figure name, over repeats."""
+class Runs:
+    """Every run's jobs/s per figure name."""
 
-    rates: dict[str, float]
+    rates: dict[str, list[float]]
 
     def add(self, name: str, jobs: int, seconds: float) -> float:
+        """Record one run of figure ``name`` and return its rate."""
         rate = jobs / seconds
-        self.rates[name] = max(rate, self.rates.get(name, 0.0))
+        self.rates.setdefault(name, []).append(rate)
         return rate
 
 
@@ -240,12 +255,12 @@ def _underway(kind: str, db: Path, jobs: int, concurrency: int = 10) -> dict[str
     return _run([*argv, "--jobs", str(jobs), "--concurrency", str(concurrency)])
 
 
-def _measurements(plan: Plan, huey_python: Path) -> list[Callable[[Path, Best], None]]:
+def _measurements(plan: Plan, huey_python: Path) -> list[Callable[[Path, Runs], None]]:
     """One callable per configuration; each takes a fresh folder and records its figures."""
     n = plan.jobs
 
-    def huey(workers: int) -> Callable[[Path, Best], None]:
-        def measure(tmp: Path, best: Best) -> None:
+    def huey(workers: int) -> Callable[[Path, Runs], None]:
+        def measure(tmp: Path, best: Runs) -> None:
             argv = [str(huey_python), str(HUEY_SCRIPT), "--db", str(tmp / "huey.db")]
             r = _run([*argv, "--jobs", str(n), "--workers", str(workers)])
             ins = best.add("huey_inserted_per_s", n, r["enqueue_s"])
@@ -258,11 +273,11 @@ def _measurements(plan: Plan, huey_python: Path) -> list[Callable[[Path, Best], 
 
         return measure
 
-    def process(concurrency: int, *, sync: bool) -> Callable[[Path, Best], None]:
+    def process(concurrency: int, *, sync: bool) -> Callable[[Path, Runs], None]:
         kind, label = ("process-sync", "sync") if sync else ("process", "async")
         name = f"underway_processed_{'sync_' if sync else ''}per_s_c{concurrency}"
 
-        def measure(tmp: Path, best: Best) -> None:
+        def measure(tmp: Path, best: Runs) -> None:
             r = _underway(kind, tmp / "underway.db", n, concurrency)
             rate = best.add(name, n, r["seconds"])
             print(
@@ -274,8 +289,8 @@ def _measurements(plan: Plan, huey_python: Path) -> list[Callable[[Path, Best], 
 
         return measure
 
-    def insert(kind: str, name: str, label: str) -> Callable[[Path, Best], None]:
-        def measure(tmp: Path, best: Best) -> None:
+    def insert(kind: str, name: str, label: str) -> Callable[[Path, Runs], None]:
+        def measure(tmp: Path, best: Runs) -> None:
             r = _underway(kind, tmp / "underway.db", n)
             if r["available"] != n:
                 raise RuntimeError(f"{kind}: {r['available']} of {n} jobs in the table")
@@ -284,6 +299,8 @@ def _measurements(plan: Plan, huey_python: Path) -> list[Callable[[Path, Best], 
 
         return measure
 
+    # Huey's insert figure comes from every Huey run (one per configuration), so each
+    # underway insert kind runs once per configuration too: as many runs on both sides.
     out = [
         insert("insert", "underway_inserted_per_s", "insert enqueue_many (one call)"),
         insert(
@@ -294,49 +311,63 @@ def _measurements(plan: Plan, huey_python: Path) -> list[Callable[[Path, Best], 
             "underway_inserted_one_by_one_sync_per_s",
             "insert enqueue_sync, one by one",
         ),
-    ]
+    ] * len(plan.huey_workers)
     out += [huey(w) for w in plan.huey_workers]
     out += [process(c, sync=False) for c in plan.concurrency]
     out += [process(c, sync=True) for c in plan.sync_concurrency]
     return out
 
 
-def _best_of(rates: dict[str, float], prefix: str) -> tuple[float | None, str | None]:
-    found = [(v, k) for k, v in rates.items() if k.startswith(prefix)]
-    if not found:
-        return None, None
-    value, name = max(found)
-    return value, name.rsplit("_", 1)[-1]
-
-
-def _summary(plan: Plan, rates: dict[str, float]) -> dict[str, Any]:
-    figures = {k: round(v, 1) for k, v in sorted(rates.items())}
-    u_proc, u_cfg = _best_of(rates, "underway_processed_per_s_c")
-    s_proc, s_cfg = _best_of(rates, "underway_processed_sync_per_s_c")
-    h_proc, h_cfg = _best_of(rates, "huey_processed_per_s_w")
-    for key, value in (
-        ("underway_processed_per_s", u_proc),
-        ("underway_processed_sync_per_s", s_proc),
-        ("huey_processed_per_s", h_proc),
+def _summary(plan: Plan, rates: dict[str, list[float]]) -> dict[str, Any]:
+    """Medians (min, max) of every figure, each side's best configuration by median, and the
+    ratios of medians."""
+    spread_of: dict[str, Spread] = spreads(rates)
+    best: dict[str, str | None] = {}
+    for key, head, prefix in (
+        ("underway", "underway_processed_per_s", "underway_processed_per_s_c"),
+        ("underway_sync", "underway_processed_sync_per_s", "underway_processed_sync_per_s_c"),
+        ("huey", "huey_processed_per_s", "huey_processed_per_s_w"),
     ):
-        if value is not None:
-            figures[key] = round(value, 1)
+        found = best_median(rates, prefix)
+        best[key] = None if found is None else found[0].rsplit("_", 1)[-1]
+        if found is not None:
+            spread_of[head] = found[1]
+    figures = {k: round(s.median, 1) for k, s in sorted(spread_of.items())}
+    for head in (
+        "underway_processed_per_s",
+        "underway_processed_sync_per_s",
+        "huey_processed_per_s",
+        "underway_inserted_per_s",
+        "huey_inserted_per_s",
+    ):
+        if head in spread_of:
+            figures[f"{head}_min"] = round(spread_of[head].low, 1)
+            figures[f"{head}_max"] = round(spread_of[head].high, 1)
 
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return None if not a or not b else round(a / b, 2)
+    def ratio(a: str, b: str) -> float | None:
+        x, y = figures.get(a), figures.get(b)
+        return None if not x or not y else round(x / y, 2)
 
-    h_ins = rates.get("huey_inserted_per_s")
+    print(f"{'figure':<46} {'median':>10} {'min':>10} {'max':>10} {'runs':>5}", flush=True)
+    for name, s in sorted(spread_of.items()):
+        print(
+            f"{name:<46} {s.median:>10,.0f} {s.low:>10,.0f} {s.high:>10,.0f} {s.runs:>5}",
+            flush=True,
+        )
     return {
         "figures": figures,
         "ratios": {
-            "processed_vs_huey": ratio(u_proc, h_proc),
-            "inserted_vs_huey": ratio(rates.get("underway_inserted_per_s"), h_ins),
+            "processed_vs_huey": ratio("underway_processed_per_s", "huey_processed_per_s"),
+            "inserted_vs_huey": ratio("underway_inserted_per_s", "huey_inserted_per_s"),
             "inserted_one_by_one_vs_huey": ratio(
-                rates.get("underway_inserted_one_by_one_per_s"), h_ins
+                "underway_inserted_one_by_one_per_s", "huey_inserted_per_s"
             ),
-            "processed_sync_vs_huey": ratio(s_proc, h_proc),
+            "processed_sync_vs_huey": ratio(
+                "underway_processed_sync_per_s", "huey_processed_per_s"
+            ),
         },
-        "best": {"underway": u_cfg, "underway_sync": s_cfg, "huey": h_cfg},
+        "best": best,
+        "spread": {k: s.as_dict(1) for k, s in sorted(spread_of.items())},
         "jobs": plan.jobs,
         "repeat": plan.repeat,
     }
@@ -360,11 +391,12 @@ def _parent(args: argparse.Namespace) -> None:
         )
     huey_python = peer_python("huey", ["huey"], probe="import huey")
     print(
-        f"underway vs Huey on SQLite: {plan.jobs:,} no-op jobs, best of {plan.repeat}, "
-        f"Python {sys.version.split()[0]}",
+        f"underway vs Huey on SQLite: {plan.jobs:,} no-op jobs, "
+        f"{plan.repeat * len(plan.huey_workers)} runs per figure ({plan.repeat} per "
+        f"configuration; figures are medians), Python {sys.version.split()[0]}",
         flush=True,
     )
-    best = Best({})
+    best = Runs({})
     for _ in range(plan.repeat):
         for measure in _measurements(plan, huey_python):
             with tempfile.TemporaryDirectory(prefix="underway-bench-") as tmp:
@@ -379,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--quick", action="store_true", help="fewer jobs and configurations")
     p.add_argument("--jobs", type=int, default=None, help="jobs per measurement")
-    p.add_argument("--repeat", type=int, default=None, help="runs per configuration (best kept)")
+    p.add_argument("--repeat", type=int, default=None, help="runs per configuration (median kept)")
     p.add_argument(
         "--child",
         help=argparse.SUPPRESS,

@@ -7,6 +7,12 @@ pool replaces dead connections instead of failing a caller with each of them; a 
 in steady use is not checked (no extra round trip). Every driver error leaves through
 :func:`~underway.jobs.engines._pg_url.database_error`.
 
+A connection goes back to its pool at once, in the caller's task or thread: the pools have
+no ``reset`` callback, which would return every connection through a pool worker (a task
+switch, or a thread wake-up that contends for the GIL, for every statement) and make the
+next caller take another connection meanwhile. When a connection was last used is recorded
+as it is given back.
+
 The pools' connections plan without nested loops (``enable_nestloop = off``): a queue
 table's statistics are always stale (what was available a second ago is completed now), and
 with a few rows estimated where there are thousands, a batch joined to ``unnest`` of its
@@ -30,6 +36,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import psycopg
+from psycopg.pq import ExecStatus
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -43,6 +50,7 @@ Rows = list[tuple[Any, ...]]
 _IDLE_CHECK = 2.0  # seconds unused after which a connection is checked before use
 _GET_TIMEOUT = 10  # seconds to wait for a connection before failing the call
 _SYNC_MAX = 4
+_TUPLES_OK = ExecStatus.TUPLES_OK
 _SESSION = "SELECT set_config('enable_nestloop', 'off', false), set_config('jit', 'off', false)"
 
 
@@ -69,9 +77,6 @@ class _Freshness:
     def touch(self, conn: Any) -> None:
         self._used[conn] = time.monotonic()
 
-    async def atouch(self, conn: AConn) -> None:
-        self.touch(conn)
-
     async def acheck(self, conn: AConn) -> None:
         if self._stale(conn):
             await AsyncConnectionPool.check_connection(conn)
@@ -89,14 +94,20 @@ async def arows(conn: AConn, sql: str, params: Sequence[Any] | dict[str, Any] | 
     """
     cur = conn.cursor(row_factory=tuple_row)
     await cur.execute(sql, params)
-    return await cur.fetchall() if cur.description is not None else []
+    return await cur.fetchall() if _has_rows(cur) else []
 
 
 def rows(conn: Conn, sql: str, params: Sequence[Any] | dict[str, Any] | None) -> Rows:
     """:func:`arows` for a synchronous connection."""
     cur = conn.cursor(row_factory=tuple_row)
     cur.execute(sql, params)
-    return cur.fetchall() if cur.description is not None else []
+    return cur.fetchall() if _has_rows(cur) else []
+
+
+def _has_rows(cur: Any) -> bool:
+    """Whether the statement returned a result set (``cur.description`` builds columns)."""
+    res = cur.pgresult
+    return res is not None and res.status == _TUPLES_OK
 
 
 async def count(conn: AConn, sql: str, params: dict[str, Any]) -> int:
@@ -161,7 +172,6 @@ class Pools:
             kwargs={"autocommit": True},
             configure=self._fresh.aconfigure,
             check=self._fresh.acheck,
-            reset=self._fresh.atouch,
             timeout=_GET_TIMEOUT,
             name=f"underway-{self.options.schema}",
         )
@@ -180,7 +190,6 @@ class Pools:
             kwargs={"autocommit": True},
             configure=self._fresh.configure,
             check=self._fresh.check,
-            reset=self._fresh.touch,
             timeout=_GET_TIMEOUT,
             name=f"underway-{self.options.schema}-sync",
         )
@@ -205,10 +214,18 @@ class Pools:
         """A connection of the asynchronous pool; driver errors become DatabaseError."""
         if not self.is_open:
             await self.open()
-        assert self._apool is not None
+        pool = self._apool
+        assert pool is not None
         try:
-            async with self._apool.connection() as conn:
+            # getconn/putconn rather than pool.connection(): that one also enters the
+            # connection's own context, whose commit on exit is a no-op in autocommit mode
+            # but still takes the connection's lock. putconn rolls back what is left open.
+            conn = await pool.getconn()
+            try:
                 yield conn
+            finally:
+                self._fresh.touch(conn)
+                await pool.putconn(conn)
         except psycopg.Error as exc:
             self._after(exc)
             raise database_error(exc, self.options.shown) from exc
@@ -216,10 +233,15 @@ class Pools:
     @contextmanager
     def connection_sync(self) -> Iterator[Conn]:
         """A connection of the synchronous pool (open it first with :meth:`open_sync`)."""
-        assert self._spool is not None
+        pool = self._spool
+        assert pool is not None
         try:
-            with self._spool.connection() as conn:
+            conn = pool.getconn()
+            try:
                 yield conn
+            finally:
+                self._fresh.touch(conn)
+                pool.putconn(conn)
         except psycopg.Error as exc:
             self._after(exc)
             raise database_error(exc, self.options.shown) from exc

@@ -18,6 +18,7 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from datetime import datetime
 from typing import Any
 
 from underway.errors import DatabaseError
@@ -45,6 +46,8 @@ _RETRIES = 3  # look-ups of a duplicate's key that was freed meanwhile
 _SCHEDULED, _AVAILABLE = JobState.SCHEDULED.value, JobState.AVAILABLE.value
 _ARGS = 3  # the args column, always an array
 _INSERTED_AT = 7  # the insertion time comes after this many per-column values
+_COLUMNS = 12  # per-column values: one array each (and a constant each but args)
+_NULLS_BEFORE_ARGS, _NULLS_AFTER_ARGS = (None,) * _ARGS, (None,) * (_COLUMNS - _ARGS - 1)
 
 
 @functools.cache
@@ -68,6 +71,16 @@ def insert_params(specs: Sequence[JobSpec], now: float) -> tuple[Any, ...]:
     """
     now = float(now)
     inserted_at = to_datetime(now)
+    if len(specs) == 1:
+        return _one_job_params(specs[0], now, inserted_at)
+    return _batch_params(specs, now, inserted_at)
+
+
+def _batch_params(
+    specs: Sequence[JobSpec], now: float, inserted_at: datetime | None
+) -> tuple[Any, ...]:
+    """:func:`insert_params` of any number of jobs: a column with the same value for every
+    job is sent once, as its constant (its array is NULL); args always as an array."""
     states, queues, workers, args, metas, tags, priorities, attempts = ([] for _ in range(8))
     at, keys, unique_states, until = [], [], [], []
     for s in specs:
@@ -98,6 +111,30 @@ def insert_params(specs: Sequence[JobSpec], now: float) -> tuple[Any, ...]:
             if i != _ARGS:
                 constants.append(None)
     return (*constants[:_INSERTED_AT], inserted_at, *constants[_INSERTED_AT:], *arrays)
+
+
+def _one_job_params(s: JobSpec, now: float, inserted_at: datetime | None) -> tuple[Any, ...]:
+    """:func:`insert_params` of a single job (the common enqueue): every column but args is
+    sent as its constant, every array but args is NULL."""
+    when = now if s.scheduled_at is None else float(s.scheduled_at)
+    period = s.unique_period
+    return (
+        _SCHEDULED if when > now else _AVAILABLE,
+        s.queue,
+        s.worker,
+        s.meta_json,
+        _json_strings(s.tags),
+        s.priority,
+        s.max_attempts,
+        inserted_at,
+        inserted_at if when == now else to_datetime(when),
+        s.unique_key,
+        s.unique_states,
+        None if s.unique_key is None or period is None else to_datetime(now + period),
+        *_NULLS_BEFORE_ARGS,
+        [s.args_json],
+        *_NULLS_AFTER_ARGS,
+    )
 
 
 def _json_strings(tags: tuple[str, ...]) -> str:
@@ -131,6 +168,8 @@ def insert_steps(
         yield sql["unique_expire"], (keys, float(now))
     returned = yield sql["insert"], insert_params(specs, now)
     pairs = sorted((row[0], row[1]) for row in returned)
+    if not keys:  # every job was inserted
+        return match_inserted(specs, pairs, {}, now)
     inserted = {key for _, key in pairs}
     existing: dict[str, Job[Any]] = {}
     wanted = sorted({k for k in keys if k not in inserted})

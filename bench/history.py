@@ -19,7 +19,10 @@ with ``INSERT ... SELECT FROM generate_series`` in chunks, then ``ANALYZE``). On
   runs, one after the other on an idle engine (the statement's own cost);
 - ``prune_ms``: 50 prune batches with nothing due (the normal state with a day's retention),
   each timed around the engine call;
-- the live partition's dead rows at the end of the run.
+- the live partition's dead rows at the end of the run;
+- with the history, once the runs are done: the retention cut to half the history, and the
+  pruner's batches (``BATCH`` rows each, as it makes them) timed until the older half is
+  gone (``purge``: rows deleted per second, batch p50/p95/max).
 
 Figures are medians over the runs (p50/p95 of the statement durations pooled over the runs).
 The last line is JSON with ``ratios.history_vs_empty`` (processing throughput with the
@@ -41,6 +44,7 @@ import psycopg
 
 from underway import _telemetry as telemetry
 from underway.jobs import Jobs, JobState
+from underway.jobs.runtime.pruner import BATCH
 
 DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 QUEUE = "bench"
@@ -158,6 +162,34 @@ async def _run(url: str, n: int) -> dict[str, Any]:
     }
 
 
+async def _purge(url: str) -> dict[str, Any]:
+    """Retention cut to half the history: the pruner deletes the older half, batch by batch.
+
+    Each batch is timed around the engine call, as the pruner makes it; nothing else runs.
+    """
+    jobs = Jobs(url, queues={QUEUE: LIMIT})
+    age = HOURS / 2 * 3600
+    batches: list[float] = []
+    deleted = 0
+    t0 = time.perf_counter()
+    while True:
+        b0 = time.perf_counter()
+        n = await jobs.engine.prune({JobState.COMPLETED: age}, time.time(), BATCH)
+        batches.append((time.perf_counter() - b0) * 1000)
+        deleted += n
+        if n < BATCH:
+            break
+    elapsed = time.perf_counter() - t0
+    await jobs.engine.close()
+    return {
+        "deleted": deleted,
+        "per_s": round(deleted / elapsed),
+        "batch_p50_ms": round(_p(batches, 0.5), 2),
+        "batch_p95_ms": round(_p(batches, 0.95), 2),
+        "batch_max_ms": round(max(batches), 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure both databases and print the report; the last line is JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -175,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             if history:
                 _seed(url, history)
             runs = [asyncio.run(_run(url, args.jobs)) for _ in range(args.repeat)]
+            purge = asyncio.run(_purge(url)) if history else None
         finally:
             _drop(args.dsn, name)
         claims = [c for r in runs for c in r["claims_ms"]]
@@ -193,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             "prune_p95_ms": round(_p(prunes, 0.95), 3),
             "dead_rows_at_end": [r["dead_rows"] for r in runs],
         }
+        if purge is not None:
+            out[label]["purge"] = purge
         print(f"{label:>8} ({history:,} finished): {out[label]}", flush=True)
     ratio = out["history"]["processed_per_s"] / out["empty"]["processed_per_s"]
     print(

@@ -7,6 +7,12 @@ pool replaces dead connections instead of failing a caller with each of them; a 
 in steady use is not checked (no extra round trip). Every driver error leaves through
 :func:`~underway.jobs.engines._pg_url.database_error`.
 
+A pool connection keeps one cursor for all its statements (the pool hands a connection to
+one caller at a time, and each statement's rows are fetched before the next runs): a new
+cursor per statement copies the adapters and looks up every parameter's dumper afresh,
+about a fifth of a short statement's client time. An application's connection, which its
+own tasks may share, gets a new cursor per statement.
+
 A connection goes back to its pool at once, in the caller's task or thread: the pools have
 no ``reset`` callback, which would return every connection through a pool worker (a task
 switch, or a thread wake-up that contends for the GIL, for every statement) and make the
@@ -54,6 +60,18 @@ _TUPLES_OK = ExecStatus.TUPLES_OK
 _SESSION = "SELECT set_config('enable_nestloop', 'off', false), set_config('jit', 'off', false)"
 
 
+class _PoolAConn(psycopg.AsyncConnection[tuple[Any, ...]]):
+    """A connection of the asynchronous pool, with the cursor its statements share."""
+
+    rows_cursor: psycopg.AsyncCursor[tuple[Any, ...]] | None = None
+
+
+class _PoolConn(psycopg.Connection[tuple[Any, ...]]):
+    """A connection of the synchronous pool, with the cursor its statements share."""
+
+    rows_cursor: psycopg.Cursor[tuple[Any, ...]] | None = None
+
+
 class _Freshness:
     """Pool callbacks: remember when each connection was last used; check stale ones."""
 
@@ -92,14 +110,24 @@ async def arows(conn: AConn, sql: str, params: Sequence[Any] | dict[str, Any] | 
     Rows are tuples whatever the connection's own ``row_factory`` (an application's
     connection may have another).
     """
-    cur = conn.cursor(row_factory=tuple_row)
+    if isinstance(conn, _PoolAConn):
+        cur = conn.rows_cursor
+        if cur is None:
+            cur = conn.rows_cursor = conn.cursor(row_factory=tuple_row)
+    else:
+        cur = conn.cursor(row_factory=tuple_row)
     await cur.execute(sql, params)
     return await cur.fetchall() if _has_rows(cur) else []
 
 
 def rows(conn: Conn, sql: str, params: Sequence[Any] | dict[str, Any] | None) -> Rows:
     """:func:`arows` for a synchronous connection."""
-    cur = conn.cursor(row_factory=tuple_row)
+    if isinstance(conn, _PoolConn):
+        cur = conn.rows_cursor
+        if cur is None:
+            cur = conn.rows_cursor = conn.cursor(row_factory=tuple_row)
+    else:
+        cur = conn.cursor(row_factory=tuple_row)
     cur.execute(sql, params)
     return cur.fetchall() if _has_rows(cur) else []
 
@@ -170,6 +198,7 @@ class Pools:
             max_size=self.options.pool_size,
             open=False,
             kwargs={"autocommit": True},
+            connection_class=_PoolAConn,
             configure=self._fresh.aconfigure,
             check=self._fresh.acheck,
             timeout=_GET_TIMEOUT,
@@ -188,6 +217,7 @@ class Pools:
             max_size=min(_SYNC_MAX, self.options.pool_size),
             open=False,
             kwargs={"autocommit": True},
+            connection_class=_PoolConn,
             configure=self._fresh.configure,
             check=self._fresh.check,
             timeout=_GET_TIMEOUT,

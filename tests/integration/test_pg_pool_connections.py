@@ -1,15 +1,20 @@
-"""The PostgreSQL engine's pools give a connection back at once, marked as just used.
+"""The PostgreSQL engine's pool connections: given back at once, one cursor each.
 
 A connection returned through a pool worker (psycopg_pool's ``reset`` callback) is not
 back when the call returns: every statement costs a task switch or a thread wake-up, and
-the next sequential call takes another connection meanwhile. A
-connection given back is recorded as used just then, so steady use is never checked with
-an extra round trip, and one idle longer than the idle check is checked before it is used.
+the next sequential call takes another connection meanwhile. A connection given back is
+recorded as used just then, so steady use is never checked with an extra round trip, and
+one idle longer than the idle check is checked before it is used.
+
+A pool connection runs its statements on one cursor; an application's connection, which
+several threads or tasks may share, gets a cursor per statement.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from underway.jobs import JobSpec, JobState
 from underway.jobs.engines import _pg_pool
+from underway.jobs.engines._pg_pool import arows, rows
 from underway.jobs.engines.postgres import PostgresEngine
 
 from .pg import Schemas, schemas
@@ -116,3 +122,71 @@ def test_sequential_sync_inserts_reuse_one_connection_unchecked(
         assert engine.counts() == {("default", JobState.AVAILABLE): 30 + 3 * idle}
     finally:
         engine.close_sync()
+
+
+async def test_a_pool_connection_runs_its_statements_on_one_cursor(pg: Schemas) -> None:
+    engine = PostgresEngine(pg.url())
+    try:
+        async with engine._connection() as conn:
+            one = await arows(conn, "SELECT 1", None)
+            cursor = getattr(conn, "rows_cursor", None)
+            two = await arows(conn, "SELECT %b::int, %b::text", (2, "x"))
+            none = await arows(conn, "SET application_name = 'uw_cursor'", None)
+            three = await arows(conn, "SELECT generate_series(1, 3)", None)
+            async with conn.transaction():
+                (inserted,) = await engine.insert([spec(7)], conn=conn)
+            assert cursor is not None
+            assert getattr(conn, "rows_cursor", None) is cursor
+    finally:
+        await engine.close()
+
+    assert (one, two, none, three) == ([(1,)], [(2, "x")], [], [(1,), (2,), (3,)])
+    assert inserted.args == {"i": 7}
+
+
+def test_threads_sharing_an_application_connection_get_their_own_rows(pg: Schemas) -> None:
+    engine = PostgresEngine(pg.url())
+    engine.migrate()
+    results: dict[int, list[int]] = {}
+    with pg.connect() as conn:
+
+        def enqueue(thread: int) -> None:
+            got = []
+            for n in range(60):
+                (job,) = engine.insert_sync([spec(thread * 100 + n)], conn=conn)
+                got.append(job.args["i"])
+            results[thread] = got
+
+        threads = [threading.Thread(target=enqueue, args=(t,)) for t in range(6)]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # threads switch between a statement and its fetch
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(interval)
+        assert not hasattr(conn, "rows_cursor")
+    engine.close_sync()
+
+    assert results == {t: [t * 100 + n for n in range(60)] for t in range(6)}
+
+
+def test_an_application_connection_gets_a_cursor_per_statement(
+    pg: Schemas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Any] = []
+    with pg.connect() as conn:
+        real = conn.cursor
+
+        def cursor(*args: Any, **kwargs: Any) -> Any:
+            made.append(real(*args, **kwargs))
+            return made[-1]
+
+        monkeypatch.setattr(conn, "cursor", cursor)
+        assert rows(conn, "SELECT 1", None) == [(1,)]
+        assert rows(conn, "SELECT 2", None) == [(2,)]
+
+    assert len(made) == 2
+    assert made[0] is not made[1]

@@ -35,7 +35,8 @@ WARMUP = 200
 
 
 def _app(url: str, schema: str, unique: bool) -> tuple[Jobs, Any]:
-    jobs = Jobs(f"{url}?schema={schema}", queues={"bench": 1})
+    sep = "&" if "?" in url else "?"
+    jobs = Jobs(f"{url}{sep}schema={schema}", queues={"bench": 1})
 
     @jobs.worker(queue="bench", unique=Unique(period=3600) if unique else None)
     async def noop(job: Any) -> None:

@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import Executor as ThreadPool
-from concurrent.futures import Future
 from typing import Any
 
 from underway import _telemetry as telemetry
@@ -16,6 +15,7 @@ from underway.errors import JobTimeout, UnknownWorker
 from underway.jobs import backoff as backoff_policy
 from underway.jobs.job import Job, JobState
 from underway.jobs.outcomes import Ack, Cancel, Error, Snooze, decide, storable_json
+from underway.jobs.runtime._lanes import Lanes
 from underway.jobs.worker import Worker
 
 __all__ = ["Executor"]
@@ -29,13 +29,17 @@ class Executor:
     A thread cannot be interrupted, so a sync job keeps its place until its thread returns:
     :attr:`in_threads` lists the jobs whose thread is still running, and a sync job's
     timeout is checked when its body returns (measured from when the thread started it).
+    Threads of ``threads`` are borrowed through :class:`~underway.jobs.runtime._lanes.Lanes`:
+    sync jobs started together run one after another in one thread while each is quick, and
+    a job that waited there longer than a millisecond gets a thread of its own.
     """
 
     def __init__(self, workers: Mapping[str, Worker], node: str, threads: ThreadPool) -> None:
         self.workers = workers
         self.node = node
         self.threads = threads
-        self.in_threads: dict[int, Future[Any]] = {}
+        self.lanes = Lanes(threads)
+        self.in_threads: set[int] = set()
 
     async def run(self, job: Job[Any]) -> Ack:
         """Run ``job`` and return the change to record. Never raises except on cancellation."""
@@ -91,12 +95,12 @@ class Executor:
             return exc
 
     async def _in_thread(self, worker: Worker, job: Job[Any]) -> Any:
-        # The thread's own future is tracked: cancelling the awaiting task cannot cancel a
-        # running thread, so the entry stays until the thread really returns.
-        running = self.threads.submit(_timed_call, worker, job)
-        self.in_threads[job.id] = running
-        running.add_done_callback(lambda _: self.in_threads.pop(job.id, None))
-        return await asyncio.wrap_future(running)
+        # Cancelling the awaiting task cannot stop a running thread, so the job stays in
+        # in_threads until its thread really returns (the thread itself removes it).
+        self.in_threads.add(job.id)
+        return await self.lanes.run(
+            lambda: _timed_call(worker, job), lambda: self.in_threads.discard(job.id)
+        )
 
 
 async def _with_timeout(call: Any, timeout: float | None, job_id: int) -> Any:

@@ -268,10 +268,12 @@ async def keep_waiting(
     target: int = WAITING_TARGET,
     every: float = PRODUCER_EVERY,
 ) -> None:
-    """The sustained producer: every ``every`` s, top the waiting jobs up to ``target``.
+    """The sustained producer: keep the waiting jobs topped up to ``target``.
 
     ``waiting`` counts waiting jobs up to ``target`` (a LIMIT-bounded count, so it never
-    walks the table's history); ``enqueue(k)`` inserts ``k`` jobs in one call. Prints
+    walks the table's history); ``enqueue(k)`` inserts ``k`` jobs in one call. After a
+    top-up of more than a tenth of ``target`` it looks again at once (the workers drain
+    faster than one top-up per period), else after ``every`` seconds. Prints
     ``{"filled": target}`` once the first top-up is in, then runs until cancelled or until
     stdin closes.
     """
@@ -285,6 +287,7 @@ async def keep_waiting(
             if not announced:
                 emit("filled", target)
                 announced = True
-            await asyncio.sleep(every)
+            if short <= target // 10:
+                await asyncio.sleep(every)
     finally:
         stop.cancel()

@@ -92,8 +92,8 @@ PEERS = (
         packages=("pgqueuer==1.6.0", "asyncpg"),
         probe="import pgqueuer, asyncpg, importlib.metadata as m; "
         "assert m.version('pgqueuer') == '1.6.0'",
-        history="deletes the job's row on completion; appends a slim log row (id, status, "
-        "entrypoint; no args)",
+        history="deletes the job's row on completion; its log keeps three slim rows per job "
+        "(queued, picked, successful: id, status, entrypoint; no args)",
     ),
     System(
         "awa",
@@ -170,7 +170,7 @@ QUICK = Plan(
     },
 )
 # Sustained mode: the settings each system runs with (see bench/README.md for the choice).
-SUSTAINED_CONFIG = {"underway": 64, "pgqueuer": 100}
+SUSTAINED_CONFIG = {"underway": 1024, "pgqueuer": 100}
 SUSTAINED_SYSTEMS = ("underway", "pgqueuer")
 # Systems whose scripts can seed --history finished jobs.
 HISTORY_SYSTEMS = ("underway", "pgqueuer", "obanpy", "procrastinate")

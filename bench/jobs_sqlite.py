@@ -355,7 +355,7 @@ def _summary(plan: Plan, rates: dict[str, list[float]]) -> dict[str, Any]:
             flush=True,
         )
     return {
-        "figures": figures,
+        "figures": dict(sorted(figures.items())),
         "ratios": {
             "processed_vs_huey": ratio("underway_processed_per_s", "huey_processed_per_s"),
             "inserted_vs_huey": ratio("underway_inserted_per_s", "huey_inserted_per_s"),

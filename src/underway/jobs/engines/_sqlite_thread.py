@@ -1,8 +1,9 @@
 """The SQLite engine's database thread: one connection, owned by one dedicated thread.
 
 Every statement of the engine runs on this thread, so coroutines never block the event loop
-and synchronous callers share the same connection. The connection is opened lazily: the
-file is put in WAL mode, tuned, and migrated on first use. ``sqlite3`` errors leave as
+and synchronous callers share the same connection. The connection is opened lazily: a
+new file is set to incremental auto-vacuum, the file is put in WAL mode, tuned, and
+migrated on first use. ``sqlite3`` errors leave as
 :class:`~underway.errors.DatabaseError` naming the file; the connection is reopened only
 when an error says it or its file is broken.
 """
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from underway.errors import ConfigError, DatabaseError, DatabaseLocked
 from underway.jobs.engines._sql import migrations, split_statements
 from underway.jobs.engines._sqlite_direct import is_broken, is_busy, rollback_quietly
+from underway.jobs.engines._sqlite_vacuum import set_incremental_on_new_file
 
 __all__ = [
     "DIALECT",
@@ -184,6 +186,7 @@ class DatabaseThread:
             raise DatabaseError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         try:
             if self.path != ":memory:":
+                set_incremental_on_new_file(conn)  # before WAL mode writes the first page
                 self.enable_wal(conn)
             conn.execute(f"PRAGMA synchronous={self.options.synchronous}")
             conn.execute("PRAGMA cache_size=-16000")

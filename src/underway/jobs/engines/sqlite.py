@@ -16,6 +16,12 @@ broken. Inserting through the application's own connection (``conn=``) inside it
 transaction needs a file that is already migrated: run ``underway migrate`` (or
 ``jobs.migrate_sync()``) at startup.
 
+The pruner deletes finished jobs in short batches through their index and gives the freed
+pages back to the file system (incremental auto-vacuum, set on every new file). A file made
+by an older version without it is switched by the pruner when it is small; a larger one
+needs :meth:`SQLiteEngine.enable_incremental_vacuum` once (a ``VACUUM`` that rewrites the
+file while holding the write lock; see :mod:`~underway.jobs.engines._sqlite_vacuum`).
+
 URL: ``sqlite:///path.db`` (relative), ``sqlite:////abs/path.db`` or
 ``sqlite:///:memory:``; options as query parameters: ``busy_timeout`` (seconds, default
 10) and ``synchronous`` (``NORMAL`` by default, which survives a killed process; ``FULL``
@@ -26,10 +32,12 @@ fsync never runs on the event loop).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import sqlite3
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from underway.jobs.engines._rows import COLUMNS, job_from_row
@@ -44,15 +52,33 @@ from underway.jobs.engines._sqlite_thread import (
     SQLiteOptions,
     write_transaction,
 )
+from underway.jobs.engines._sqlite_vacuum import (
+    AUTO_SWITCH_MAX_BYTES,
+    INCREMENTAL,
+    auto_vacuum,
+    file_bytes,
+    log_too_large,
+    reclaim_step,
+    switch_to_incremental,
+)
 from underway.jobs.engines.base import JobFilter, StageResult
 from underway.jobs.job import FINISHED_STATES, Job, JobSpec, JobState
 from underway.jobs.outcomes import Ack
 
-__all__ = ["SQLiteEngine"]
+__all__ = ["PRUNE_BATCH", "RECLAIM_STEP", "SQLiteEngine"]
+
+_log = logging.getLogger("underway.jobs")
+PRUNE_BATCH = 500  # rows per delete: a few milliseconds of write lock with any history
+RECLAIM_STEP = 256  # pages per incremental-vacuum step (1 MiB of 4 KiB pages)
 
 
 def _sql(name: str) -> str:
     return query(DIALECT, name)
+
+
+def _prune_batch(conn: sqlite3.Connection, params: dict[str, Any]) -> int:
+    """Delete one batch of finished jobs (its own transaction); how many went."""
+    return int(conn.execute(_sql("prune"), params).rowcount)
 
 
 def _meta(text: str | None) -> dict[str, Any]:
@@ -78,6 +104,7 @@ class SQLiteEngine:
         self._db = DatabaseThread(options)
         self._inserter = Inserter(self._db)
         self._control = Control(self._db, self._inserter)
+        self._vacuum_checked = False
 
     def __repr__(self) -> str:
         return f"<SQLiteEngine {self.path}>"
@@ -199,18 +226,86 @@ class SQLiteEngine:
         return StageResult(counts)
 
     async def prune(self, max_age: Mapping[JobState, float], now: float, limit: int) -> int:
-        """Delete finished jobs older than their state's age, at most ``limit`` of them."""
+        """Delete finished jobs older than their state's age, at most ``limit`` of them.
 
-        def delete(conn: sqlite3.Connection) -> int:
-            total = 0
-            for state, age in max_age.items():
-                if state not in FINISHED_STATES or total >= limit:
-                    continue
-                sql = _sql("prune").format(state=state.value)
-                total += conn.execute(sql, {"before": now - age, "limit": limit - total}).rowcount
-            return total
+        The rows go in batches of at most :data:`PRUNE_BATCH`, each its own short write
+        transaction found through the finished-jobs index, handed to the database thread
+        one at a time, so claims and acks (of this process and of others) run in between.
+        The pages freed are then given back to the file system in steps of
+        :data:`RECLAIM_STEP` pages (see :mod:`~underway.jobs.engines._sqlite_vacuum`).
+        """
+        total = 0
+        for state, age in max_age.items():
+            if state not in FINISHED_STATES:
+                continue
+            while total < limit:
+                batch = min(PRUNE_BATCH, limit - total)
+                params = {"state": state.value, "before": now - age, "limit": batch}
+                deleted = await self._paced(functools.partial(_prune_batch, params=params))
+                total += deleted
+                if deleted < batch:
+                    break
+        if total:
+            await self.reclaim()
+        return total
 
-        return await self._db.acall(delete)
+    async def reclaim(self) -> int:
+        """Give free pages back to the file system in short steps; how many were freed.
+
+        A file created without incremental auto-vacuum is switched to it here once if it
+        is small; a larger one is left as it is, with a warning (see
+        :meth:`enable_incremental_vacuum`).
+        """
+        if not self._vacuum_checked:
+            self._vacuum_checked = True
+            await self._db.acall(self._switch_if_small)
+        freed = 0
+        while True:
+            step = await self._paced(functools.partial(reclaim_step, pages=RECLAIM_STEP))
+            freed += step
+            if step < RECLAIM_STEP:
+                return freed
+
+    async def _paced(self, fn: Callable[[sqlite3.Connection], int]) -> int:
+        """Run one housekeeping write, then leave the write lock free as long as it took.
+
+        Other processes wait for the lock in SQLite's busy handler, which sleeps between
+        tries (up to 100 ms): back-to-back batches would keep finding it taken.
+        """
+        started = time.monotonic()
+        result = await self._db.acall(fn)
+        await asyncio.sleep(max(time.monotonic() - started, 0.001))
+        return result
+
+    def _switch_if_small(self, conn: sqlite3.Connection) -> None:
+        if self.path == ":memory:" or auto_vacuum(conn) != 0:
+            return
+        size = file_bytes(conn)
+        if size > AUTO_SWITCH_MAX_BYTES:
+            log_too_large(self.path, size)
+            return
+        _log.info("switching SQLite database %r to incremental auto-vacuum", self.path)
+        switch_to_incremental(conn)
+
+    def enable_incremental_vacuum(self) -> bool:
+        """Switch a file created without incremental auto-vacuum to it (a one-time step).
+
+        New files have it from the start, and the pruner switches small files by itself.
+        This rewrites the whole file (``VACUUM``) while holding the write lock, so other
+        nodes' writes wait until it is done: run it at a quiet moment.
+
+        Returns:
+            Whether the file was switched (``False`` if it already used the mode, or is
+            in memory).
+        """
+
+        def run(conn: sqlite3.Connection) -> bool:
+            if self.path == ":memory:" or auto_vacuum(conn) == INCREMENTAL:
+                return False
+            switch_to_incremental(conn)
+            return True
+
+        return self._db.call(run)
 
     async def heartbeat(self, node: str, now: float, meta: Mapping[str, Any]) -> None:
         """Record that ``node`` is alive."""

@@ -722,7 +722,7 @@ def _sustained(
             value = args.sustained_batch_size
         try:
             streams[system.key] = _sustain_one(system, python, runner, args.minutes, value)
-        except ChildFailed as exc:
+        except (ChildFailed, subprocess.TimeoutExpired) as exc:
             results.missing[system.key] = f"sustained run failed: {exc}"
             print(f"{system.label}: sustained run failed: {exc}", flush=True)
     out: dict[str, Any] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from underway.jobs.outcomes import Ack
 __all__ = ["ack_writer", "claim"]
 
 _log = logging.getLogger("underway.jobs")
-_ACK_QUERIES = ("ack_completed", "ack_failed", "ack_snoozed")  # in the order they run
+_ACK_QUERIES = ("ack_failed", "ack_snoozed")  # in the order they run, after ack_completed
 
 
 def _sql(name: str) -> str:
@@ -54,14 +55,25 @@ def claim(conn: sqlite3.Connection, params: dict[str, Any]) -> list[Job[Any]]:
 
 
 def ack_writer(acks: Sequence[Ack], node: str) -> Callable[[sqlite3.Connection], None]:
-    """A function that records ``acks`` of ``node`` in one write transaction."""
+    """A function that records ``acks`` of ``node`` in one write transaction.
+
+    Completed attempts, the usual case, go in one statement (a JSON array of them), the
+    others one statement each.
+    """
+    completed: list[list[Any]] = []
     grouped: dict[str, list[dict[str, Any]]] = {}
     for a in acks:
+        if a.state is JobState.COMPLETED:
+            completed.append([a.job_id, a.at, a.attempt, a.result])
+            continue
         name, params = _ack_params(a, node)
         grouped.setdefault(name, []).append(params)
+    done = {"acks": json.dumps(completed), "node": node}
 
     def write(conn: sqlite3.Connection) -> None:
         with write_transaction(conn):
+            if completed:
+                conn.execute(_sql("ack_completed"), done)
             for name in _ACK_QUERIES:
                 if name in grouped:
                     conn.executemany(_sql(name), grouped[name])
@@ -70,10 +82,7 @@ def ack_writer(acks: Sequence[Ack], node: str) -> Callable[[sqlite3.Connection],
 
 
 def _ack_params(a: Ack, node: str) -> tuple[str, dict[str, Any]]:
-    """The query that records ``a`` and its parameters."""
-    if a.state is JobState.COMPLETED:
-        params = {"id": a.job_id, "at": a.at, "result": a.result, "attempt": a.attempt}
-        return "ack_completed", {**params, "node": node}
+    """The query that records ``a`` (not completed) and its parameters."""
     if a.snoozed:
         params = {"id": a.job_id, "scheduled_at": a.scheduled_at, "attempt": a.attempt}
         return "ack_snoozed", {**params, "node": node}

@@ -113,3 +113,21 @@ async def test_a_shut_down_pool_fails_the_body_and_still_runs_the_after_hook() -
         await lanes.run(lambda: "never", lambda: after_ran.append(True))
     assert after_ran == [True]
     assert lanes.counts["queued"] == 0
+
+
+async def test_bodies_queued_when_the_pool_shuts_down_run_on_the_lane_left() -> None:
+    pool = ThreadPoolExecutor(1)
+    lanes = Lanes(pool, handoff=0.001, linger=0.01)
+    released = threading.Event()
+    first = asyncio.ensure_future(lanes.run(lambda: released.wait(WAIT), lambda: None))
+    others = [asyncio.ensure_future(lanes.run(lambda: "ran", lambda: None)) for _ in range(2)]
+    await asyncio.sleep(0)  # all queued: one lane borrowed for them
+    pool.shutdown(wait=False)
+    while lanes.counts["running"] == 0:
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.01)  # the hand-off finds no thread to borrow for the others
+    released.set()
+    assert await first is True
+    assert await asyncio.gather(*others) == ["ran", "ran"]
+    await asyncio.to_thread(pool.shutdown, wait=True)
+    assert lanes.counts == {"idle": 0, "looking": 0, "running": 0, "queued": 0}

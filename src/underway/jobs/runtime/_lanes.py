@@ -104,6 +104,7 @@ class Lanes:
         self._looking = 0  # lanes awake and about to take from the queue (or go idle)
         self._running = 0  # lanes running a body
         self._check: asyncio.TimerHandle | None = None
+        self._check_loop: asyncio.AbstractEventLoop | None = None
         self._mailboxes: dict[asyncio.AbstractEventLoop, _Mailbox] = {}
 
     @property
@@ -143,8 +144,8 @@ class Lanes:
                     after()
                     raise
                 # else a lane that finished meanwhile took it: it runs, nothing is lost
-        if self._check is None:
-            self._check = loop.call_later(self.handoff, self._hand_off)
+        if self._check is None or self._check_loop is not loop:  # (a closed loop's is dead)
+            self._check, self._check_loop = loop.call_later(self.handoff, self._hand_off), loop
         result = await future
         if isinstance(result, _Raised):
             raise result.error
@@ -195,10 +196,12 @@ class Lanes:
             wake = max(0, overdue - self._looking)
             self._looking += wake
             more = bool(self._queue)
-        for _ in range(wake):
+        for woken in range(wake):
             try:
                 self._wake_one()
             except RuntimeError as exc:  # the pool is shut down: the lanes awake go on
+                with self._lock:
+                    self._looking -= wake - woken - 1  # (_wake_one took back its own)
                 self._fail_queued(exc)
                 break
         if more:

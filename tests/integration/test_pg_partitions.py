@@ -73,3 +73,54 @@ def test_a_cancel_that_waited_for_a_job_finishing_meanwhile_sees_it_finished(
         assert result["job"].state is JobState.COMPLETED  # finished first: nothing to cancel
     finally:
         engine.close_sync()
+
+
+def test_a_unique_enqueue_in_the_apps_transaction_while_the_keys_old_holder_finishes(
+    pg: Schemas,
+) -> None:
+    """The key's period is over; its job is being acked into the done partition meanwhile.
+
+    Freeing the key writes only the key's row, never the job's: the application's own
+    transaction (which the engine cannot run again) does not fail.
+    """
+    engine = PostgresEngine(pg.url())
+    try:
+        old = JobSpec(
+            worker="w",
+            queue="q",
+            args={},
+            args_json="{}",
+            unique_key="k",
+            unique_period=0.001,
+            unique_states=0b111111,
+        )
+        [holder] = engine.insert_sync([old])
+        time.sleep(0.01)  # the period is over
+        with pg.connect(autocommit=False) as mover, pg.connect(autocommit=False) as app:
+            mover.execute(f'SET search_path TO "{engine.schema}"')
+            mover.execute(
+                "UPDATE underway_jobs SET state = 'completed', completed_at = now() "
+                "WHERE id = %s",
+                (holder.id,),
+            )
+            result: dict[str, Any] = {}
+
+            def enqueue() -> None:
+                try:
+                    result["jobs"] = engine.insert_sync([old], conn=app)
+                    app.commit()
+                except Exception as exc:  # reported by the assertion below
+                    result["error"] = exc
+
+            enqueuer = threading.Thread(target=enqueue)
+            enqueuer.start()
+            enqueuer.join(2)  # it may wait for the mover, or not need to
+            mover.commit()
+            enqueuer.join(30)
+            assert not enqueuer.is_alive()
+        assert "error" not in result, result
+        [job] = result["jobs"]
+        assert not job.conflict
+        assert job.id != holder.id
+    finally:
+        engine.close_sync()

@@ -2,7 +2,8 @@
 
 The rows an earlier version wrote, in every state and with unique keys, keep their ids and
 columns; waiting and running ones land in the live partition, finished ones in the done
-partition; every key still held blocks a duplicate; new ids follow the old ones.
+partition; every key still held blocks a duplicate; new ids follow every id handed out; a
+role that could use the old table can use the new one.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ VALUES (1, 'available', 'q', 'w', '{"i": 1}', 0, NULL, NULL, 'waiting-key', 2),
        (5, 'discarded', 'q', 'w', '{"i": 5}', 3, 'old-node', NULL, NULL, 0),
        (6, 'retryable', 'q', 'w', '{"i": 6}', 1, 'old-node', NULL, NULL, 0),
        (7, 'cancelled', 'q', 'w', '{"i": 7}', 0, NULL, NULL, NULL, 0);
-SELECT setval(pg_get_serial_sequence('underway_jobs', 'id'), 7);
+-- jobs 8 to 50 ran and were pruned: their ids are not handed out again
+SELECT setval(pg_get_serial_sequence('underway_jobs', 'id'), 50);
 """
 
 
@@ -97,9 +99,10 @@ def test_an_old_table_becomes_the_two_partitions(pg: Schemas) -> None:
         # Keys held before the upgrade, by a waiting and by a finished job, still hold.
         again = engine.insert_sync([_spec("waiting-key", 10), _spec("done-key", 11)])
         assert [(j.id, j.conflict) for j in again] == [(1, True), (4, True)]
-        # New ids follow the old ones.
+        # New ids follow every id handed out before, pruned jobs' included, in order.
         fresh = engine.insert_sync([_spec(None, 12), _spec("new-key", 13)])
-        assert [j.id for j in fresh] == [8, 9]
+        assert fresh[0].id > 50
+        assert fresh[1].id > fresh[0].id
 
         # The job an old node was running is rescued like any other, and finishes.
         asyncio.run(_finish_old_work(engine))
@@ -120,3 +123,35 @@ async def _finish_old_work(engine: PostgresEngine) -> None:
     done = await asyncio.to_thread(engine.get_job, 2)
     assert done is not None
     assert done.state is JobState.COMPLETED
+
+
+def test_a_role_granted_the_old_table_enqueues_and_claims_after_the_upgrade(pg: Schemas) -> None:
+    schema = pg.name()
+    role = f"{schema}_app"
+    _first_schema(pg, schema)
+    with pg.connect() as admin:
+        admin.execute(f'CREATE ROLE "{role}"')
+        admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        admin.execute(
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{schema}".underway_jobs TO "{role}"'
+        )
+        admin.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"')
+    engine = PostgresEngine(pg.url(schema))
+    try:
+        engine.migrate()  # by the owner
+        with pg.connect() as app:
+            app.execute(f'SET ROLE "{role}"')
+            made = engine.insert_sync([_spec("app-key", 20), _spec(None, 21)], conn=app)
+            assert [j.conflict for j in made] == [False, False]
+            assert engine.insert_sync([_spec("app-key", 22)], conn=app)[0].conflict
+            claimed = app.execute(
+                f"UPDATE \"{schema}\".underway_jobs SET state = 'completed' "
+                "WHERE id = %s RETURNING state",
+                (made[0].id,),
+            ).fetchall()
+            assert claimed == [("completed",)]
+    finally:
+        engine.close_sync()
+        with pg.connect() as admin:
+            admin.execute(f'DROP OWNED BY "{role}"')
+            admin.execute(f'DROP ROLE "{role}"')

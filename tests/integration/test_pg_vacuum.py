@@ -62,3 +62,46 @@ async def test_vacuum_clears_the_live_partition_once_enough_rows_are_dead(pg: Sc
         }
     finally:
         await engine.close()
+
+
+async def test_rows_a_long_transaction_keeps_are_not_vacuumed_over_and_over(
+    pg: Schemas,
+) -> None:
+    engine = PostgresEngine(pg.url())
+    try:
+        await engine.insert([JobSpec(worker="w", queue="q", args={}, args_json="{}")])
+        with pg.connect(autocommit=False) as old:
+            old.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            old.execute(f'SELECT count(*) FROM "{engine.schema}".underway_jobs')  # a snapshot
+            specs = [JobSpec(worker="w", queue="q", args={}, args_json="{}") for _ in range(300)]
+            await engine.insert(specs)
+            claimed = await engine.fetch("q", 400, "n", time.time())
+            await engine.ack(
+                [Ack(j.id, JobState.COMPLETED, time.time(), j.attempt) for j in claimed], "n"
+            )
+            vacuumed: list[int] = []
+
+            async def vacuums() -> bool:
+                dead = await engine.vacuum(100)
+                if dead is not None:
+                    vacuumed.append(dead)
+                return bool(vacuumed)
+
+            await wait_until(vacuums, timeout=30, interval=0.2, message="a first vacuum")
+            # the snapshot keeps every row dead since it was taken: nothing for a vacuum to do
+            assert [await engine.vacuum(100) for _ in range(5)] == [None] * 5
+            old.rollback()
+        assert _vacuum_count(pg, engine.schema) == 1
+    finally:
+        await engine.close()
+
+
+def _vacuum_count(pg: Schemas, schema: str) -> int:
+    with pg.connect() as conn:
+        row = conn.execute(
+            "SELECT vacuum_count FROM pg_stat_user_tables "
+            "WHERE schemaname = %s AND relname = 'underway_jobs_live'",
+            (schema,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])

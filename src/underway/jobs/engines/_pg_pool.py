@@ -48,7 +48,18 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from underway.jobs.engines._pg_url import PgOptions, database_error
 
-__all__ = ["AConn", "Conn", "Pools", "Rows", "aexecutor", "arows", "count", "executor", "rows"]
+__all__ = [
+    "SESSION",
+    "AConn",
+    "Conn",
+    "Pools",
+    "Rows",
+    "aexecutor",
+    "arows",
+    "count",
+    "executor",
+    "rows",
+]
 
 AConn = psycopg.AsyncConnection[tuple[Any, ...]]
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -57,7 +68,11 @@ _IDLE_CHECK = 2.0  # seconds unused after which a connection is checked before u
 _GET_TIMEOUT = 10  # seconds to wait for a connection before failing the call
 _SYNC_MAX = 4
 _TUPLES_OK = ExecStatus.TUPLES_OK
-_SESSION = "SELECT set_config('enable_nestloop', 'off', false), set_config('jit', 'off', false)"
+# Errors of the statement, not of the connection (a serialization failure, a timeout).
+_NOT_LOST = (psycopg.errors.TransactionRollback, psycopg.errors.QueryCanceled)
+# Every pool connection's session: no nested loops, no JIT (statements are written so that
+# their plans need neither; tests plan every statement under these settings).
+SESSION = "SELECT set_config('enable_nestloop', 'off', false), set_config('jit', 'off', false)"
 
 
 class _PoolAConn(psycopg.AsyncConnection[tuple[Any, ...]]):
@@ -85,11 +100,11 @@ class _Freshness:
         self._used.clear()
 
     async def aconfigure(self, conn: AConn) -> None:
-        await conn.execute(_SESSION)
+        await conn.execute(SESSION)
         self.touch(conn)
 
     def configure(self, conn: Conn) -> None:
-        conn.execute(_SESSION)
+        conn.execute(SESSION)
         self.touch(conn)
 
     def touch(self, conn: Any) -> None:
@@ -278,7 +293,7 @@ class Pools:
 
     def _after(self, exc: psycopg.Error) -> None:
         """After a lost connection, check every pooled one before its next use."""
-        if isinstance(exc, psycopg.OperationalError):
+        if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, _NOT_LOST):
             self._fresh.forget()
 
     async def direct(self) -> AConn:

@@ -103,6 +103,7 @@ class PostgresEngine:
         self._changed = asyncio.Event()
         self._listened = False
         self._signals = SignalCursor()
+        self._dead_left = 0  # dead rows of the live partition that the last vacuum left
 
     def __repr__(self) -> str:
         return f"<PostgresEngine {self.options.shown} schema={self.schema}>"
@@ -395,15 +396,31 @@ class PostgresEngine:
         return total
 
     async def vacuum(self, dead_rows: int) -> int | None:
-        """Vacuum the live partition if it has at least ``dead_rows`` dead rows."""
-        live = {"live": f"{self._sql.schema_sql}.underway_jobs_live"}
-        found = await self._rows("dead_rows", live)
-        dead = int(found[0][0]) if found else 0
-        if dead < dead_rows:
+        """Vacuum the live partition once ``dead_rows`` more rows are dead than after the last.
+
+        Counting from what the last vacuum left rather than from zero: rows that a long
+        transaction still needs stay dead through a vacuum, and vacuuming them again every
+        few seconds would only read the partition over and over.
+        """
+        dead = await self._dead_rows()
+        if dead < self._dead_left + dead_rows:
             return None
         with telemetry.span("vacuum", {"dead_rows": dead}):
             await self._rows("vacuum", {})
+        self._dead_left = await self._dead_rows()
+        if self._dead_left >= dead_rows:
+            _log.info(
+                "%d dead rows of finished jobs outlived a vacuum: a transaction open since "
+                "before they finished keeps them (see pg_stat_activity.backend_xmin)",
+                self._dead_left,
+            )
         return dead
+
+    async def _dead_rows(self) -> int:
+        found = await self._rows(
+            "dead_rows", {"live": f"{self._sql.schema_sql}.underway_jobs_live"}
+        )
+        return int(found[0][0]) if found else 0
 
     def prune_sql(self, state: JobState) -> str:
         """The prune statement of one finished ``state`` (its literal and time column)."""

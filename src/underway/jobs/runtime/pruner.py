@@ -20,7 +20,8 @@ class Pruner(Periodic):
 
     ``limit`` bounds what one pass deletes, so a large backlog of history (retention
     shortened, or a pruner that was off) is worked off at a steady pace instead of in one
-    long burst that competes with the jobs; each batch is a short transaction of its own.
+    long burst that competes with the jobs; each batch is a short transaction of its own,
+    of one finished state, the states taking turns.
     """
 
     name = "pruner"
@@ -42,13 +43,18 @@ class Pruner(Periodic):
         self.node = node
 
     async def tick(self) -> None:
-        """Delete batches until ``limit`` rows are gone or a batch comes back short."""
+        """Delete batches, state by state in turn, until ``limit`` rows are gone or no state
+        has a full batch left (so a flood of completed jobs never starves the others)."""
         left = self.limit
-        while left > 0:
-            batch = min(BATCH, left)
-            with telemetry.span("prune", {"node": self.node}) as extra:
-                deleted = await self.engine.prune(self.max_age, time.time(), batch)
-                extra["count"] = deleted
-            left -= deleted
-            if deleted < batch:
-                return
+        states = list(self.max_age.items())
+        while left > 0 and states:
+            for state, age in list(states):
+                batch = min(BATCH, left)
+                with telemetry.span("prune", {"node": self.node, "state": state}) as extra:
+                    deleted = await self.engine.prune({state: age}, time.time(), batch)
+                    extra["count"] = deleted
+                left -= deleted
+                if deleted < batch:
+                    states.remove((state, age))
+                if left <= 0:
+                    return

@@ -9,26 +9,45 @@
 -- PostgreSQL plan against one partition only.
 --
 -- A unique index of a partitioned table must contain its partition key, and a unique key
--- must hold across states, so unique keys live in underway_unique: the insert takes the key
--- there (ON CONFLICT DO NOTHING), the trigger below gives it back when the job leaves its
--- unique states or its period is over, the pruner when it deletes a job still holding one.
+-- must hold across states, so unique keys live in underway_unique, one row per key held:
+-- the job holding it and the end of its period. The insert takes the key there (ON
+-- CONFLICT DO NOTHING, so a key another transaction is taking is waited for), the trigger
+-- below gives it back when its job leaves its unique states, the pruner when it deletes the
+-- job, and an insert of the same key when the period is over. Giving a key back never
+-- writes to a job row that another statement may be moving, so an application's own
+-- transaction never has to retry it.
 --
 -- The existing table becomes the done partition in place (its live rows move first), so
--- the migration costs one scan of the history rather than a copy of it.
+-- the history is not copied; its indexes are built anew. The whole migration holds an
+-- exclusive lock on the table: nodes wait for it.
 
-CREATE TABLE underway_unique (key text PRIMARY KEY);
-INSERT INTO underway_unique (key)
-    SELECT unique_key FROM underway_jobs WHERE unique_key IS NOT NULL;
+CREATE TABLE underway_unique (
+    key    text PRIMARY KEY,
+    job_id bigint NOT NULL,
+    until  timestamptz  -- the end of the period; NULL: while the job is in its unique states
+);
+INSERT INTO underway_unique (key, job_id, until)
+    SELECT unique_key, id, unique_until FROM underway_jobs WHERE unique_key IS NOT NULL;
 
 DROP TRIGGER underway_jobs_unique_release ON underway_jobs;
 DROP INDEX underway_jobs_fetch, underway_jobs_stage, underway_jobs_executing,
     underway_jobs_unique, underway_jobs_finished;
-ALTER TABLE underway_jobs ALTER COLUMN id DROP IDENTITY;
+-- New ids continue after every id the old sequence handed out (pruned jobs included), so an
+-- id an application stored never names another job.
+DO $$
+DECLARE
+    last bigint;
+BEGIN
+    EXECUTE format('SELECT last_value FROM %s', pg_get_serial_sequence('underway_jobs', 'id'))
+       INTO last;
+    ALTER TABLE underway_jobs ALTER COLUMN id DROP IDENTITY;
+    CREATE SEQUENCE underway_jobs_id_seq AS bigint;
+    PERFORM setval('underway_jobs_id_seq',
+                   GREATEST(last, (SELECT COALESCE(max(id), 0) FROM underway_jobs), 1));
+END;
+$$;
 ALTER TABLE underway_jobs RENAME TO underway_jobs_done;
 ALTER INDEX underway_jobs_pkey RENAME TO underway_jobs_done_pkey;
-
-CREATE SEQUENCE underway_jobs_id_seq AS bigint;
-SELECT setval('underway_jobs_id_seq', COALESCE(max(id), 0) + 1, false) FROM underway_jobs_done;
 
 CREATE TABLE underway_jobs (
     id            bigint   NOT NULL DEFAULT nextval('underway_jobs_id_seq'),
@@ -112,20 +131,17 @@ CREATE INDEX underway_jobs_discarded ON underway_jobs (discarded_at, id)
 CREATE INDEX underway_jobs_cancelled ON underway_jobs (cancelled_at, id)
     WHERE state = 'cancelled';
 
--- Holders of unique keys (the key table decides; this finds the job that holds one).
-CREATE INDEX underway_jobs_unique_key ON underway_jobs (unique_key)
-    WHERE unique_key IS NOT NULL;
-
 -- Give a unique key back when its job moves to a state outside its unique states (bits as
--- JobState.bit) or its period is over (unique_key set to NULL).
+-- JobState.bit). Only the job's own key row goes: after its period a key may be held by a
+-- newer job.
 CREATE OR REPLACE FUNCTION underway_jobs_unique_release() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    IF NEW.unique_key IS NULL OR (NEW.unique_states & (CASE NEW.state
+    IF (NEW.unique_states & (CASE NEW.state
         WHEN 'scheduled' THEN 1 WHEN 'available' THEN 2 WHEN 'executing' THEN 4
         WHEN 'retryable' THEN 8 WHEN 'completed' THEN 16 WHEN 'discarded' THEN 32
         ELSE 64 END)) = 0 THEN
-        DELETE FROM underway_unique WHERE key = OLD.unique_key;
+        DELETE FROM underway_unique WHERE key = OLD.unique_key AND job_id = OLD.id;
         NEW.unique_key := NULL;
     END IF;
     RETURN NEW;
@@ -133,7 +149,28 @@ END;
 $$;
 
 CREATE TRIGGER underway_jobs_unique_release
-BEFORE UPDATE OF state, unique_key ON underway_jobs
+BEFORE UPDATE OF state ON underway_jobs
 FOR EACH ROW
 WHEN (OLD.unique_key IS NOT NULL)
 EXECUTE FUNCTION underway_jobs_unique_release();
+
+-- The roles that could use the old table may use what replaces it.
+DO $$
+DECLARE
+    grant_ record;
+BEGIN
+    FOR grant_ IN
+        SELECT DISTINCT a.privilege_type, quote_ident(r.rolname) AS grantee
+          FROM pg_class AS c, aclexplode(c.relacl) AS a
+          JOIN pg_roles AS r ON r.oid = a.grantee
+         WHERE c.oid = 'underway_jobs_done'::regclass AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('GRANT %s ON underway_jobs, underway_jobs_live, underway_jobs_done, '
+                       'underway_unique TO %s', grant_.privilege_type, grant_.grantee);
+        IF grant_.privilege_type = 'INSERT' THEN
+            EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE underway_jobs_id_seq TO %s',
+                           grant_.grantee);
+        END IF;
+    END LOOP;
+END;
+$$;

@@ -7,8 +7,10 @@
 -- A unique job is inserted only if its key could be taken in underway_unique (the first
 -- job of the batch with that key; a key another transaction holds is waited for, as a
 -- unique index would); the others come back missing, and the caller looks up the holder.
+-- Ids are drawn here, in the order given, so that a key row names its job.
 WITH src AS (
-    SELECT COALESCE(j.state, %b::text) AS state, COALESCE(j.queue, %b::text) AS queue,
+    SELECT nextval('{schema}.underway_jobs_id_seq') AS id,
+           COALESCE(j.state, %b::text) AS state, COALESCE(j.queue, %b::text) AS queue,
            COALESCE(j.worker, %b::text) AS worker, j.args::jsonb AS args,
            COALESCE(j.meta, %b::text)::jsonb AS meta, COALESCE(j.tags, %b::text)::jsonb AS tags,
            COALESCE(j.priority, %b::int2) AS priority,
@@ -23,22 +25,21 @@ WITH src AS (
            WITH ORDINALITY AS j(state, queue, worker, args, meta, tags, priority,
                                 max_attempts, at, unique_key, unique_states, unique_until, ord)
 ), firsts AS (
-    SELECT DISTINCT ON (unique_key) unique_key, ord FROM src
+    SELECT DISTINCT ON (unique_key) unique_key, id, unique_until FROM src
      WHERE unique_key IS NOT NULL ORDER BY unique_key, ord
 ), taken AS (
-    INSERT INTO {schema}.underway_unique (key)
-    SELECT unique_key FROM firsts ORDER BY ord
+    INSERT INTO {schema}.underway_unique (key, job_id, until)
+    SELECT unique_key, id, unique_until FROM firsts ORDER BY id
     ON CONFLICT DO NOTHING
-    RETURNING key
+    RETURNING job_id
 ), ins AS (
     INSERT INTO {schema}.underway_jobs
-        (state, queue, worker, args, meta, tags, priority, max_attempts,
+        (id, state, queue, worker, args, meta, tags, priority, max_attempts,
          inserted_at, scheduled_at, unique_key, unique_states, unique_until)
-    SELECT state, queue, worker, args, meta, tags, priority, max_attempts,
+    SELECT id, state, queue, worker, args, meta, tags, priority, max_attempts,
            inserted_at, scheduled_at, unique_key, unique_states, unique_until
       FROM src
-     WHERE unique_key IS NULL
-        OR (ord IN (SELECT ord FROM firsts) AND unique_key IN (SELECT key FROM taken))
+     WHERE unique_key IS NULL OR id IN (SELECT job_id FROM taken)
      ORDER BY ord
     RETURNING id, unique_key, queue, state
 ), woke AS (

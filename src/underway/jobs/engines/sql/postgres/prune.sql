@@ -10,9 +10,10 @@ WITH gone AS (
          ORDER BY {finished_at}, id
          LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED))
-    RETURNING unique_key
+    RETURNING id, unique_key
 ), freed AS (
     DELETE FROM {schema}.underway_unique
-     WHERE key IN (SELECT unique_key FROM gone WHERE unique_key IS NOT NULL)
+     WHERE key = ANY(ARRAY(SELECT unique_key FROM gone WHERE unique_key IS NOT NULL))
+       AND job_id = ANY(ARRAY(SELECT id FROM gone WHERE unique_key IS NOT NULL))
 )
 SELECT count(*) FROM gone

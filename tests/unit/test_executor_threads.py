@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,13 +14,6 @@ from underway.jobs.runtime.executor import Executor
 from underway.jobs.testing import _job_from_spec
 
 WAIT = 10.0
-
-
-@pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
-    threads = ThreadPoolExecutor(8, thread_name_prefix="test-executor")
-    yield threads
-    threads.shutdown(wait=True)
 
 
 async def test_a_cancelled_sync_job_stays_in_threads_until_its_body_returns(

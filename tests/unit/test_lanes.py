@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,13 +12,6 @@ import pytest
 from underway.jobs.runtime._lanes import Lanes
 
 WAIT = 10.0  # generous bound for a thread to reach a point; never reached when things work
-
-
-@pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
-    threads = ThreadPoolExecutor(16, thread_name_prefix="test-lanes")
-    yield threads
-    threads.shutdown(wait=True)
 
 
 async def test_results_and_exceptions_come_back_after_the_after_hook(
@@ -48,7 +40,7 @@ async def test_bodies_run_off_the_event_loop_thread(pool: ThreadPoolExecutor) ->
     names = await asyncio.gather(
         *(lanes.run(lambda: threading.current_thread().name, lambda: None) for _ in range(20))
     )
-    assert all(name.startswith("test-lanes") for name in names)
+    assert all(name.startswith("test-threads") for name in names)
 
 
 async def test_a_body_queued_behind_a_blocked_one_gets_a_thread_of_its_own(

@@ -49,35 +49,11 @@ $$;
 ALTER TABLE underway_jobs RENAME TO underway_jobs_done;
 ALTER INDEX underway_jobs_pkey RENAME TO underway_jobs_done_pkey;
 
-CREATE TABLE underway_jobs (
-    id            bigint   NOT NULL DEFAULT nextval('underway_jobs_id_seq'),
-    state         text     NOT NULL DEFAULT 'available'
-                  CONSTRAINT underway_jobs_state_check CHECK (state IN
-                  ('scheduled','available','executing','retryable','completed','discarded','cancelled')),
-    queue         text     NOT NULL,
-    worker        text     NOT NULL,
-    args          jsonb    NOT NULL DEFAULT '{}',
-    meta          jsonb    NOT NULL DEFAULT '{}',
-    tags          jsonb    NOT NULL DEFAULT '[]',
-    errors        jsonb    NOT NULL DEFAULT '[]',
-    attempt       integer  NOT NULL DEFAULT 0,
-    max_attempts  integer  NOT NULL DEFAULT 20
-                  CONSTRAINT underway_jobs_max_attempts_check CHECK (max_attempts > 0),
-    priority      smallint NOT NULL DEFAULT 0
-                  CONSTRAINT underway_jobs_priority_check CHECK (priority BETWEEN 0 AND 9),
-    inserted_at   timestamptz NOT NULL DEFAULT now(),
-    scheduled_at  timestamptz NOT NULL DEFAULT now(),
-    attempted_at  timestamptz,
-    attempted_by  text,
-    completed_at  timestamptz,
-    discarded_at  timestamptz,
-    cancelled_at  timestamptz,
-    result        jsonb,
-    unique_key    text,
-    unique_states integer  NOT NULL DEFAULT 0,
-    unique_until  timestamptz
-) PARTITION BY LIST (state);
--- (The constraints are named as the done partition's, which ATTACH matches by name.)
+-- The same columns, defaults and checks as the old table (ATTACH below matches the checks by
+-- name); ids come from the new sequence.
+CREATE TABLE underway_jobs (LIKE underway_jobs_done INCLUDING DEFAULTS INCLUDING CONSTRAINTS)
+    PARTITION BY LIST (state);
+ALTER TABLE underway_jobs ALTER COLUMN id SET DEFAULT nextval('underway_jobs_id_seq');
 ALTER SEQUENCE underway_jobs_id_seq OWNED BY underway_jobs.id;
 
 -- Live rows are updated twice and then leave, so the partition is mostly dead tuples

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -65,8 +66,9 @@ async def test_vacuum_clears_the_live_partition_once_enough_rows_are_dead(pg: Sc
 
 
 async def test_rows_a_long_transaction_keeps_are_not_vacuumed_over_and_over(
-    pg: Schemas,
+    pg: Schemas, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="underway.jobs")
     engine = PostgresEngine(pg.url())
     try:
         await engine.insert([JobSpec(worker="w", queue="q", args={}, args_json="{}")])
@@ -90,6 +92,7 @@ async def test_rows_a_long_transaction_keeps_are_not_vacuumed_over_and_over(
             await wait_until(vacuums, timeout=30, interval=0.2, message="a first vacuum")
             # the snapshot keeps every row dead since it was taken: nothing for a vacuum to do
             assert [await engine.vacuum(100) for _ in range(5)] == [None] * 5
+            assert "a transaction open since before they finished keeps them" in caplog.text
             old.rollback()
         assert _vacuum_count(pg, engine.schema) == 1
     finally:

@@ -104,6 +104,7 @@ class PostgresEngine:
         self._listened = False
         self._signals = SignalCursor()
         self._dead_left = 0  # dead rows of the live partition that the last vacuum left
+        self._told_kept = False  # whether the log said a transaction keeps dead rows
 
     def __repr__(self) -> str:
         return f"<PostgresEngine {self.options.shown} schema={self.schema}>"
@@ -408,12 +409,14 @@ class PostgresEngine:
         with telemetry.span("vacuum", {"dead_rows": dead}):
             await self._rows("vacuum", {})
         self._dead_left = await self._dead_rows()
-        if self._dead_left >= dead_rows:
+        kept = self._dead_left >= dead_rows
+        if kept and not self._told_kept:  # once until a vacuum clears them again
             _log.info(
                 "%d dead rows of finished jobs outlived a vacuum: a transaction open since "
                 "before they finished keeps them (see pg_stat_activity.backend_xmin)",
                 self._dead_left,
             )
+        self._told_kept = kept
         return dead
 
     async def _dead_rows(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from underway.jobs.engines import _pg_pool
 from underway.jobs.engines._pg_pool import arows, rows
 from underway.jobs.engines.postgres import PostgresEngine
 
+from .conftest import wait_until
 from .pg import Schemas, schemas
 
 pytestmark = pytest.mark.postgres
@@ -85,6 +87,9 @@ async def test_sequential_inserts_reuse_one_connection_unchecked(
         await engine.insert([spec(0)])
         pool = engine._pools._apool
         assert pool is not None
+        # a connection the pool may still be opening in the background (it grows when a
+        # request waits, as one can while the engine opens) settles first
+        await wait_until(lambda: _all_idle(pool), timeout=30, message="the pool to settle")
         checks = Checks(monkeypatch)
         for i in range(1, 30):
             await engine.insert([spec(i)])
@@ -109,6 +114,10 @@ def test_sequential_sync_inserts_reuse_one_connection_unchecked(
         engine.insert_sync([spec(0)])
         pool = engine._pools._spool
         assert pool is not None
+        deadline = time.monotonic() + 30
+        while not _all_idle(pool):  # as above: a connection still opening settles first
+            assert time.monotonic() < deadline, pool.get_stats()
+            time.sleep(0.01)
         checks = Checks(monkeypatch)
         for i in range(1, 30):
             engine.insert_sync([spec(i)])

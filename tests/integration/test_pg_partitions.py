@@ -99,8 +99,7 @@ def test_a_unique_enqueue_in_the_apps_transaction_while_the_keys_old_holder_fini
         with pg.connect(autocommit=False) as mover, pg.connect(autocommit=False) as app:
             mover.execute(f'SET search_path TO "{engine.schema}"')
             mover.execute(
-                "UPDATE underway_jobs SET state = 'completed', completed_at = now() "
-                "WHERE id = %s",
+                "UPDATE underway_jobs SET state = 'completed', completed_at = now() WHERE id = %s",
                 (holder.id,),
             )
             result: dict[str, Any] = {}

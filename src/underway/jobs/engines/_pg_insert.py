@@ -81,25 +81,8 @@ def _batch_params(
 ) -> tuple[Any, ...]:
     """:func:`insert_params` of any number of jobs: a column with the same value for every
     job is sent once, as its constant (its array is NULL); args always as an array."""
-    states, queues, workers, args, metas, tags, priorities, attempts = ([] for _ in range(8))
-    at, keys, unique_states, until = [], [], [], []
-    for s in specs:
-        when = now if s.scheduled_at is None else float(s.scheduled_at)
-        states.append(_SCHEDULED if when > now else _AVAILABLE)
-        queues.append(s.queue)
-        workers.append(s.worker)
-        args.append(s.args_json)
-        metas.append(s.meta_json)
-        tags.append(_json_strings(s.tags))
-        priorities.append(s.priority)
-        attempts.append(s.max_attempts)
-        at.append(inserted_at if when == now else to_datetime(when))
-        keys.append(s.unique_key)
-        unique_states.append(s.unique_states)
-        period = s.unique_period
-        until.append(None if s.unique_key is None or period is None else to_datetime(now + period))
-    columns: list[list[Any]] = [states, queues, workers, args, metas, tags, priorities]
-    columns += [attempts, at, keys, unique_states, until]
+    rows = [_values(s, now, inserted_at) for s in specs]
+    columns = [list(c) for c in zip(*rows, strict=True)] or [[] for _ in range(_COLUMNS)]
     constants: list[Any] = []  # one per column but args, in the statement's order
     arrays: list[list[Any] | None] = []
     for i, column in enumerate(columns):
@@ -116,24 +99,36 @@ def _batch_params(
 def _one_job_params(s: JobSpec, now: float, inserted_at: datetime | None) -> tuple[Any, ...]:
     """:func:`insert_params` of a single job (the common enqueue): every column but args is
     sent as its constant, every array but args is NULL."""
+    values = _values(s, now, inserted_at)
+    constants = (*values[:_ARGS], *values[_ARGS + 1 :])
+    return (
+        *constants[:_INSERTED_AT],
+        inserted_at,
+        *constants[_INSERTED_AT:],
+        *_NULLS_BEFORE_ARGS,
+        [values[_ARGS]],
+        *_NULLS_AFTER_ARGS,
+    )
+
+
+def _values(s: JobSpec, now: float, inserted_at: datetime | None) -> tuple[Any, ...]:
+    """One job's column values in the statement's order; its state and times computed as
+    :func:`~underway.jobs.engines._inserted.match_inserted` computes them."""
     when = now if s.scheduled_at is None else float(s.scheduled_at)
     period = s.unique_period
     return (
         _SCHEDULED if when > now else _AVAILABLE,
         s.queue,
         s.worker,
+        s.args_json,
         s.meta_json,
         _json_strings(s.tags),
         s.priority,
         s.max_attempts,
-        inserted_at,
         inserted_at if when == now else to_datetime(when),
         s.unique_key,
         s.unique_states,
         None if s.unique_key is None or period is None else to_datetime(now + period),
-        *_NULLS_BEFORE_ARGS,
-        [s.args_json],
-        *_NULLS_AFTER_ARGS,
     )
 
 

@@ -56,7 +56,6 @@ __all__ = [
     "Rows",
     "aexecutor",
     "arows",
-    "count",
     "executor",
     "rows",
 ]
@@ -125,38 +124,32 @@ async def arows(conn: AConn, sql: str, params: Sequence[Any] | dict[str, Any] | 
     Rows are tuples whatever the connection's own ``row_factory`` (an application's
     connection may have another).
     """
-    if isinstance(conn, _PoolAConn):
-        cur = conn.rows_cursor
-        if cur is None:
-            cur = conn.rows_cursor = conn.cursor(row_factory=tuple_row)
-    else:
-        cur = conn.cursor(row_factory=tuple_row)
+    cur = _cursor(conn)
     await cur.execute(sql, params)
     return await cur.fetchall() if _has_rows(cur) else []
 
 
 def rows(conn: Conn, sql: str, params: Sequence[Any] | dict[str, Any] | None) -> Rows:
     """:func:`arows` for a synchronous connection."""
-    if isinstance(conn, _PoolConn):
-        cur = conn.rows_cursor
-        if cur is None:
-            cur = conn.rows_cursor = conn.cursor(row_factory=tuple_row)
-    else:
-        cur = conn.cursor(row_factory=tuple_row)
+    cur = _cursor(conn)
     cur.execute(sql, params)
     return cur.fetchall() if _has_rows(cur) else []
+
+
+def _cursor(conn: Any) -> Any:
+    """The cursor a statement runs on: a pool connection's own, reused; a new one on an
+    application's connection (which several threads or tasks may share)."""
+    if isinstance(conn, _PoolAConn | _PoolConn):
+        if conn.rows_cursor is None:
+            conn.rows_cursor = conn.cursor(row_factory=tuple_row)
+        return conn.rows_cursor
+    return conn.cursor(row_factory=tuple_row)
 
 
 def _has_rows(cur: Any) -> bool:
     """Whether the statement returned a result set (``cur.description`` builds columns)."""
     res = cur.pgresult
     return res is not None and res.status == _TUPLES_OK
-
-
-async def count(conn: AConn, sql: str, params: dict[str, Any]) -> int:
-    """Execute ``sql``; the number of rows it changed."""
-    cur = await conn.execute(sql, params)
-    return max(cur.rowcount, 0)
 
 
 def aexecutor(conn: AConn) -> Any:

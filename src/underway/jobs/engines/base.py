@@ -189,7 +189,7 @@ class Vacuums(Protocol):
     """
 
     async def vacuum(self, dead_rows: int) -> int | None:
-        """Vacuum the live jobs if at least ``dead_rows`` dead rows wait for it.
+        """Vacuum the live jobs once ``dead_rows`` more rows are dead than the last left.
 
         Returns:
             The dead rows found when it vacuumed, ``None`` when there were too few.

@@ -404,6 +404,7 @@ class PostgresEngine:
         few seconds would only read the partition over and over.
         """
         dead = await self._dead_rows()
+        self._dead_left = min(self._dead_left, dead)  # the statistics may have been reset
         if dead < self._dead_left + dead_rows:
             return None
         with telemetry.span("vacuum", {"dead_rows": dead}):

@@ -44,7 +44,7 @@ import psycopg
 
 from underway import _telemetry as telemetry
 from underway.jobs import Jobs, JobState
-from underway.jobs.runtime.pruner import BATCH
+from underway.jobs._runtime.pruner import BATCH
 
 DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 QUEUE = "bench"

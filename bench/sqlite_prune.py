@@ -9,7 +9,7 @@ A fresh database file (created by the engine, so with the engine's schema and pr
 seeded with ``--rows`` completed jobs: the first ``--old`` of them (the lowest ids, as in
 a real table) finished two days ago, past the default retention of one day, the others
 within it; and 1,000 available jobs. Then one tick of the node's
-:class:`~underway.jobs.runtime.pruner.Pruner` runs (``prune(max_age, now, limit)`` calls with
+:class:`~underway.jobs._runtime.pruner.Pruner` runs (``prune(max_age, now, limit)`` calls with
 the default ``Pruning().max_age``: one tick of the node's pruner), while another
 thread claims with its own connection, as a node of another process would: it takes the
 write lock (``BEGIN IMMEDIATE``) and commits, over and over. Reported:
@@ -134,9 +134,9 @@ def _timed_calls(engine: Any, spans: list[float]) -> None:
 
 
 async def _measure(path: str, limit: int) -> dict[str, Any]:
+    from underway.jobs._runtime.pruner import Pruner
     from underway.jobs.config import Pruning
     from underway.jobs.engines.sqlite import SQLiteEngine
-    from underway.jobs.runtime.pruner import Pruner
 
     engine = SQLiteEngine(f"sqlite:///{path}")
     await engine.open()

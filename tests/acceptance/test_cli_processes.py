@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.test_cli import Node, stored, wait_until
-from underway import _cli_processes
+from underway.cli import _processes as _cli_processes
 from underway.jobs import Jobs, JobState
 
 pytestmark = pytest.mark.acceptance

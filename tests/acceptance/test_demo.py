@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from underway.jobs import Jobs, JobState, demo_app
-from underway.jobs.demo import run_demo
+from underway.cli.demo import app as demo_app
+from underway.cli.demo import run_demo
+from underway.jobs import Jobs, JobState
 
 SCRIPT = Path(sys.executable).with_name("underway")
 

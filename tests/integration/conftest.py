@@ -52,7 +52,7 @@ SQLITE_MODULES = frozenset(
     (
         "test_engine_sqlite",
         "test_engine_sqlite_protocol",
-        "test_engine_hardening",
+        "test_sqlite_faults",
         "test_sqlite_direct",
     )
 )

@@ -17,11 +17,11 @@ from typing import Any, Literal, Unpack, overload
 from underway import _telemetry as telemetry
 from underway._aio import Service
 from underway.errors import ConfigError, EnqueueError
+from underway.jobs._runtime.node import Node
 from underway.jobs.config import NodeConfig, Pruning, check_queues
 from underway.jobs.cron import Cron, check_options
 from underway.jobs.engines import Engine, JobFilter, open_engine
 from underway.jobs.job import Job, JobSpec, JobState
-from underway.jobs.runtime.node import Node
 from underway.jobs.worker import Worker, WorkerOptions, validate_queue_name
 
 __all__ = ["Jobs", "TestingMode"]

@@ -27,10 +27,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from underway.jobs._runtime.executor import Executor
 from underway.jobs.engines import open_engine
 from underway.jobs.job import Job, JobSpec, JobState
 from underway.jobs.outcomes import Ack
-from underway.jobs.runtime.executor import Executor
 from underway.jobs.worker import Worker
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Claimed rows to jobs, on the fast path (every engine: times as epoch floats, JSON as text).
 
-Rows are selected with :func:`~underway.jobs.engines._pg_sql.columns`, in the order of
+Rows are selected with :func:`~underway.jobs.engines.postgres._sql.columns`, in the order of
 :data:`~underway.jobs.engines._rows.COLUMNS`. Claiming is the hot path of a node (every job
 passes here once), so the common shapes (empty meta, tags and errors, no result) are
 decoded without the generic field table; any row the fast path cannot take, including an

@@ -9,19 +9,23 @@ from importlib import resources
 
 __all__ = ["Migration", "migrations", "query", "split_statements"]
 
-_PACKAGE = "underway.jobs.engines"
 _MIGRATION_RE = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+
+def _package(dialect: str) -> str:
+    """The engine package whose ``sql/`` and ``migrations/`` folders hold ``dialect``'s files."""
+    return f"underway.jobs.engines.{dialect}"
 
 
 @functools.cache
 def query(dialect: str, name: str) -> str:
-    """The text of ``sql/<dialect>/<name>.sql`` without its comment lines."""
-    text = resources.files(_PACKAGE).joinpath("sql", dialect, f"{name}.sql").read_text()
+    """The text of ``<dialect>/sql/<name>.sql`` without its comment lines."""
+    text = resources.files(_package(dialect)).joinpath("sql", f"{name}.sql").read_text()
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
 
 
 class Migration:
-    """One versioned schema change: ``migrations/<dialect>/NNNN_name.sql``."""
+    """One versioned schema change: ``<dialect>/migrations/NNNN_name.sql``."""
 
     def __init__(self, version: int, name: str, sql: str) -> None:
         self.version = version
@@ -34,7 +38,7 @@ class Migration:
 
 def migrations(dialect: str) -> list[Migration]:
     """Every migration of ``dialect`` in version order."""
-    folder = resources.files(_PACKAGE).joinpath("migrations", dialect)
+    folder = resources.files(_package(dialect)).joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         match = _MIGRATION_RE.match(entry.name)

@@ -1,0 +1,302 @@
+"""Command-line plumbing for durable jobs: loading an app, and the ``underway jobs`` commands.
+
+``underway jobs list|show|retry|cancel`` inspect and change jobs in a database given with
+``--database URL`` or through an application (``--app module:attr``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from underway.cli._console import STATES, table
+from underway.errors import ConfigError, UnderwayError
+from underway.jobs.app import Jobs
+from underway.jobs.engines import open_engine
+from underway.jobs.job import FINISHED_STATES, Job, JobState
+
+__all__ = ["AppError", "FailError", "jobs_group", "load_app", "open_jobs", "use_database"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class AppError(click.ClickException):
+    """The application or an option cannot be used (exit code 2, one line)."""
+
+    exit_code = 2
+
+
+class FailError(click.ClickException):
+    """The command could not do what was asked (exit code 1, one line)."""
+
+    exit_code = 1
+
+
+# -- loading an application -------------------------------------------------------------------
+
+
+def load_app(spec: str) -> Jobs:
+    """Import ``module:attr`` (``attr`` defaults to ``jobs``) with the current directory
+    on ``sys.path`` and return the :class:`Jobs` it names.
+
+    Raises:
+        AppError: The module or attribute does not exist, importing failed, or the object
+            is not a ``Jobs``.
+    """
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "jobs"
+    if not module_name or not all(p.isidentifier() for p in module_name.split(".")):
+        raise AppError(f"app must look like module:attribute (e.g. myapp.tasks:jobs), got {spec!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    module = _import(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, Jobs):
+        raise AppError(
+            f"{module_name}:{attr} is a {type(obj).__name__}, not an underway.jobs.Jobs app"
+        )
+    return obj
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise AppError(
+                f"no module named {name!r} (searched {os.getcwd()} and sys.path)"
+            ) from None
+        raise AppError(f"importing {name!r} failed: {exc}") from None
+    except Exception as exc:
+        raise AppError(
+            f"importing {name!r} failed: {type(exc).__name__}: {exc} "
+            f"(run python -c 'import {name}' for the traceback)"
+        ) from None
+
+
+def use_database(jobs: Jobs, url: str) -> None:
+    """Point ``jobs`` at another database (before it starts)."""
+    try:
+        engine = open_engine(url)
+    except ConfigError as exc:
+        raise AppError(str(exc)) from None
+    jobs.engine = engine
+    jobs.database = url
+
+
+def _require_existing(jobs: Jobs) -> None:
+    path = getattr(jobs.engine, "path", None)
+    if isinstance(path, str) and path != ":memory:" and not Path(path).exists():
+        raise FailError(f"no database at {path} (check --database, or run underway migrate)")
+
+
+@contextmanager
+def open_jobs(app: str | None, database: str | None, *, must_exist: bool = True) -> Iterator[Jobs]:
+    """The Jobs app for ``--app`` and/or ``--database``, closed afterwards.
+
+    Database errors inside the block become a one-line error with exit code 1.
+    """
+    if app is None and database is None:
+        raise AppError("give --database URL or --app module:attr")
+    if app is not None:
+        jobs = load_app(app)
+        if database is not None:
+            use_database(jobs, database)
+    else:
+        assert database is not None
+        jobs = Jobs("sqlite:///underway.db", prune=None)
+        use_database(jobs, database)
+    if must_exist:
+        _require_existing(jobs)
+    try:
+        yield jobs
+    except UnderwayError as exc:
+        raise FailError(str(exc)) from None
+    finally:
+        asyncio.run(jobs.engine.close())
+
+
+def target_options(fn: F) -> F:
+    """Add ``--database`` and ``--app`` (also read from UNDERWAY_DATABASE / UNDERWAY_APP)."""
+    fn = click.option(
+        "--app",
+        metavar="MODULE:ATTR",
+        envvar="UNDERWAY_APP",
+        help="Use this Jobs app's database (and its workers' names).",
+    )(fn)
+    fn = click.option(
+        "--database",
+        metavar="URL",
+        envvar="UNDERWAY_DATABASE",
+        help="Database URL, e.g. sqlite:///underway.db (overrides the app's).",
+    )(fn)
+    return fn
+
+
+# -- formatting -------------------------------------------------------------------------------
+
+
+def _when(at: datetime | None) -> str:
+    return "-" if at is None else at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _last_error(job: Job[Any], width: int = 60) -> str:
+    if not job.errors:
+        return ""
+    text = job.errors[-1].error.splitlines()[0] if job.errors[-1].error else ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _list_lines(found: list[Job[Any]]) -> list[str]:
+    rows = [
+        [
+            j.id,
+            j.state.value,
+            j.queue,
+            j.worker,
+            f"{j.attempt}/{j.max_attempts}",
+            _when(j.scheduled_at),
+            _last_error(j),
+        ]
+        for j in found
+    ]
+    headers = ["ID", "STATE", "QUEUE", "WORKER", "ATTEMPT", "SCHEDULED AT", "LAST ERROR"]
+    return table(headers, rows, align=">")
+
+
+def _show_lines(job: Job[Any]) -> list[str]:
+    fields: list[tuple[str, object]] = [
+        ("id", job.id),
+        ("state", job.state.value),
+        ("queue", job.queue),
+        ("worker", job.worker),
+        ("attempt", f"{job.attempt} of {job.max_attempts}"),
+        ("priority", job.priority),
+        ("tags", ", ".join(job.tags) or "-"),
+        ("args", json.dumps(job.args, default=str)),
+        ("meta", json.dumps(job.meta, default=str)),
+        ("inserted at", _when(job.inserted_at)),
+        ("scheduled at", _when(job.scheduled_at)),
+        ("attempted at", _when(job.attempted_at)),
+        ("attempted by", job.attempted_by or "-"),
+        ("completed at", _when(job.completed_at)),
+        ("discarded at", _when(job.discarded_at)),
+        ("cancelled at", _when(job.cancelled_at)),
+        ("result", "-" if job.result is None else json.dumps(job.result, default=str)),
+    ]
+    width = max(len(name) for name, _ in fields)
+    lines = [f"{name.rjust(width)}: {value}" for name, value in fields]
+    lines.append(f"{'errors'.rjust(width)}: {len(job.errors) or 'none'}")
+    for err in job.errors:
+        lines.append(f"  attempt {err.attempt} at {_when(err.at)}: {err.error}")
+        if err.traceback:
+            lines.extend("    " + line for line in err.traceback.rstrip().splitlines())
+    return lines
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _missing(job_id: int) -> FailError:
+    return FailError(f"no job with id {job_id}")
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Inspect and change jobs: list, show, retry, cancel."""
+
+
+@jobs_group.command("list")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in STATES]),
+    help="Only jobs in this state (repeatable).",
+)
+@click.option("--queue", help="Only jobs of this queue.")
+@click.option("--worker", help="Only jobs of this worker (its full name).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@target_options
+def list_command(
+    states: tuple[str, ...],
+    queue: str | None,
+    worker: str | None,
+    limit: int,
+    app: str | None,
+    database: str | None,
+) -> None:
+    """List jobs, newest first."""
+    with open_jobs(app, database) as jobs:
+        found = jobs.list_jobs_sync(state=states or None, queue=queue, worker=worker, limit=limit)
+    if not found:
+        click.echo("no jobs match")
+        return
+    for line in _list_lines(found):
+        click.echo(line)
+
+
+@jobs_group.command("show")
+@click.argument("job_id", type=int)
+@target_options
+def show_command(job_id: int, app: str | None, database: str | None) -> None:
+    """Show every field of one job, with its errors and their tracebacks."""
+    with open_jobs(app, database) as jobs:
+        job = jobs.get_job_sync(job_id)
+    if job is None:
+        raise _missing(job_id)
+    for line in _show_lines(job):
+        click.echo(line)
+
+
+@jobs_group.command("retry")
+@click.argument("job_id", type=int)
+@target_options
+def retry_command(job_id: int, app: str | None, database: str | None) -> None:
+    """Make a job available to run now (any state but executing)."""
+    with open_jobs(app, database) as jobs:
+        job = jobs.retry_job_sync(job_id)
+    if job is None:
+        raise _missing(job_id)
+    if job.state is not JobState.AVAILABLE:
+        raise FailError(f"job {job_id} is {job.state.value}; it can be retried once it finishes")
+    click.echo(
+        f"job {job_id} is available again ({job.attempt} of {job.max_attempts} attempts used)"
+    )
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id", type=int)
+@target_options
+def cancel_command(job_id: int, app: str | None, database: str | None) -> None:
+    """Cancel a job that has not finished.
+
+    A job executing on a node is marked cancelled at once; what its run returns is ignored.
+    """
+    with open_jobs(app, database) as jobs:
+        before = jobs.get_job_sync(job_id)
+        if before is None:
+            raise _missing(job_id)
+        if before.state in FINISHED_STATES:
+            raise FailError(f"job {job_id} already {before.state.value}; nothing to cancel")
+        job = jobs.cancel_job_sync(job_id)
+    if job is None or job.state is not JobState.CANCELLED:
+        state = "gone" if job is None else job.state.value
+        raise FailError(f"job {job_id} could not be cancelled (it is {state})")
+    click.echo(f"job {job_id} cancelled (was {before.state.value})")

@@ -1,0 +1,323 @@
+"""The ``underway`` command: run a node, migrate, inspect jobs, and a guided demo.
+
+    underway start myapp.tasks:jobs --queue default=10 --queue mail=20
+    underway migrate --database sqlite:///app.db
+    underway jobs list --state retryable --database sqlite:///app.db
+    underway demo
+
+Exit codes: 0 success, 1 the command failed (a database error, a missing job), 2 bad
+usage (an unknown option, an app that cannot be loaded). ``start --processes N`` exits
+with the status of a child that could not start (128 + N when signal N killed it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+
+from underway import __version__
+from underway import _telemetry as telemetry
+from underway._aio import wait_event
+from underway.cli._console import counts_line
+from underway.cli._jobs import (
+    AppError,
+    FailError,
+    jobs_group,
+    load_app,
+    open_jobs,
+    target_options,
+    use_database,
+)
+from underway.cli._processes import (
+    child_argv,
+    report_ready,
+    run_processes,
+    stop_when_parent_exits,
+    take_parent_fd,
+    take_ready_fd,
+)
+from underway.errors import ConfigError, UnderwayError
+from underway.jobs.app import Jobs, exit_if_left_running
+from underway.jobs.config import check_queues
+
+__all__ = ["main"]
+
+_log = logging.getLogger("underway.cli")
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="underway")
+def main() -> None:
+    """Background work for Python: run and inspect durable job queues."""
+
+
+main.add_command(jobs_group)
+
+
+# -- start ------------------------------------------------------------------------------------
+
+
+def _parse_queues(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, int]:
+    """``--queue NAME=LIMIT`` options as a mapping of queue to limit."""
+    queues: dict[str, int] = {}
+    for value in values:
+        name, sep, limit = value.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{value!r} is not NAME=LIMIT (for example mail=10)")
+        try:
+            number = int(limit)
+        except ValueError:
+            raise click.BadParameter(
+                f"limit of queue {name!r} must be a whole number, got {limit!r}"
+            ) from None
+        if name in queues:
+            raise click.BadParameter(f"queue {name!r} is given twice")
+        try:
+            check_queues({name: number})
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+        queues[name] = number
+    return queues
+
+
+def _configure(
+    jobs: Jobs,
+    *,
+    queues: dict[str, int],
+    database: str | None,
+    node_name: str | None,
+    shutdown_grace: float | None,
+) -> None:
+    """Apply the command line's overrides to the app's settings."""
+    if jobs.testing is not None:
+        raise AppError(f"the app is in testing mode {jobs.testing!r}; a node needs testing=None")
+    changes: dict[str, object] = {}
+    if queues:
+        changes["queues"] = queues
+    if node_name:
+        changes["name"] = node_name
+    if shutdown_grace is not None:
+        changes["shutdown_grace"] = shutdown_grace
+    try:
+        jobs.config = dataclasses.replace(jobs.config, **changes)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise AppError(str(exc)) from None
+    if database:
+        use_database(jobs, database)
+
+
+@contextmanager
+def _stop_on_signals(stop: asyncio.Event, on_again: Callable[[], None]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def handle(sig: signal.Signals) -> None:
+        if stop.is_set():
+            _log.info("received %s again; cancelling running jobs now", sig.name)
+            on_again()
+            return
+        _log.info("received %s; stopping (send it again to cancel running jobs)", sig.name)
+        stop.set()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, handle, sig)
+    try:
+        yield
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _log_stats(jobs: Jobs) -> None:
+    try:
+        counts = await asyncio.to_thread(jobs.counts_sync)
+    except UnderwayError as exc:
+        _log.warning("could not read job counts: %s", exc)
+        return
+    _log.info("jobs by queue: %s", counts_line(counts, jobs.config.queues))
+
+
+async def _run_node(
+    jobs: Jobs, stats_interval: float, ready_fd: int | None, parent_fd: int | None
+) -> None:
+    """Start a node, report counts every ``stats_interval`` seconds, stop on a signal.
+
+    Once the node has started, one byte goes to ``ready_fd`` (the pipe of a parent that
+    runs ``--processes``), which tells that parent this child started. End of file on
+    ``parent_fd`` (that parent died) stops the node as a first signal does.
+    """
+    config = jobs.config
+    stop = asyncio.Event()
+    with _stop_on_signals(stop, jobs.stop_now), stop_when_parent_exits(parent_fd, stop.set):
+        try:
+            await jobs.start()
+            queues = ", ".join(f"{q}={n}" for q, n in config.queues.items())
+            _log.info(
+                "node %s started: database %s, queues %s, %d worker(s)",
+                config.name,
+                jobs.database,
+                queues,
+                len(jobs.workers),
+            )
+            report_ready(ready_fd)
+            while not await wait_event(stop, stats_interval or None):
+                await _log_stats(jobs)
+            _log.info(
+                "node %s stopping: running jobs get up to %ss", config.name, config.shutdown_grace
+            )
+        finally:
+            await jobs.stop(wait_for_threads=False)
+    _log.info("node %s stopped", config.name)
+
+
+@main.command()
+@click.argument("app", metavar="MODULE:ATTR")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME=LIMIT",
+    callback=_parse_queues,
+    help="Run this queue with this limit (repeatable; replaces the app's queues).",
+)
+@click.option("--database", metavar="URL", help="Database URL (overrides the app's).")
+@click.option("--node-name", help="This node's name (default: host, pid and a random suffix).")
+@click.option(
+    "--shutdown-grace",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Seconds running jobs get to finish after SIGTERM/SIGINT.",
+)
+@click.option(
+    "--stats-interval",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help=(
+        "Log job counts per queue and state this often (0: never). Each line counts every "
+        "job in the database, history included: keep it off on a large history."
+    ),
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help=(
+        "Run this many node processes (to use more than one core); a child that dies "
+        "after it started is started again under a fresh node name, with backoff."
+    ),
+)
+@click.option("--log-jobs", is_flag=True, help="Log every job's start, end and failure.")
+@click.option(
+    "--log-level",
+    type=click.Choice(_LOG_LEVELS),
+    default="info",
+    show_default=True,
+)
+def start(
+    app: str,
+    queues: dict[str, int],
+    database: str | None,
+    node_name: str | None,
+    shutdown_grace: float | None,
+    stats_interval: float,
+    processes: int,
+    log_jobs: bool,
+    log_level: str,
+) -> None:
+    """Run a node for the Jobs app MODULE:ATTR until SIGTERM or SIGINT.
+
+    ATTR defaults to `jobs`. The current directory is importable, so
+    `underway start tasks:jobs` finds tasks.py beside you.
+    """
+    ready_fd = take_ready_fd()  # before the app's import can start processes of its own
+    parent_fd = take_parent_fd()
+    logging.basicConfig(level=log_level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
+    jobs = load_app(app)
+    _configure(
+        jobs, queues=queues, database=database, node_name=node_name, shutdown_grace=shutdown_grace
+    )
+    if not jobs.workers:
+        _log.warning(
+            "%s registers no workers, so this node runs no jobs; jobs in its queues stay "
+            "available for nodes that have their workers",
+            app,
+        )
+    if processes > 1:
+
+        def one_node(name: str) -> list[str]:
+            args = ["start", app, "--stats-interval", str(stats_interval), "--log-level", log_level]
+            for queue, limit in queues.items():
+                args += ["--queue", f"{queue}={limit}"]
+            if database:
+                args += ["--database", database]
+            # Every process needs its own name (heartbeats, rescue and the reconciler
+            # tell nodes apart by it), even when the app sets one; a restarted child
+            # gets a fresh one, so its predecessor's jobs are rescued as a dead node's.
+            args += ["--node-name", name]
+            if shutdown_grace is not None:
+                args += ["--shutdown-grace", str(shutdown_grace)]
+            if log_jobs:
+                args.append("--log-jobs")
+            return child_argv(args)
+
+        sys.exit(run_processes(processes, node_name or jobs.config.name, one_node))
+    if log_jobs:
+        telemetry.attach_logging(logging.getLogger("underway.jobs"), prefix="job.")
+    try:
+        asyncio.run(_run_node(jobs, stats_interval, ready_fd, parent_fd))
+    except UnderwayError as exc:
+        raise FailError(f"node {jobs.config.name} cannot run: {exc}") from None
+    exit_if_left_running(jobs)
+
+
+# -- migrate ----------------------------------------------------------------------------------
+
+
+@main.command()
+@target_options
+def migrate(app: str | None, database: str | None) -> None:
+    """Create or upgrade the jobs tables in the database."""
+    with open_jobs(app, database, must_exist=False) as jobs:
+        applied = jobs.migrate_sync()
+    for name in applied:
+        click.echo(f"applied {name}")
+    if applied:
+        click.echo(f"{jobs.database}: {len(applied)} migration(s) applied")
+    else:
+        click.echo(f"{jobs.database}: schema is current, nothing to apply")
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--database",
+    metavar="URL",
+    help="Keep the demo's jobs in this (scratch) database instead of a temporary file.",
+)
+@click.option("--fast", is_flag=True, help="Shorter waits: about 3 seconds instead of 8.")
+@click.pass_context
+def demo(ctx: click.Context, database: str | None, fast: bool) -> None:
+    """Watch a short, realistic session of jobs on SQLite, then a summary."""
+    from underway.cli.demo import run_demo
+
+    try:
+        code = run_demo(database=database, fast=fast, out=sys.stdout)
+    except UnderwayError as exc:
+        raise FailError(f"demo failed: {exc}") from None
+    ctx.exit(code)

@@ -19,7 +19,8 @@ survive belongs in :mod:`underway.jobs`, work that comes from a broker in
   that never interrupts the server), ``cast``, info messages, deferred replies
   (:class:`Caller`) and ``terminate``. A :class:`Registry` names running servers and
   children; a name disappears when its task ends.
-- :func:`run` / :func:`serve` turn SIGTERM and SIGINT into an ordered, bounded shutdown.
+- :func:`run` / :func:`serve` turn SIGTERM and SIGINT into an ordered, bounded shutdown;
+  a second signal hurries it (:meth:`Supervisor.hurry`, :meth:`Ready.on_hurry`).
 
 Telemetry events (see :func:`underway.attach`): ``tasks.supervisor.start``/``stop``/
 ``give_up``, ``tasks.child.start``/``stop``/``crash``/``restart``/``timeout``,

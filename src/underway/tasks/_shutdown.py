@@ -87,6 +87,28 @@ def _cancel(task: asyncio.Task[Any]) -> None:
     task.cancel()
 
 
+async def _wait(
+    tasks: set[asyncio.Task[Any]], timeout: float | None, cut: asyncio.Future[None] | None
+) -> set[asyncio.Task[Any]]:
+    """Wait until ``tasks`` are done, ``timeout`` passed or ``cut`` is done; return the rest."""
+    if cut is None:
+        if timeout is None:
+            await asyncio.wait(tasks)
+            return set()
+        return (await asyncio.wait(tasks, timeout=timeout))[1]
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    pending = set(tasks)
+    while pending and not cut.done():
+        left = None if deadline is None else deadline - loop.time()
+        if left is not None and left <= 0:
+            break
+        waiting: set[asyncio.Future[Any]] = {*pending, cut}
+        await asyncio.wait(waiting, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        pending = {t for t in pending if not t.done()}
+    return pending
+
+
 async def shutdown(
     tasks: Collection[asyncio.Task[Any]],
     *,
@@ -94,6 +116,7 @@ async def shutdown(
     cancel_timeout: float,
     ask: Callable[[asyncio.Task[Any]], None] = _cancel,
     report: Report | None = None,
+    cut: asyncio.Future[None] | None = None,
 ) -> set[asyncio.Task[Any]]:
     """Stop ``tasks`` together: ask each, wait ``timeout``, cancel, wait, give up.
 
@@ -105,6 +128,9 @@ async def shutdown(
         ask: How to ask one task to stop (default: cancel it).
         report: Called with each task that did not stop in time and the phase that timed
             out: ``"shutdown"`` (it is cancelled next) or ``"cancel"`` (it is given up on).
+        cut: Once this future is done, the wait after the ask ends and the cancellation
+            comes at once (a hurried stop); done before the call, the ask is skipped as
+            with ``timeout=0``.
 
     Returns:
         The tasks that would not stop. They keep running; a strong reference keeps them
@@ -117,17 +143,14 @@ async def shutdown(
     if not live:
         return set()
     try:
-        if timeout != 0:
+        if timeout != 0 and not (cut is not None and cut.done()):
             for task in live:
                 ask(task)
-            if timeout is None:
-                await asyncio.wait(live)
-                return set()
-            live = (await asyncio.wait(live, timeout=timeout))[1]
+            live = await _wait(live, timeout, cut)
             if not live:
                 return set()
-            for task in live:
-                if report is not None:
+            if report is not None and not (cut is not None and cut.done()):
+                for task in live:
                     report(task, "shutdown")
         for task in live:
             task.cancel()

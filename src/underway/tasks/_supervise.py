@@ -30,13 +30,25 @@ Exited = tuple["Child", "asyncio.Task[Any]"]
 class Child:
     """The supervisor's record of one child across its incarnations."""
 
-    __slots__ = ("ready", "restarts", "since", "spec", "status", "stopping", "task")
+    __slots__ = (
+        "cut",
+        "hurried",
+        "ready",
+        "restarts",
+        "since",
+        "spec",
+        "status",
+        "stopping",
+        "task",
+    )
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
         self.task: asyncio.Task[Any] | None = None
         self.ready: Ready | None = None
         self.stopping = False
+        self.cut: asyncio.Future[None] | None = None  # set during a stop: cuts it short
+        self.hurried = False
         self.restarts = 0
         self.since = 0.0
         self.status: Status = "stopped"
@@ -65,6 +77,7 @@ class Supervision:
         strategy: Strategy,
         intensity: RestartIntensity,
         cancel_timeout: float,
+        hurried: bool = False,
     ) -> None:
         self.name = name
         self.strategy = strategy
@@ -73,6 +86,7 @@ class Supervision:
         self.children = [Child(spec) for spec in specs]
         self.events: asyncio.Queue[Exited | Command] = asyncio.Queue()
         self.left_running: list[str] = []
+        self.hurried = hurried
 
     # -- events ---------------------------------------------------------------------------
 
@@ -205,36 +219,49 @@ class Supervision:
         return None
 
     async def stop(self, child: Child) -> None:
-        """Stop ``child`` honestly: ask, wait its shutdown, cancel, wait, report."""
+        """Stop ``child`` honestly: ask, wait its shutdown, cancel, wait, report.
+
+        Once the supervision is hurried, the ask is followed at once by the child's
+        ``on_hurry`` callback, or, if it has none, replaced by the cancellation.
+        """
         task = child.task
         if task is None:
             child.status = "stopped"
             return
-        child.stopping = True
+        child.stopping, child.hurried = True, False
+        cut = child.cut = asyncio.get_running_loop().create_future()
         ready = child.ready
         hook = ready._on_shutdown if ready is not None else None
 
         def ask(t: asyncio.Task[Any]) -> None:
             if hook is None:
                 t.cancel()
-                return
-            try:
-                hook()
-            except Exception:
-                _log.exception(
-                    "supervisor %r: the shutdown hook of child %r failed; cancelling it",
-                    self.name,
-                    child.spec.id,
-                )
-                t.cancel()
+            else:
+                try:
+                    hook()
+                except Exception:
+                    _log.exception(
+                        "supervisor %r: the shutdown hook of child %r failed; cancelling it",
+                        self.name,
+                        child.spec.id,
+                    )
+                    t.cancel()
+            if self.hurried:
+                self._hurry(child)
 
-        stuck = await shutdown(
-            [task],
-            timeout=child.spec.shutdown,
-            cancel_timeout=self.cancel_timeout,
-            ask=ask,
-            report=functools.partial(self._report_stuck, child),
-        )
+        if self.hurried and _on_hurry(child) is None:
+            cut.set_result(None)
+        try:
+            stuck = await shutdown(
+                [task],
+                timeout=child.spec.shutdown,
+                cancel_timeout=self.cancel_timeout,
+                ask=ask,
+                report=functools.partial(self._report_stuck, child),
+                cut=cut,
+            )
+        finally:
+            child.cut = None
         child.task, child.status = None, "stopped"
         if stuck:
             self.left_running.append(child.spec.id)
@@ -254,6 +281,35 @@ class Supervision:
         _emit(
             "tasks.child.stop", self._duration(child), {**self._meta(child), "reason": "shutdown"}
         )
+
+    def hurry(self) -> None:
+        """Cut short the stops under way and every stop to come (see ``Supervisor.hurry``)."""
+        if self.hurried:
+            return
+        self.hurried = True
+        for child in self.children:
+            if child.cut is not None:
+                self._hurry(child)
+
+    def _hurry(self, child: Child) -> None:
+        """Hurry ``child``'s stop under way: its ``on_hurry`` callback once, else cancel now."""
+        cut = child.cut
+        if cut is None or cut.done() or child.hurried:
+            return
+        child.hurried = True
+        callback = _on_hurry(child)
+        if callback is not None:
+            try:
+                callback()
+            except Exception:
+                _log.exception(
+                    "supervisor %r: the hurry hook of child %r failed; cancelling it",
+                    self.name,
+                    child.spec.id,
+                )
+            else:
+                return
+        cut.set_result(None)
 
     async def terminate(self) -> None:
         """Stop every child in reverse start order.
@@ -339,6 +395,10 @@ class Supervision:
                 self.name,
                 child.spec.id,
             )
+
+
+def _on_hurry(child: Child) -> Callable[[], object] | None:
+    return child.ready._on_hurry if child.ready is not None else None
 
 
 def _exit_error(task: asyncio.Task[Any]) -> BaseException | None:

@@ -74,14 +74,16 @@ class Ready:
     """Given to a child started with ``ready=True``: call it once the child can serve.
 
     The child may also register how it wants to be asked to stop with :meth:`on_shutdown`
-    (by default the ask is a cancellation).
+    (by default the ask is a cancellation), and how to cut its stop short when its
+    supervisor is hurried with :meth:`on_hurry` (by default it is cancelled at once).
     """
 
-    __slots__ = ("_future", "_on_shutdown")
+    __slots__ = ("_future", "_on_hurry", "_on_shutdown")
 
     def __init__(self) -> None:
         self._future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._on_shutdown: Callable[[], object] | None = None
+        self._on_hurry: Callable[[], object] | None = None
 
     def __call__(self) -> None:
         """Signal that the child is ready (later calls do nothing)."""
@@ -101,6 +103,17 @@ class Ready:
         before it is cancelled anyway.
         """
         self._on_shutdown = callback
+
+    def on_hurry(self, callback: Callable[[], object]) -> None:
+        """Cut this child's stop short by calling ``callback()`` instead of cancelling it.
+
+        When its supervisor is hurried (:meth:`Supervisor.hurry`, a second SIGTERM or
+        SIGINT under :func:`~underway.tasks.run`), a child being stopped, or asked to stop
+        later, gets ``callback()`` once, just after it was asked to stop. The callback must
+        not block; the child then has what is left of its ``shutdown`` seconds to end. A
+        child that registered none is cancelled at once instead.
+        """
+        self._on_hurry = callback
 
     def _ended(self) -> None:
         if not self._future.done():

@@ -3,9 +3,11 @@
 ``run(supervisor)`` is the ``asyncio.run`` of a supervised program. The first signal
 starts an ordered shutdown: children stop in reverse start order, each within its own
 ``shutdown`` seconds, and the whole within ``shutdown_timeout``; past that bound whatever
-still runs is cancelled at once. A second signal only logs how long is left: the
-shutdown is already bounded. Tasks that would not stop are reported, and the process
-exits anyway (``asyncio.run`` would wait for them forever).
+still runs is cancelled at once. A second signal hurries the shutdown
+(:meth:`Supervisor.hurry`): each child, in the same order, is cancelled at once or, if it
+registered :meth:`Ready.on_hurry`, told to cut its own stop short. Tasks that would not
+stop are reported, and the process exits anyway (``asyncio.run`` would wait for them
+forever).
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ async def serve(
 ) -> None:
     """Start ``root``, run it until SIGTERM/SIGINT or ``stop`` is set, then stop it.
 
-    Signal handlers are installed only in the main thread. If the caller is cancelled,
-    the same ordered, bounded shutdown happens before the cancellation propagates.
+    Signal handlers are installed only in the main thread. A second signal hurries the
+    shutdown (:meth:`Supervisor.hurry`). If the caller is cancelled, the same ordered,
+    bounded shutdown happens before the cancellation propagates.
 
     Args:
         root: A supervisor, or child specs for a ``one_for_one`` supervisor named ``root``.
@@ -56,7 +59,8 @@ async def serve(
 
     def on_signal(sig: signal.Signals) -> None:
         if stop.is_set():
-            _log.warning("received %s again; the shutdown ends within %ss", sig.name, bound)
+            _log.warning("received %s again; hurrying the stop of %r", sig.name, sup.name)
+            sup.hurry()
             return
         _log.info("received %s; stopping supervisor %r", sig.name, sup.name)
         stop.set()

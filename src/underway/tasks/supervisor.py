@@ -42,7 +42,7 @@ class Supervisor:
     Stopping a child is honest: ask (cancel it, or call its ``ready.on_shutdown`` hook),
     wait its ``shutdown`` seconds, cancel, wait ``cancel_timeout``, and if it still runs,
     report it and leave it running: a coroutine cannot be killed. A cancellation the
-    supervisor caused never counts as a crash.
+    supervisor caused never counts as a crash. :meth:`hurry` cuts those waits short.
 
     Run it with ``async with supervisor:``, ``await supervisor.start()`` and
     :meth:`stop`, ``await supervisor.run()``, as a child of another supervisor
@@ -89,6 +89,7 @@ class Supervisor:
         self._run: Supervision | None = None
         self._task: asyncio.Task[None] | None = None
         self._delivered = False
+        self._hurried = False
         self.left_running: list[str] = []
         """Ids of children that would not stop during the last stop (still running)."""
 
@@ -126,8 +127,11 @@ class Supervisor:
             strategy=self.strategy,
             intensity=RestartIntensity(self.max_restarts, self.max_seconds),
             cancel_timeout=self.cancel_timeout,
+            hurried=self._hurried,
         )
         self.left_running = run.left_running
+        if ready is not None:
+            ready.on_hurry(self.hurry)  # a parent's hurry reaches this supervisor's children
         try:
             await run.start_all()
             _emit("tasks.supervisor.start", {"children": len(run.children)}, self.name)
@@ -138,9 +142,24 @@ class Supervisor:
             try:
                 await run.terminate()
             finally:
-                self._run = None
+                self._run, self._hurried = None, False
                 run.fail_commands()
                 _emit("tasks.supervisor.stop", {"left_running": len(run.left_running)}, self.name)
+
+    def hurry(self) -> None:
+        """Cut every grace period of this supervisor's stop short (a second signal does this).
+
+        Each child being stopped, or asked to stop later in the reverse-order stop, is
+        hurried: a child that registered :meth:`Ready.on_hurry` gets that callback once
+        and keeps what is left of its ``shutdown`` seconds; any other child is cancelled
+        at once instead of waiting its ``shutdown`` seconds. Nested supervisors hurry their
+        own children the same way. Called while the supervisor runs (or before it starts),
+        it makes its next stop hurried; the run after that stop is not.
+        """
+        self._hurried = True
+        run = self._run
+        if run is not None:
+            run.hurry()
 
     async def start(self) -> None:
         """Start the supervisor in a task of its own; return once every child has started.

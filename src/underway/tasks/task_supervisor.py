@@ -40,7 +40,7 @@ class TaskSupervisor(Service):
     task is not linked to the caller, so a crash or a caller that stops waiting leaves the
     other side alone. :meth:`stop` cancels every task still running, waits up to
     ``shutdown_timeout`` for them to end, cancels again, waits ``cancel_timeout``, and
-    reports any that would not stop.
+    reports any that would not stop; :meth:`hurry` cuts the ``shutdown_timeout`` wait short.
 
     Args:
         max_children: Most tasks running at once (``None``: no limit); past it,
@@ -77,6 +77,8 @@ class TaskSupervisor(Service):
         self._sweep_at = _SWEEP_MIN
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
+        self._cut: asyncio.Future[None] | None = None
+        self._hurried = False
         self.left_running: list[asyncio.Task[Any]] = []
         """Tasks that would not stop during the last stop (still running)."""
 
@@ -114,13 +116,31 @@ class TaskSupervisor(Service):
         # Those that would not stop are kept alive elsewhere.
         children, self._children = self._children, set()
         self._sweep_at = _SWEEP_MIN
-        stuck = await shutdown(
-            children,
-            timeout=self.shutdown_timeout,
-            cancel_timeout=self.cancel_timeout,
-            report=self._report_stuck,
-        )
+        cut = self._cut = asyncio.get_running_loop().create_future()
+        if self._hurried:
+            cut.set_result(None)
+        try:
+            stuck = await shutdown(
+                children,
+                timeout=self.shutdown_timeout,
+                cancel_timeout=self.cancel_timeout,
+                report=self._report_stuck,
+                cut=cut,
+            )
+        finally:
+            self._cut, self._hurried = None, False
         self.left_running = list(stuck)
+
+    def hurry(self) -> None:
+        """Cut the ``shutdown_timeout`` of a stop short: its tasks are cancelled again now.
+
+        Called while running, it makes the next stop cancel its tasks only once and wait
+        ``cancel_timeout``. A supervisor running this as a child calls it when hurried.
+        """
+        self._hurried = True
+        cut = self._cut
+        if cut is not None and not cut.done():
+            cut.set_result(None)
 
     async def run(self, *, ready: Ready | None = None) -> None:
         """Run until cancelled (then :meth:`stop`) or stopped: how a supervisor runs this."""
@@ -128,6 +148,7 @@ class TaskSupervisor(Service):
         stopped = self._stopped
         assert stopped is not None
         if ready is not None:
+            ready.on_hurry(self.hurry)
             ready()
         try:
             await asyncio.shield(stopped)

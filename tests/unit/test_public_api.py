@@ -7,7 +7,7 @@ import importlib.metadata
 import inspect
 import types
 import typing
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -105,7 +105,7 @@ def public_methods(cls: type) -> list[tuple[str, Any]]:
     "cls",
     sorted(
         {getattr(m, n) for m in PACKAGES for n in m.__all__ if inspect.isclass(getattr(m, n))},
-        key=lambda c: c.__qualname__,
+        key=lambda c: cast(type, c).__qualname__,
     ),
     ids=lambda c: c.__qualname__,
 )
@@ -127,6 +127,76 @@ def test_errors_share_one_base() -> None:
     for name in underway.errors.__all__:
         assert issubclass(getattr(underway.errors, name), underway.UnderwayError)
         assert getattr(underway, name) is getattr(underway.errors, name)
+
+
+# Each exception's direct bases: one base per part, the built-in mixins kept.
+ERROR_TREE: dict[str, tuple[type, ...]] = {
+    "UnderwayError": (Exception,),
+    "ConfigError": (underway.errors.UnderwayError, ValueError),
+    "JobsError": (underway.errors.UnderwayError,),
+    "EnqueueError": (underway.errors.JobsError, ValueError),
+    "DatabaseError": (underway.errors.JobsError,),
+    "DatabaseLocked": (underway.errors.DatabaseError,),
+    "UnknownWorker": (underway.errors.JobsError,),
+    "JobTimeout": (underway.errors.JobsError,),
+    "PipelinesError": (underway.errors.UnderwayError,),
+    "DecodeError": (underway.errors.PipelinesError, ValueError),
+    "TasksError": (underway.errors.UnderwayError,),
+    "TooManyRestarts": (underway.errors.TasksError,),
+    "ChildStartError": (underway.errors.TasksError,),
+    "TooManyChildren": (underway.errors.TasksError,),
+    "TaskTimeout": (underway.errors.TasksError, TimeoutError),
+    "TaskExited": (underway.errors.TasksError,),
+    "ServerExited": (underway.errors.TasksError,),
+    "CallTimeout": (underway.errors.TasksError, TimeoutError),
+    "MailboxFull": (underway.errors.TasksError,),
+    "AlreadyRegistered": (underway.errors.TasksError,),
+}
+
+
+def test_errors_hang_under_one_base_per_part() -> None:
+    assert set(ERROR_TREE) == set(underway.errors.__all__)
+    for name, bases in ERROR_TREE.items():
+        assert getattr(underway.errors, name).__bases__ == bases, name
+
+
+def documented_tree() -> dict[str, str]:
+    """Each exception of the tree drawn in ``underway.errors``' docstring, with its parent."""
+    doc = underway.errors.__doc__ or ""
+    lines = doc.split("::", 1)[1].strip("\n").splitlines()
+    assert lines[0].strip() == "UnderwayError"
+    path = ["UnderwayError"]
+    parents: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line.strip():
+            break
+        branch = max(line.find("├── "), line.find("└── "))
+        depth = (branch - 4) // 4 + 1  # the literal block is indented by 4
+        name = line[branch + 4 :].split()[0]
+        path[depth:] = [name]
+        parents[name] = path[depth - 1]
+    return parents
+
+
+def test_the_documented_error_tree_is_the_real_one() -> None:
+    documented = documented_tree()
+    assert set(documented) == set(underway.errors.__all__) - {"UnderwayError"}
+    for name, parent in documented.items():
+        assert getattr(underway.errors, name).__bases__[0].__name__ == parent, name
+
+
+def test_existing_errors_keep_their_old_catch_clauses() -> None:
+    errors = underway.errors
+    assert issubclass(errors.EnqueueError, ValueError)
+    assert issubclass(errors.DecodeError, ValueError)
+    assert issubclass(errors.CallTimeout, TimeoutError)
+    assert issubclass(errors.TaskTimeout, TimeoutError)
+    assert isinstance(errors.DatabaseLocked("locked"), errors.DatabaseError | errors.JobsError)
+    try:
+        raise errors.ServerExited("gone", "shutdown")
+    except errors.UnderwayError as exc:
+        assert isinstance(exc, errors.TasksError)
+        assert exc.reason == "shutdown"
 
 
 # Coroutines that run a node have no twin: ``run()`` is the synchronous way to serve.

@@ -192,11 +192,11 @@ def test_existing_errors_keep_their_old_catch_clauses() -> None:
     assert issubclass(errors.CallTimeout, TimeoutError)
     assert issubclass(errors.TaskTimeout, TimeoutError)
     assert isinstance(errors.DatabaseLocked("locked"), errors.DatabaseError | errors.JobsError)
-    try:
+    with pytest.raises(errors.TasksError) as info:
         raise errors.ServerExited("gone", "shutdown")
-    except errors.UnderwayError as exc:
-        assert isinstance(exc, errors.TasksError)
-        assert exc.reason == "shutdown"
+    assert isinstance(info.value, errors.UnderwayError)
+    assert isinstance(info.value, errors.ServerExited)
+    assert info.value.reason == "shutdown"
 
 
 # Coroutines that run a node have no twin: ``run()`` is the synchronous way to serve.

@@ -11,13 +11,10 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from underway import _telemetry as telemetry
-from underway.pipelines.message import Message
-
-if TYPE_CHECKING:
-    from underway.pipelines.batcher import BatchInfo
+from underway.pipelines.message import BatchInfo, Message
 
 __all__ = [
     "HandleBatch",
@@ -32,7 +29,7 @@ __all__ = [
 _log = logging.getLogger("underway.pipelines")
 
 HandleMessage = Callable[[Message], "Message | Awaitable[Message | None] | None"]
-HandleBatch = Callable[[str, list[Message], "BatchInfo"], "Awaitable[None] | None"]
+HandleBatch = Callable[[str, list[Message], BatchInfo], "Awaitable[None] | None"]
 HandleFailed = Callable[[list[Message]], "Awaitable[None] | None"]
 PrepareMessages = Callable[[list[Message]], "list[Message] | Awaitable[list[Message]]"]
 

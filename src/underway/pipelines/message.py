@@ -1,4 +1,4 @@
-"""Messages flowing through a pipeline and the acknowledgers that settle them with a broker."""
+"""Messages flowing through a pipeline, their acknowledgers, and what batch handlers see."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from underway.errors import DecodeError
 
 __all__ = [
     "Acknowledger",
+    "BatchInfo",
     "Message",
     "MessageStatus",
     "NoopAcknowledger",
@@ -19,6 +20,7 @@ __all__ = [
 ]
 
 MessageStatus = Literal["ok", "failed"]
+BatchTrigger = Literal["size", "timeout", "flush"]
 
 
 class Acknowledger(Protocol):
@@ -132,6 +134,26 @@ class Message:
     def is_failed(self) -> bool:
         """Whether the message failed."""
         return self.status == "failed"
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """What a batch handler is told about its batch.
+
+    Attributes:
+        batcher: The batcher's name.
+        batch_key: The ``batch_key`` every message of the batch shares.
+        size: Messages in the batch.
+        trigger: Why it was cut: ``"size"``, ``"timeout"`` or ``"flush"`` (draining, or a
+            message pushed in flush mode).
+        partition: Index of the batch processor it went to (``0`` without ``partition_by``).
+    """
+
+    batcher: str
+    batch_key: Any
+    size: int
+    trigger: BatchTrigger
+    partition: int = 0
 
 
 def group_acks(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from underway._aio import Service
 from underway.errors import ConfigError
@@ -15,48 +14,25 @@ from underway.pipelines._handlers import (
     HandleMessage,
     Handlers,
     PrepareMessages,
-    maybe_await,
 )
 from underway.pipelines._policy import (
     BatcherConfig,
     ProcessorsConfig,
-    demand,
     parse_batchers,
     parse_processors,
-    partition,
-    shares,
     total_capacity,
 )
-from underway.pipelines.batcher import Batcher, BatchInfo
-from underway.pipelines.message import Message, call_ack, group_acks
+from underway.pipelines._topology import Demand, Topology
+from underway.pipelines.message import BatchInfo, Message
+from underway.pipelines.producers._protocol import Producer
 from underway.pipelines.rate_limit import RateLimiter
+from underway.tasks.child import ChildSpec
+
+if TYPE_CHECKING:
+    from underway.tasks._policy import Restart
+    from underway.tasks.child import Ready
 
 __all__ = ["BatchInfo", "Pipeline", "Producer"]
-
-_log = logging.getLogger("underway.pipelines")
-
-_CANCEL_BOUND = 10.0  # seconds stop waits for a cancelled worker that goes on
-_RECANCEL_INTERVAL = 0.05  # seconds between cancellations of a worker still running
-
-
-@runtime_checkable
-class Producer(Protocol):
-    """A source of messages. ``fetch`` returns at most ``demand`` messages.
-
-    ``fetch`` may wait until messages are available. It is cancelled on shutdown, so
-    messages it has not returned must stay with the broker; with ``producer_concurrency``
-    above 1 it is called concurrently. Optional hooks, plain or ``async``, all awaited by
-    the pipeline:
-
-    - ``prepare_for_start(capacity)`` before the first fetch, with the most messages the
-      pipeline holds at once (a push-based broker sets its prefetch from it);
-    - ``prepare_for_draining()`` when the pipeline starts to drain: stop taking messages;
-    - ``close()`` once every message was acknowledged, or the shutdown bound ran out.
-    """
-
-    async def fetch(self, demand: int) -> Sequence[Message]:
-        """Return between 1 and ``demand`` messages, waiting for them if needed."""
-        ...
 
 
 class Pipeline(Service):
@@ -88,7 +64,7 @@ class Pipeline(Service):
         rate_limit: ``(allowed, interval_seconds)`` shared by all producers.
         producer_concurrency: Concurrent ``fetch`` loops per producer.
         shutdown_timeout: Seconds :meth:`stop` waits for in-flight messages to finish.
-        name: Name used in logs and telemetry.
+        name: Name used in logs and telemetry, and the default id of :meth:`child_spec`.
 
     Attributes:
         capacity: The most messages the pipeline holds at once: the processors'
@@ -145,29 +121,20 @@ class Pipeline(Service):
         self.shutdown_timeout = shutdown_timeout
         self.name = name
         self.capacity = total_capacity(self.processors, self.batchers)
-        self._in_flight = 0
-        self._in_processors = 0
-        self._warned: set[int] = set()
-        self._reserved = 0
-        self._freed = asyncio.Event()
-        self._draining = False
-        self._running = False
+        self._demand = Demand(self.processors, self.capacity)
+        self._topology: Topology | None = None
+        self._stop_asked = asyncio.Event()
         self._lifecycle = asyncio.Lock()
-        self._flush_ids: set[int] = set()
-        self._proc_qs: list[asyncio.Queue[list[Message]]] = self._new_queues()
-        self._batchers: dict[str, Batcher] = {}
-        self._producer_tasks: list[asyncio.Task[None]] = []
-        self._worker_tasks: list[asyncio.Task[None]] = []
 
     @property
     def in_flight(self) -> int:
         """Messages taken from producers and not yet acknowledged."""
-        return self._in_flight
+        return self._demand.in_flight
 
     @property
     def running(self) -> bool:
         """Whether the pipeline has started and not yet stopped."""
-        return self._running
+        return self._topology is not None
 
     def update_rate_limit(self, allowed: int | None = None, interval: float | None = None) -> None:
         """Change the rate limit while running.
@@ -179,10 +146,6 @@ class Pipeline(Service):
             raise ConfigError("this pipeline was built without rate_limit")
         self.rate_limiter.update(allowed, interval)
 
-    def _new_queues(self) -> list[asyncio.Queue[list[Message]]]:
-        count = self.processors.concurrency if self.processors.partition_by else 1
-        return [asyncio.Queue() for _ in range(count)]
-
     async def start(self) -> None:
         """Start producers, processors and batchers.
 
@@ -190,37 +153,21 @@ class Pipeline(Service):
         prepared were closed. A concurrent :meth:`stop` waits until the start is done.
         """
         async with self._lifecycle:
-            if self._running:
+            if self._topology is not None:
                 return
-            prepared: list[Producer] = []
-            try:
-                for producer in self._producers:
-                    await self._hook(producer, "prepare_for_start", self.capacity)
-                    prepared.append(producer)
-            except BaseException:
-                for producer in prepared:
-                    await self._guarded_hook(producer, "close")
-                raise
-            self._spawn_all()
-
-    def _spawn_all(self) -> None:
-        self._running = True
-        self._draining = False
-        spawn = asyncio.get_running_loop().create_task
-        queues = self._proc_qs
-        for i in range(self.processors.concurrency):
-            self._worker_tasks.append(spawn(self._processor(queues[i % len(queues)])))
-        for name, config in self.batchers.items():
-            batcher = self._batchers[name] = Batcher(config, self._flush_ids)
-            self._worker_tasks.append(spawn(batcher.run(self._settle_batched)))
-            outboxes = batcher.outboxes
-            for i in range(config.concurrency):
-                outbox = outboxes[i % len(outboxes)]
-                self._worker_tasks.append(spawn(self._batch_processor(outbox)))
-        loops = [p for p in self._producers for _ in range(self.producer_concurrency)]
-        parts = shares(self.processors.capacity, len(loops))
-        for producer, share in zip(loops, parts, strict=True):
-            self._producer_tasks.append(spawn(self._produce(producer, share)))
+            topology = Topology(
+                self.name,
+                producers=self._producers,
+                producer_concurrency=self.producer_concurrency,
+                processors=self.processors,
+                batchers=self.batchers,
+                handlers=self._handlers,
+                rate_limiter=self.rate_limiter,
+                demand=self._demand,
+            )
+            self._stop_asked.clear()
+            await topology.start()
+            self._topology = topology
 
     async def stop(self, timeout: float | None = None) -> None:
         """Drain: stop pulling, finish in-flight messages, flush batches, acknowledge.
@@ -228,47 +175,35 @@ class Pipeline(Service):
         Args:
             timeout: Bound on the drain (default ``shutdown_timeout``); messages still
                 unfinished then are abandoned unacknowledged (the broker redelivers them).
+
+        If the caller is cancelled meanwhile, the pipeline stops as with :meth:`stop_now`
+        before the cancellation goes on.
         """
+        self._stop_asked.set()
         async with self._lifecycle:
-            if not self._running:
+            topology = self._topology
+            if topology is None:
                 return
-            await self._stop(self.shutdown_timeout if timeout is None else timeout)
+            try:
+                await topology.stop(self.shutdown_timeout if timeout is None else timeout)
+            finally:
+                # Messages abandoned by the bound are the broker's again: forget them all.
+                self._demand.reset()
+                self._topology = None
 
-    async def _stop(self, timeout: float) -> None:
-        self._draining = True
-        for producer in self._producers:
-            await self._guarded_hook(producer, "prepare_for_draining")
-        await self._cancel(self._producer_tasks)
-        try:
-            async with asyncio.timeout(timeout):
-                await self._drain()
-        except TimeoutError:
-            _log.warning(
-                "%s: shutdown bound reached with %d message(s) unfinished",
-                self.name,
-                self._in_flight,
-            )
-        await self._cancel(self._worker_tasks)
-        for producer in self._producers:
-            await self._guarded_hook(producer, "close")
-        # Messages abandoned by the bound are the broker's again: forget them all.
-        self._batchers.clear()
-        self._proc_qs = self._new_queues()
-        self._flush_ids.clear()
-        self._in_flight = self._in_processors = self._reserved = 0
-        self._running = False
+    async def stop_now(self) -> None:
+        """Stop without waiting for in-flight messages; hurries a :meth:`stop` in progress.
 
-    @staticmethod
-    async def _hook(producer: Producer, name: str, *args: Any) -> None:
-        hook = getattr(producer, name, None)
-        if hook is not None:
-            await maybe_await(hook(*args))
+        Fetching stops, the workers are cancelled and the producers closed. A message that
+        was not settled is never acknowledged: it stays with the broker, which delivers it
+        again. Returns once the pipeline has stopped.
+        """
+        self._hurry()
+        await self.stop(timeout=0)
 
-    async def _guarded_hook(self, producer: Producer, name: str) -> None:
-        try:
-            await self._hook(producer, name)
-        except Exception:
-            _log.exception("%s: %s() of producer %r failed", self.name, name, producer)
+    def _hurry(self) -> None:
+        if self._topology is not None:
+            self._topology.hurry()
 
     def push_messages(self, messages: Sequence[Message], *, flush: bool = False) -> None:
         """Feed messages straight to the processors, bypassing producers and demand.
@@ -277,192 +212,47 @@ class Pipeline(Service):
             messages: The messages (with their acknowledger set).
             flush: Emit each message's batch as soon as the message reaches its batcher.
         """
-        if not self._running or self._draining:
+        topology = self._topology
+        if topology is None or self._stop_asked.is_set():
             raise RuntimeError("the pipeline is not running")
-        if flush:
-            self._flush_ids.update(id(m) for m in messages)
-        self._admit(list(messages))
+        topology.push(messages, flush=flush)
 
-    # -- producers -------------------------------------------------------------------
+    # -- supervision -----------------------------------------------------------------
 
-    async def _produce(self, producer: Producer, share: int) -> None:
-        while not self._draining:
-            wanted = min(
-                demand(self._in_processors + self._reserved, self.processors, share),
-                self.capacity - self._in_flight - self._reserved,
-            )
-            if wanted <= 0:
-                self._freed.clear()
-                await self._freed.wait()
-                continue
-            self._reserved += wanted  # before any wait, so other loops see it
-            try:
-                if self.rate_limiter is not None:
-                    granted = await self.rate_limiter.acquire(wanted)
-                    self._reserved -= wanted - granted
-                    wanted = granted
-                messages = await producer.fetch(wanted)
-            except Exception:
-                _log.exception("%s: producer %r failed to fetch", self.name, producer)
-                await asyncio.sleep(0.1)
-                continue
-            finally:
-                self._reserved -= wanted
-                self._freed.set()  # what was reserved and not filled is free again
-            if len(messages) > wanted:
-                self._overfed(producer, len(messages), wanted)
-            if messages:
-                self._admit(list(messages))
+    def child_spec(
+        self,
+        *,
+        id: str | None = None,
+        restart: Restart = "permanent",
+        shutdown: float | None = None,
+    ) -> ChildSpec:
+        """A spec to run this pipeline under a :class:`~underway.tasks.Supervisor`.
 
-    def _overfed(self, producer: Producer, got: int, wanted: int) -> None:
-        """Warn (once per producer) that ``fetch`` returned more than it was asked for.
-
-        The messages are processed all the same (dropping them would lose them), but the
-        pipeline then holds more than its capacity.
+        The child is ready once the pipeline started. Asked to stop, it drains within
+        ``shutdown_timeout`` (a graceful :meth:`stop`); told to hurry, it stops as with
+        :meth:`stop_now`. ``shutdown`` defaults to ``None``: the pipeline bounds its stop
+        itself.
         """
-        if id(producer) in self._warned:
-            return
-        self._warned.add(id(producer))
-        _log.warning(
-            "%s: producer %r returned %d message(s) when asked for %d; fetch must return "
-            "at most the demand, or the pipeline holds more than its capacity",
-            self.name,
-            producer,
-            got,
-            wanted,
-        )
+        return ChildSpec(id or self.name, self.run, ready=True, restart=restart, shutdown=shutdown)
 
-    def _admit(self, messages: list[Message]) -> None:
-        self._in_flight += len(messages)
-        self._in_processors += len(messages)
-        step = self.processors.max_demand
-        if len(self._proc_qs) == 1:
-            queue = self._proc_qs[0]
-            for i in range(0, len(messages), step):
-                queue.put_nowait(messages[i : i + step])
-            return
-        parts: dict[int, list[Message]] = {}
-        for message in messages:
-            parts.setdefault(self._partition_of(message), []).append(message)
-        for index, part in parts.items():
-            for i in range(0, len(part), step):
-                self._proc_qs[index].put_nowait(part[i : i + step])
+    async def run(self, *, ready: Ready | None = None) -> None:
+        """Start the pipeline and run it in the calling task until it is stopped.
 
-    def _partition_of(self, message: Message) -> int:
-        assert self.processors.partition_by is not None
-        try:
-            key = self.processors.partition_by(message)
-        except Exception as exc:
-            message.failed(exc)
-            return 0
-        return partition(key, len(self._proc_qs))
+        Returns once the pipeline stopped: by :meth:`stop` called elsewhere, or when the
+        supervisor asks the child to stop (a graceful stop). If the calling task is
+        cancelled, the pipeline stops as with :meth:`stop_now` and the cancellation goes on.
 
-    # -- processors ------------------------------------------------------------------
-
-    async def _processor(self, queue: asyncio.Queue[list[Message]]) -> None:
-        while True:
-            chunk = await queue.get()
-            try:
-                await self._process_chunk(chunk)
-            finally:
-                queue.task_done()
-
-    async def _process_chunk(self, chunk: list[Message]) -> None:
-        handlers = self._handlers
-        if handlers.prepare_messages is not None:
-            await handlers.prepare(chunk)
-        done: list[Message] = []
-        for message in chunk:
-            if not message.is_failed:
-                await handlers.message(message)
-            name = message.batcher
-            if message.is_failed or name is None:
-                done.append(message)
-            elif not isinstance(name, str) or name not in self._batchers:
-                done.append(message.failed(f"unknown batcher {name!r}"))
-            else:
-                self._batchers[name].inbox.put_nowait(message)
-                self._in_processors -= 1  # its processor slot is free: ask for more
-                self._freed.set()
-        if done:
-            await self._settle(done)
-
-    # -- batch processors ------------------------------------------------------------
-
-    async def _batch_processor(
-        self, outbox: asyncio.Queue[tuple[list[Message], BatchInfo]]
-    ) -> None:
-        while True:
-            batch, info = await outbox.get()
-            try:
-                await self._process_batch(batch, info)
-            finally:
-                outbox.task_done()
-
-    async def _process_batch(self, batch: list[Message], info: BatchInfo) -> None:
-        await self._handlers.batch(batch, info)
-        await self._settle_batched(batch)
-
-    # -- acknowledgement -------------------------------------------------------------
-
-    async def _settle_batched(self, messages: list[Message]) -> None:
-        await self._settle(messages, batched=True)
-
-    async def _settle(self, messages: list[Message], *, batched: bool = False) -> None:
-        try:
-            failed = [m for m in messages if m.is_failed]
-            if failed:
-                await self._handlers.failed(failed)
-            for acknowledger, ok, bad in group_acks(messages).values():
-                for message in (*ok, *bad):
-                    message.acked = True  # a late ack_immediately() must not ack it again
-                try:
-                    await call_ack(acknowledger, ok, bad)
-                except Exception:
-                    _log.exception("%s: acknowledger %r failed", self.name, acknowledger)
-        finally:
-            for message in messages:
-                self._flush_ids.discard(id(message))
-            self._in_flight -= len(messages)
-            if not batched:
-                self._in_processors -= len(messages)
-            self._freed.set()
-
-    async def _drain(self) -> None:
-        for queue in self._proc_qs:
-            await queue.join()
-        for batcher in self._batchers.values():
-            await batcher.join()
-
-    async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
-        """Cancel ``tasks`` and wait for them, with a bound; a crash is logged, the caller's
-        own cancellation is not swallowed.
-
-        A cancellation can be lost in the code a worker awaits (redis-py on Python 3.11 loses
-        one that meets a write just finished), and the worker then waits for its next
-        message for ever: one still running is cancelled again, and abandoned (logged) after
-        :data:`_CANCEL_BOUND` seconds.
+        Args:
+            ready: Given by a supervisor (see :meth:`child_spec`): called once started.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _CANCEL_BOUND
-        pending = set(tasks)
-        while pending:
-            for task in pending:
-                task.cancel()
-            if loop.time() >= deadline:
-                _log.error(
-                    "%s: %d worker(s) still running %gs after being cancelled, abandoned "
-                    "(does a handler catch CancelledError?)",
-                    self.name,
-                    len(pending),
-                    _CANCEL_BOUND,
-                )
-                for task in pending:  # its outcome, if it ever ends, is nobody's
-                    task.add_done_callback(lambda t: t.cancelled() or t.exception())
-                break
-            _done, pending = await asyncio.wait(pending, timeout=_RECANCEL_INTERVAL)
-        for task in tasks:
-            error = None if not task.done() or task.cancelled() else task.exception()
-            if error is not None:
-                _log.error("%s: a worker of the pipeline had crashed", self.name, exc_info=error)
-        tasks.clear()
+        await self.start()
+        try:
+            if ready is not None:
+                ready.on_shutdown(self._stop_asked.set)
+                ready.on_hurry(self._hurry)
+                ready()
+            await self._stop_asked.wait()
+            await self.stop()
+        except asyncio.CancelledError:
+            await self.stop_now()
+            raise

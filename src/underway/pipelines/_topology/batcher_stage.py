@@ -1,64 +1,68 @@
-"""One named batcher: groups processed messages into batches for its batch processors."""
+"""The batcher stage: one named batcher groups handled messages into batches."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from underway.pipelines._policy import BatcherConfig, batch_full, partition
-from underway.pipelines.message import Message
+from underway.pipelines._topology.stage import Stage
+from underway.pipelines.message import BatchInfo, BatchTrigger, Message
 
-__all__ = ["BatchInfo", "Batcher"]
+__all__ = ["BatcherStage", "Outbox"]
 
-BatchTrigger = Literal["size", "timeout", "flush"]
-
-
-@dataclass(frozen=True)
-class BatchInfo:
-    """What a batch handler is told about its batch.
-
-    Attributes:
-        batcher: The batcher's name.
-        batch_key: The ``batch_key`` every message of the batch shares.
-        size: Messages in the batch.
-        trigger: Why it was cut: ``"size"``, ``"timeout"`` or ``"flush"`` (draining, or a
-            message pushed in flush mode).
-        partition: Index of the batch processor it went to (``0`` without ``partition_by``).
-    """
-
-    batcher: str
-    batch_key: Any
-    size: int
-    trigger: BatchTrigger
-    partition: int = 0
+Outbox = asyncio.Queue[tuple[list[Message], BatchInfo]]
+Reject = Callable[[list[Message]], Awaitable[None]]
 
 
 class _Flush:
     """The marker a batcher's inbox receives when it must cut its batches now."""
 
 
-FLUSH = _Flush()
-Outbox = asyncio.Queue[tuple[list[Message], BatchInfo]]
+_FLUSH = _Flush()
 
 
-class Batcher:
+class BatcherStage(Stage):
     """Cuts batches per ``(partition, batch_key)`` by size, timeout or flush.
 
-    Messages arrive on :attr:`inbox`; cut batches go to ``outboxes[partition]``. A message
-    that cannot be batched (its partition or ``batch_size`` function raised, its
-    ``batch_key`` is unhashable) fails and is handed to ``reject`` in :meth:`run`.
+    Messages arrive through :meth:`put`; cut batches go to ``outboxes[partition]``, one
+    per batch processor with ``partition_by`` (else one shared). A message that cannot be
+    batched (its partition or ``batch_size`` function raised, its ``batch_key`` is
+    unhashable) fails and is handed to ``reject``. Draining cuts every open batch.
     """
 
-    def __init__(self, config: BatcherConfig, flush_ids: set[int]) -> None:
+    def __init__(
+        self,
+        pipeline: str,
+        config: BatcherConfig,
+        *,
+        flush_ids: set[int],
+        reject: Reject,
+        hurried: asyncio.Event,
+    ) -> None:
+        super().__init__(pipeline, hurried)
         self.config = config
-        self.inbox: asyncio.Queue[Message | _Flush] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Message | _Flush] = asyncio.Queue()
         count = config.concurrency if config.partition_by is not None else 1
         self.outboxes: list[Outbox] = [asyncio.Queue() for _ in range(count)]
         self._flush_ids = flush_ids
+        self._reject = reject
         self._pending: dict[tuple[int, Any], list[Message]] = {}
         self._deadlines: dict[tuple[int, Any], float] = {}
+
+    def put(self, message: Message) -> None:
+        """Hand a processed message to the batcher."""
+        self._inbox.put_nowait(message)
+
+    async def start(self) -> None:
+        """Spawn the task that cuts batches."""
+        self.workers.spawn(self._run(), f"batcher:{self.config.name}")
+
+    async def _drain(self) -> None:
+        self._inbox.put_nowait(_FLUSH)
+        await self._inbox.join()
 
     def _partition_of(self, message: Message) -> int:
         partition_by = self.config.partition_by
@@ -99,13 +103,12 @@ class Batcher:
             self._emit(key, "size")
         return None
 
-    async def run(self, reject: Any) -> None:
-        """Cut batches until cancelled; ``await reject([message])`` settles a failed one."""
+    async def _run(self) -> None:
         getter: asyncio.Future[Message | _Flush] | None = None
         try:
             while True:
                 if getter is None:
-                    getter = asyncio.ensure_future(self.inbox.get())
+                    getter = asyncio.ensure_future(self._inbox.get())
                 deadlines = self._deadlines
                 timeout = (
                     max(0.0, min(deadlines.values()) - time.monotonic()) if deadlines else None
@@ -117,14 +120,14 @@ class Batcher:
                 if not done:
                     continue
                 item, getter = getter.result(), None
-                await self._take(item, now, reject)
-                while not self.inbox.empty():  # what else is waiting, without a wait each
-                    await self._take(self.inbox.get_nowait(), now, reject)
+                await self._take(item, now)
+                while not self._inbox.empty():  # what else is waiting, without a wait each
+                    await self._take(self._inbox.get_nowait(), now)
         finally:
             if getter is not None:
                 getter.cancel()
 
-    async def _take(self, item: Message | _Flush, now: float, reject: Any) -> None:
+    async def _take(self, item: Message | _Flush, now: float) -> None:
         try:
             if isinstance(item, _Flush):
                 for key in list(self._pending):
@@ -132,13 +135,6 @@ class Batcher:
             else:
                 failed = self._add(item, now)
                 if failed is not None:
-                    await reject([failed])
+                    await self._reject([failed])
         finally:
-            self.inbox.task_done()
-
-    async def join(self) -> None:
-        """Flush every open batch and wait until all were handled."""
-        self.inbox.put_nowait(FLUSH)
-        await self.inbox.join()
-        for outbox in self.outboxes:
-            await outbox.join()
+            self._inbox.task_done()

@@ -1,0 +1,107 @@
+"""The processor stage: ``prepare_messages`` and ``handle_message``, partitioned by key."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from underway.pipelines._handlers import Handlers
+from underway.pipelines._policy import ProcessorsConfig, partition
+from underway.pipelines._topology.acker import Acker
+from underway.pipelines._topology.batcher_stage import BatcherStage
+from underway.pipelines._topology.demand import Demand
+from underway.pipelines._topology.stage import Stage
+from underway.pipelines.message import Message
+
+__all__ = ["ProcessorStage"]
+
+
+class ProcessorStage(Stage):
+    """``concurrency`` processors taking chunks of up to ``max_demand`` messages.
+
+    Without ``partition_by`` they share one queue; with it, each has its own and a
+    message goes to the one its key maps to, so equal keys are handled in order. A handled
+    message goes to its batcher (in ``batchers``), or is settled at once.
+    """
+
+    def __init__(
+        self,
+        pipeline: str,
+        config: ProcessorsConfig,
+        *,
+        handlers: Handlers,
+        demand: Demand,
+        acker: Acker,
+        batchers: Mapping[str, BatcherStage],
+        hurried: asyncio.Event,
+    ) -> None:
+        super().__init__(pipeline, hurried)
+        self.config = config
+        self._handlers = handlers
+        self._demand = demand
+        self._acker = acker
+        self._batchers = batchers
+        count = config.concurrency if config.partition_by is not None else 1
+        self._queues: list[asyncio.Queue[list[Message]]] = [asyncio.Queue() for _ in range(count)]
+
+    async def start(self) -> None:
+        """Spawn the processors."""
+        queues = self._queues
+        for i in range(self.config.concurrency):
+            self.workers.spawn(self._run(queues[i % len(queues)]), f"processor:{i}")
+
+    async def _drain(self) -> None:
+        for queue in self._queues:
+            await queue.join()
+
+    def admit(self, messages: list[Message]) -> None:
+        """Take ``messages`` in (counted by the demand), in chunks of ``max_demand``."""
+        self._demand.admit(len(messages))
+        step = self.config.max_demand
+        if len(self._queues) == 1:
+            queue = self._queues[0]
+            for i in range(0, len(messages), step):
+                queue.put_nowait(messages[i : i + step])
+            return
+        parts: dict[int, list[Message]] = {}
+        for message in messages:
+            parts.setdefault(self._partition_of(message), []).append(message)
+        for index, part in parts.items():
+            for i in range(0, len(part), step):
+                self._queues[index].put_nowait(part[i : i + step])
+
+    def _partition_of(self, message: Message) -> int:
+        assert self.config.partition_by is not None
+        try:
+            key = self.config.partition_by(message)
+        except Exception as exc:
+            message.failed(exc)
+            return 0
+        return partition(key, len(self._queues))
+
+    async def _run(self, queue: asyncio.Queue[list[Message]]) -> None:
+        while True:
+            chunk = await queue.get()
+            try:
+                await self._process(chunk)
+            finally:
+                queue.task_done()
+
+    async def _process(self, chunk: list[Message]) -> None:
+        handlers = self._handlers
+        if handlers.prepare_messages is not None:
+            await handlers.prepare(chunk)
+        done: list[Message] = []
+        for message in chunk:
+            if not message.is_failed:
+                await handlers.message(message)
+            name = message.batcher
+            if message.is_failed or name is None:
+                done.append(message)
+            elif not isinstance(name, str) or name not in self._batchers:
+                done.append(message.failed(f"unknown batcher {name!r}"))
+            else:
+                self._batchers[name].put(message)
+                self._demand.hand_to_batcher()  # its processor slot is free: ask for more
+        if done:
+            await self._acker.settle(done)

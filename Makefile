@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 
+# mypy strict on src and tests: the files and options of [tool.mypy] in pyproject.toml.
 typecheck: $(STAMP)
 	$(BIN)/mypy
 

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
@@ -117,7 +118,7 @@ async def _pending_ids(url: str, stream: str) -> set[str]:
         rows = await client.xpending_range(stream, "g", "-", "+", ENTRIES)
     finally:
         await client.aclose()
-    return {row["message_id"].decode() for row in rows}
+    return {cast(bytes, row["message_id"]).decode() for row in rows}
 
 
 async def test_pipeline_survives_a_server_kill_and_restart(servers: PrivateRedis) -> None:

@@ -208,7 +208,9 @@ def test_attach_logging_shows_jobs_by_id(
     detach_after: list[object], caplog: pytest.LogCaptureFixture
 ) -> None:
     detach_after.append(underway.attach_logging())
-    job = Job(id=42, state=JobState.EXECUTING, queue="default", worker="w", args={})
+    job: Job[dict[str, Any]] = Job(
+        id=42, state=JobState.EXECUTING, queue="default", worker="w", args={}
+    )
     with caplog.at_level(logging.INFO, logger="underway"):
         telemetry.emit("job.stop", {}, {"job": job})
     assert [r.getMessage() for r in caplog.records if r.name == "underway"] == [

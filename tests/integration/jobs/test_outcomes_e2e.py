@@ -8,12 +8,12 @@ import json
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from underway.errors import EnqueueError
-from underway.jobs import Cancel, Error, Job, JobState, Snooze
+from underway.jobs import Cancel, Error, Job, JobState, Snooze, Worker
 from underway.jobs.outcomes import decide
 
 from ..conftest import MakeJobs, wait_for_state, wait_until
@@ -317,8 +317,9 @@ async def test_a_class_worker_performs_and_backs_off_through_its_methods(
             if self.calls == 1:
                 raise OSError("disk not ready")
 
+    importer = cast(Worker, Importer)  # mypy keeps the type of a decorated class
     async with jobs:
-        job = await Importer.enqueue({})
+        job = await importer.enqueue({})
         done = await wait_for_state(jobs, job.id)
 
     assert done.state is JobState.COMPLETED

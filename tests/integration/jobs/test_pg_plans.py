@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -168,7 +168,8 @@ def _explain(schemas: Schemas, sql: str, params: Any) -> list[tuple[str, str]]:
         conn.execute(SESSION)  # as the engine's pools set up their connections
         row = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()
     assert row is not None
-    doc = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+    plan = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+    doc = cast("list[dict[str, Any]]", plan)  # EXPLAIN's JSON: one object per statement
     return _scans(doc[0]["Plan"])
 
 

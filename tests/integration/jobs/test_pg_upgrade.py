@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -67,9 +67,12 @@ def _first_schema(pg: Schemas, schema: str) -> None:
 
 def _where(pg: Schemas, schema: str) -> dict[int, tuple[str, str]]:
     with pg.connect() as conn:
-        rows = conn.execute(
-            f'SELECT id, state, tableoid::regclass::text FROM "{schema}".underway_jobs'
-        ).fetchall()
+        rows = cast(
+            "list[tuple[int, str, str]]",
+            conn.execute(
+                f'SELECT id, state, tableoid::regclass::text FROM "{schema}".underway_jobs'
+            ).fetchall(),
+        )
     return {i: (state, rel.split(".")[-1]) for i, state, rel in rows}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
@@ -32,7 +33,7 @@ def _last_vacuum(pg: Schemas, schema: str) -> dict[str, bool]:
             "WHERE schemaname = %s AND relname LIKE 'underway_jobs_%%'",
             (schema,),
         ).fetchall()
-    return dict(rows)
+    return dict(cast("list[tuple[str, bool]]", rows))
 
 
 async def test_vacuum_clears_the_live_partition_once_enough_rows_are_dead(pg: Schemas) -> None:
@@ -107,4 +108,4 @@ def _vacuum_count(pg: Schemas, schema: str) -> int:
             (schema,),
         ).fetchone()
     assert row is not None
-    return int(row[0])
+    return cast(int, row[0])

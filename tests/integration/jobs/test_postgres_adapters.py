@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -88,7 +88,7 @@ class App:
     def orders(self) -> list[int]:
         with self.pgs.connect() as conn:
             found = conn.execute(f"SELECT n FROM {self.orders_table} ORDER BY n").fetchall()
-        return [r[0] for r in found]
+        return [cast(int, r[0]) for r in found]
 
     async def verify(self, in_tx: InTx) -> None:
         """Rollback leaves nothing; commit keeps the row and the jobs and wakes the node."""

@@ -106,7 +106,11 @@ def test_direct_writer_asks_for_checkpoints_and_reports_busy(tmp_path: Path) -> 
     )
     try:
         for i in range(12):
-            done, _ = writer.try_write(lambda c, i=i: c.execute("INSERT INTO t VALUES (?)", (i,)))
+
+            def insert(c: sqlite3.Connection, i: int = i) -> sqlite3.Cursor:
+                return c.execute("INSERT INTO t VALUES (?)", (i,))
+
+            done, _ = writer.try_write(insert)
             assert done
         assert len(asked) == 2
         setup.execute("BEGIN IMMEDIATE")

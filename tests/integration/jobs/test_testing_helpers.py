@@ -10,12 +10,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from underway.errors import EnqueueError
-from underway.jobs import Cancel, Error, Job, Jobs, JobState, Snooze
+from underway.jobs import Cancel, Error, Job, Jobs, JobState, Snooze, TestingMode
 from underway.jobs.testing import (
     DrainResult,
     all_enqueued,
@@ -657,7 +657,7 @@ def test_use_testing_swaps_in_a_fresh_database_and_restores(
         assert temp_db.exists()
     assert app.engine is old_engine
     assert app.database == old_url
-    assert app.testing is None
+    assert cast(TestingMode | None, app.testing) is None  # mypy kept "manual" from the block
     assert not temp_db.exists(), "the temporary database is removed"
     assert not database.exists(), "nothing was written to the application's database"
 

@@ -408,7 +408,11 @@ async def test_a_handler_returning_something_else_is_warned_about_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     producer = DummyProducer(range(5))
-    pipeline = Pipeline(producer=producer, handle_message=lambda m: {"data": m.data})
+
+    def handle(message: Message) -> Any:  # a dict, which the pipeline does not expect
+        return {"data": message.data}
+
+    pipeline = Pipeline(producer=producer, handle_message=handle)
     with caplog.at_level(logging.WARNING, logger="underway.pipelines"):
         async with pipeline:
             await producer.acknowledger.wait_for(5)

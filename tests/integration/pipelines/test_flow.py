@@ -128,9 +128,9 @@ async def test_exception_fails_only_its_message_and_handle_failed_runs_before_ac
     order: list[str] = []
     original_ack = producer.acknowledger.ack
 
-    def ack(ok: Sequence[Message], failed: Sequence[Message]) -> None:
+    def ack(successful: Sequence[Message], failed: Sequence[Message]) -> None:
         order.append("ack")
-        original_ack(ok, failed)
+        original_ack(successful, failed)
 
     producer.acknowledger.ack = ack  # type: ignore[method-assign]
 
@@ -308,13 +308,16 @@ async def test_telemetry_spans() -> None:
     def handler(event: str, m: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
         events.append(event)
 
+    def handle_batch(*args: object) -> None:
+        raise ZeroDivisionError("division by zero")
+
     token = telemetry.attach(handler, prefix="pipeline.")
     try:
         pipeline = Pipeline(
             producer=DummyProducer(),
             handle_message=lambda m: m.put_batcher("b"),
             batchers={"b": {"batch_size": 1}},
-            handle_batch=lambda *a: 1 / 0,
+            handle_batch=handle_batch,
             handle_failed=lambda ms: None,
         )
         async with pipeline:

@@ -163,7 +163,7 @@ def test_invalid_options_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="on_failure must be one of"):
         RabbitMQProducer("q", on_failure="drop")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="on_success must be 'ack'"):
-        RabbitMQProducer("q", on_success="requeue")
+        RabbitMQProducer("q", on_success="requeue")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="prefetch must be an int from 1 to 65535"):
         RabbitMQProducer("q", prefetch=0)
     with pytest.raises(ConfigError, match="reconnect_interval must be a number > 0"):

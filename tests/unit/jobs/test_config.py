@@ -137,7 +137,7 @@ def test_invalid_pruning(options: dict[str, Any], message: str) -> None:
 
 def test_pruning_options_are_keyword_only() -> None:
     with pytest.raises(TypeError):
-        Pruning(3600)  # type: ignore[misc]
+        Pruning(3600)  # type: ignore[call-arg]
 
 
 # -- testing mode -----------------------------------------------------------------------

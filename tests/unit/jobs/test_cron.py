@@ -18,8 +18,17 @@ def jobs(tmp_path: Any) -> Jobs:
     return Jobs(f"sqlite:///{tmp_path / 'cron.db'}")
 
 
-def ts(*parts: int, tz: str = "UTC") -> float:
-    return datetime(*parts, tzinfo=ZoneInfo(tz)).timestamp()  # type: ignore[misc]
+def ts(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    *,
+    tz: str = "UTC",
+) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=ZoneInfo(tz)).timestamp()
 
 
 def test_latest_slot_is_at_or_before_now() -> None:

@@ -1,17 +1,57 @@
-"""Small asyncio helpers shared by every long-running component."""
+"""Small asyncio helpers shared by every long-running component.
+
+Every long-running part of underway has one lifecycle, :class:`Component`: ``await
+start()`` returns once it runs, ``await stop(timeout)`` once it has ended. A group of
+components starts in order and stops in reverse (:func:`start_in_order`,
+:func:`stop_in_reverse`).
+"""
 
 from __future__ import annotations
 
 import abc
 import asyncio
 import contextlib
-from typing import Any, Self
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
-__all__ = ["Service", "cancel_and_wait", "wait_event"]
+__all__ = [
+    "Component",
+    "Service",
+    "cancel_and_wait",
+    "run_sync",
+    "start_in_order",
+    "stop_in_reverse",
+    "wait_event",
+]
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class Component(Protocol):
+    """A long-running part: started once, stopped once.
+
+    ``start`` returns once the component runs (its loops are tasks of its own); ``stop``
+    returns once it has ended. ``timeout`` bounds what the component waits for while it
+    stops (running work, a last write); ``None`` means the component's own default.
+    """
+
+    async def start(self) -> None:
+        """Start; returns once running."""
+        ...
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop; returns once ended."""
+        ...
 
 
 class Service(abc.ABC):
-    """Something that is started and stopped; ``async with`` does both."""
+    """A public object that is started and stopped; ``async with`` does both.
+
+    Its ``stop`` may take options of its own (a server's reason, a node's grace), all
+    optional, so ``await service.stop()`` always works.
+    """
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -27,6 +67,38 @@ class Service(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def start_in_order(components: Sequence[Component]) -> None:
+    """Start ``components`` one after another.
+
+    If one fails to start, those already started are stopped in reverse order and the
+    failure propagates.
+    """
+    started: list[Component] = []
+    try:
+        for component in components:
+            await component.start()
+            started.append(component)
+    except BaseException:
+        await stop_in_reverse(started)
+        raise
+
+
+async def stop_in_reverse(components: Sequence[Component]) -> None:
+    """Stop ``components`` (given in start order) one after another, the last first.
+
+    Each gets its own default timeout. A component whose stop raises does not keep the
+    others running: each is stopped, then the first failure is raised.
+    """
+    failure: Exception | None = None
+    for component in reversed(components):
+        try:
+            await component.stop()
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
@@ -46,3 +118,31 @@ async def wait_event(event: asyncio.Event, seconds: float | None) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
     return event.is_set()
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from sync code, even when this thread runs a loop.
+
+    Without a running loop it runs in a new one here; on a running loop (sync code
+    called from a coroutine) it runs in a new loop of a thread of its own, which this
+    call waits for.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            box.append(asyncio.run(coro))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="underway-sync-runner")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return box[0]

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
-import signal
 import socket
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Unpack, overload
 
 from underway import _telemetry as telemetry
+from underway import tasks
 from underway._aio import Service
-from underway.errors import ConfigError, EnqueueError
+from underway.errors import ChildStartError, ConfigError, EnqueueError
 from underway.jobs._runtime.node import Node
 from underway.jobs.config import NodeConfig, Pruning, check_queues
 from underway.jobs.cron import Cron, check_options
 from underway.jobs.engines import Engine, JobFilter, open_engine
+from underway.jobs.engines.base import Inserts
+from underway.jobs.engines.inline import InlineEngine
 from underway.jobs.job import Job, JobSpec, JobState
-from underway.jobs.worker import Worker, WorkerOptions, validate_queue_name
+from underway.jobs.queue_name import validate_queue_name
+from underway.jobs.worker import Worker, WorkerOptions
+from underway.tasks import ChildSpec, Ready
+from underway.tasks._policy import Restart
 
 __all__ = ["Jobs", "TestingMode"]
 
@@ -86,6 +91,7 @@ class Jobs(Service):
     ) -> None:
         self.database = database
         self.engine: Engine = open_engine(database)
+        self.workers: dict[str, Worker] = {}
         self.testing = testing
         self.config = NodeConfig(
             queues=check_queues({"default": 10} if queues is None else queues),
@@ -99,7 +105,6 @@ class Jobs(Service):
             prune=prune,
         )
         self.crontab: list[Cron] = []
-        self.workers: dict[str, Worker] = {}
         self._node: Node | None = None
         self._stopping: Node | None = None
         self._hurry = False
@@ -119,6 +124,7 @@ class Jobs(Service):
         if mode not in _TESTING_MODES:
             raise ConfigError(f"testing must be 'inline', 'manual' or None, got {mode!r}")
         self._testing = mode
+        self._inline: Inserts | None = InlineEngine(self.workers) if mode == "inline" else None
 
     @property
     def node(self) -> Node | None:
@@ -198,13 +204,9 @@ class Jobs(Service):
         connection) the jobs join its current transaction.
         """
         specs = _specs(jobs)
-        if self._testing == "inline":
-            from underway.jobs.testing import run_inline
-
-            return await run_inline(self, specs)
         with telemetry.span("insert", {}) as extra:
             extra["count"] = len(specs)
-            inserted = await self.engine.insert(specs, conn=conn)
+            inserted = await self._inserts().insert(specs, conn=conn)
         if conn is None:
             self._wake(inserted)
         return inserted
@@ -212,16 +214,16 @@ class Jobs(Service):
     def enqueue_many_sync(self, jobs: Iterable[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
         """:meth:`enqueue_many` for synchronous code (Flask, Django, scripts, threads)."""
         specs = _specs(jobs)
-        if self._testing == "inline":
-            from underway.jobs.testing import run_inline_sync
-
-            return run_inline_sync(self, specs)
         with telemetry.span("insert", {}) as extra:
             extra["count"] = len(specs)
-            inserted = self.engine.insert_sync(specs, conn=conn)
+            inserted = self._inserts().insert_sync(specs, conn=conn)
         if conn is None:
             self._wake(inserted)
         return inserted
+
+    def _inserts(self) -> Inserts:
+        """Where jobs are enqueued: the inline engine in ``inline`` mode, else the database."""
+        return self._inline or self.engine
 
     def _wake(self, inserted: list[Job[Any]]) -> None:
         node, loop = self._node, self._loop
@@ -287,40 +289,73 @@ class Jobs(Service):
         if node is not None:
             node.hurry()
 
+    def child_spec(
+        self,
+        *,
+        id: str = "jobs",
+        restart: Restart = "permanent",
+        shutdown: float | None = None,
+        wait_for_threads: bool = True,
+    ) -> ChildSpec:
+        """A spec to run this app's node under a :class:`~underway.tasks.Supervisor`.
+
+        The child starts the node and is ready once it runs. Asked to stop, it stops the
+        node gracefully (:meth:`stop`: running jobs get ``shutdown_grace``, every ack is
+        written, unfinished jobs go back to their queues); told to hurry (a second
+        SIGTERM/SIGINT under :func:`underway.tasks.run`), it cuts the grace short
+        (:meth:`stop_now`). Cancelled without being asked, it stops without a grace.
+
+        ``shutdown`` defaults to ``None`` (the supervisor waits for the stop): the node
+        bounds its own stop (the grace, then cancellation, acks retried for at most 10 s),
+        and what a cancellation would cut short are the ack writes and the hand-back
+        that keep jobs from being lost or run twice. The one part no bound can shorten is
+        a sync job's thread, waited for with ``wait_for_threads`` (see :meth:`stop`).
+        """
+        return ChildSpec(
+            id,
+            functools.partial(self._run_child, wait_for_threads),
+            ready=True,
+            restart=restart,
+            shutdown=shutdown,
+        )
+
+    async def _run_child(self, wait_for_threads: bool, *, ready: Ready) -> None:
+        asked = asyncio.Event()
+        ready.on_shutdown(asked.set)
+        ready.on_hurry(self.stop_now)
+        try:
+            await self.start()
+            _log.info("node %s running queues %s", self.config.name, self.config.queues)
+            ready()
+            await asked.wait()
+            _log.info("node %s stopping", self.config.name)
+        except asyncio.CancelledError:
+            self.stop_now()  # cancelled rather than asked: no grace
+            raise
+        finally:
+            await self.stop(wait_for_threads=wait_for_threads)
+
     async def serve(
         self, *, stop: asyncio.Event | None = None, wait_for_threads: bool = True
     ) -> None:
         """Run a node until ``stop`` is set or SIGTERM/SIGINT arrives, then stop gracefully.
 
-        A second SIGTERM/SIGINT during the stop cuts its grace period short (:meth:`stop_now`).
+        The node runs as the one child of :func:`underway.tasks.serve` (see
+        :meth:`child_spec`), so a second SIGTERM/SIGINT during the stop cuts its grace
+        period short (:meth:`stop_now`). ``wait_for_threads`` is passed to :meth:`stop`.
 
-        ``wait_for_threads`` is passed to :meth:`stop`.
+        Raises:
+            UnderwayError: The node could not start (its own error, such as
+                ``DatabaseError``).
         """
-        stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        installed = []
-
-        def on_signal() -> None:
-            if stop.is_set():
-                _log.info("node %s: signalled again, cancelling running jobs", self.config.name)
-                self.stop_now()
-            stop.set()
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, on_signal)
-                installed.append(sig)
+        spec = self.child_spec(wait_for_threads=wait_for_threads)
         try:
-            await self.start()
-            _log.info("node %s running queues %s", self.config.name, self.config.queues)
-            await stop.wait()
-            _log.info("node %s stopping", self.config.name)
-        finally:
-            try:
-                await self.stop(wait_for_threads=wait_for_threads)
-            finally:
-                for sig in installed:
-                    loop.remove_signal_handler(sig)
+            await tasks.serve([spec], stop=stop, shutdown_timeout=None)
+        except ChildStartError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
 
     def run(self) -> None:
         """Run a node in the foreground until SIGTERM or SIGINT (what ``underway start`` does).
@@ -474,11 +509,8 @@ class Jobs(Service):
         if job is None or job.state is not JobState.CANCELLED:
             return job
         node, loop = self._node, self._loop
-        if node and loop:
-            producer = node.producers.get(job.queue)
-            task = producer.running.get(job.id) if producer else None
-            if task is not None and job.id not in node.executor.in_threads:
-                loop.call_soon_threadsafe(task.cancel)
+        if node is not None and loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(node.interrupt, job.id)  # the node's tasks are its loop's
         self.engine.publish_sync({"action": "cancel", "job_id": job_id})
         return job
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from underway.errors import ConfigError
 from underway.jobs.job import JobState
-from underway.jobs.worker import validate_queue_name
+from underway.jobs.queue_name import validate_queue_name
 
 __all__ = ["NodeConfig", "Pruning", "check_queues"]
 

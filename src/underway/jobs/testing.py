@@ -3,7 +3,8 @@
 Two modes, set with ``Jobs(testing=...)`` or :func:`use_testing`:
 
 - ``"inline"``: ``enqueue`` runs the job at once, in the caller, with no database, and
-  returns it in its final state (``completed``, ``retryable``, ``cancelled``...).
+  returns it in its final state (``completed``, ``retryable``, ``cancelled``...): the app
+  enqueues through :class:`~underway.jobs.engines.inline.InlineEngine`.
 - ``"manual"``: jobs are stored but no queue runs; check them with
   :func:`assert_enqueued` and run them with :func:`drain_queue`.
 
@@ -17,20 +18,21 @@ import asyncio
 import itertools
 import json
 import tempfile
-import threading
 import time
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from underway._aio import run_sync
 from underway.jobs._runtime.executor import Executor
 from underway.jobs.engines import open_engine
-from underway.jobs.job import Job, JobSpec, JobState
-from underway.jobs.outcomes import Ack
+from underway.jobs.engines.inline import job_from_spec, next_id
+from underway.jobs.job import Job, JobState
+from underway.jobs.schema import dump_args
 from underway.jobs.worker import Worker
 
 if TYPE_CHECKING:
@@ -48,91 +50,10 @@ __all__ = [
     "use_testing",
 ]
 
-T = TypeVar("T")
 _WAITING = (JobState.AVAILABLE, JobState.SCHEDULED)
-_inline_ids = itertools.count(1)
 
 
 # -- running jobs -------------------------------------------------------------------------
-
-
-def _job_from_spec(spec: JobSpec, job_id: int) -> Job[Any]:
-    return Job(
-        id=job_id,
-        state=JobState.EXECUTING,
-        queue=spec.queue,
-        worker=spec.worker,
-        args=json.loads(spec.args_json),
-        meta=json.loads(spec.meta_json),
-        tags=spec.tags,
-        attempt=1,
-        max_attempts=spec.max_attempts,
-        priority=spec.priority,
-        attempted_by="inline",
-    )
-
-
-def _finished(job: Job[Any], ack: Ack) -> Job[Any]:
-    from underway.jobs.job import JobError, to_datetime
-
-    at = to_datetime(ack.at)
-    errors = job.errors
-    if ack.error is not None and at is not None:
-        errors = (*errors, JobError(ack.attempt, at, ack.error, ack.traceback))
-    attempt, meta = job.attempt, job.meta
-    if ack.snoozed:  # as the engines record it: the attempt is not counted
-        attempt, meta = attempt - 1, {**meta, "snoozed": int(meta.get("snoozed", 0)) + 1}
-    return replace(
-        job,
-        state=ack.state,
-        attempt=attempt,
-        meta=meta,
-        errors=errors,
-        completed_at=at if ack.state is JobState.COMPLETED else None,
-        discarded_at=at if ack.state is JobState.DISCARDED else None,
-        cancelled_at=at if ack.state is JobState.CANCELLED else None,
-        scheduled_at=to_datetime(ack.scheduled_at),
-        result=None if ack.result is None else json.loads(ack.result),
-    )
-
-
-async def run_inline(jobs: Jobs, specs: list[JobSpec]) -> list[Job[Any]]:
-    """Run each job now, in order, and return them finished (the ``inline`` mode)."""
-    with ThreadPoolExecutor(4, thread_name_prefix="underway-inline") as threads:
-        executor = Executor(jobs.workers, "inline", threads)
-        out = []
-        for spec in specs:
-            job = _job_from_spec(spec, next(_inline_ids))
-            out.append(_finished(job, await executor.run(job)))
-        return out
-
-
-def run_inline_sync(jobs: Jobs, specs: list[JobSpec]) -> list[Job[Any]]:
-    """:func:`run_inline` for synchronous callers."""
-    return _run_sync(run_inline(jobs, specs))
-
-
-def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to the end from sync code, even when this thread runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: list[T] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            box.append(asyncio.run(coro))
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="underway-sync-runner")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return box[0]
 
 
 async def perform_job(worker: Worker, args: Any = None, **options: Any) -> Any:
@@ -149,7 +70,7 @@ async def perform_job(worker: Worker, args: Any = None, **options: Any) -> Any:
     """
     attempt = options.pop("attempt", 1)
     spec = worker.new(args, **options)
-    job = replace(_job_from_spec(spec, next(_inline_ids)), attempt=attempt)
+    job = replace(job_from_spec(spec, next_id()), attempt=attempt)
     typed = worker.typed_job(job)
     if worker.is_async:
         return await worker.call(typed)
@@ -158,7 +79,7 @@ async def perform_job(worker: Worker, args: Any = None, **options: Any) -> Any:
 
 def perform_job_sync(worker: Worker, args: Any = None, **options: Any) -> Any:
     """:func:`perform_job` for synchronous tests."""
-    return _run_sync(perform_job(worker, args, **options))
+    return run_sync(perform_job(worker, args, **options))
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +183,7 @@ class _KeepingExecutor(Executor):
 
 def drain_queue_sync(jobs: Jobs, queue: str = "default", **options: Any) -> DrainResult:
     """:func:`drain_queue` for synchronous tests."""
-    return _run_sync(drain_queue(jobs, queue, **options))
+    return run_sync(drain_queue(jobs, queue, **options))
 
 
 # -- assertions ---------------------------------------------------------------------------
@@ -300,8 +221,6 @@ def _expected(filters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _args_of(worker: Any, value: Any) -> dict[str, Any]:
-    from underway.jobs.schema import dump_args
-
     return dump_args(worker.schema if isinstance(worker, Worker) else None, value)
 
 

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
+import underway.jobs.backoff as backoff_policy
 from underway.errors import ConfigError, EnqueueError
-from underway.jobs import backoff as backoff_policy
+from underway.jobs.enqueuer import Enqueuer
 from underway.jobs.job import Job, JobSpec
+from underway.jobs.queue_name import validate_queue_name
 from underway.jobs.schema import check_schema, dump_args, load_args
 from underway.jobs.unique import Unique
 
-if TYPE_CHECKING:
-    from underway.jobs.app import Jobs
-
 __all__ = ["Worker", "WorkerOptions", "validate_queue_name"]
 
-_QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _MISSING: Any = object()
 Backoff = Callable[[Job[Any]], float] | float | int
 
@@ -39,15 +37,6 @@ class WorkerOptions(TypedDict, total=False):
     unique: Unique | None
     args: Any
     record_result: bool
-
-
-def validate_queue_name(queue: object) -> str:
-    """Return ``queue`` if it is a valid queue name, else raise :class:`ConfigError`."""
-    if not isinstance(queue, str) or not _QUEUE_RE.match(queue):
-        raise ConfigError(
-            f"queue name must be 1-128 letters, digits, '_', '.', ':' or '-', got {queue!r}"
-        )
-    return queue
 
 
 def _check_priority(priority: object) -> int:
@@ -107,14 +96,16 @@ class Worker:
     """A registered worker. Build one with :meth:`underway.jobs.Jobs.worker`.
 
     Calling :meth:`enqueue` (or :meth:`enqueue_sync` from sync code) inserts a job;
-    :meth:`new` builds a job for :meth:`~underway.jobs.Jobs.enqueue_many`.
+    :meth:`new` builds a job for :meth:`~underway.jobs.Jobs.enqueue_many`. ``jobs`` is
+    where :meth:`enqueue` inserts: the app that registered the worker (any
+    :class:`~underway.jobs.enqueuer.Enqueuer`).
     """
 
     def __init__(
         self,
         target: Callable[..., Any] | type,
         *,
-        jobs: Jobs,
+        jobs: Enqueuer,
         name: str | None = None,
         queue: str = "default",
         max_attempts: int = 20,
@@ -251,8 +242,6 @@ class Worker:
         """``job`` with its args loaded into the worker's schema, if it has one."""
         if self.schema is None:
             return job
-        from dataclasses import replace
-
         return replace(job, args=load_args(self.schema, job.args))
 
     def call(self, job: Job[Any]) -> Awaitable[Any] | Any:

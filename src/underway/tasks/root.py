@@ -18,7 +18,7 @@ import signal
 import threading
 from collections.abc import Sequence
 
-from underway.tasks._policy import check_seconds
+from underway.tasks._policy import check_timeout
 from underway.tasks.child import ChildSpec
 from underway.tasks.supervisor import Supervisor
 
@@ -33,7 +33,7 @@ EXIT_TIMEOUT = 1.0
 async def serve(
     root: Supervisor | Sequence[ChildSpec],
     *,
-    shutdown_timeout: float = 30.0,
+    shutdown_timeout: float | None = 30.0,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Start ``root``, run it until SIGTERM/SIGINT or ``stop`` is set, then stop it.
@@ -44,14 +44,15 @@ async def serve(
 
     Args:
         root: A supervisor, or child specs for a ``one_for_one`` supervisor named ``root``.
-        shutdown_timeout: Bound on the whole shutdown, in seconds.
+        shutdown_timeout: Bound on the whole shutdown, in seconds (``None``: only the
+            children's own ``shutdown`` bounds).
         stop: Set it to stop without a signal.
 
     Raises:
         ChildStartError: A child failed to start (nothing is left running).
         TooManyRestarts: The supervisor gave up (its children are stopped).
     """
-    bound = check_seconds("serve", "shutdown_timeout", shutdown_timeout)
+    bound = check_timeout("serve", "shutdown_timeout", shutdown_timeout)
     sup = root if isinstance(root, Supervisor) else Supervisor(root, name="root")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -11,7 +11,7 @@ import pytest
 
 from underway.jobs import Jobs, JobState
 from underway.jobs._runtime.executor import Executor
-from underway.jobs.testing import _job_from_spec
+from underway.jobs.engines.inline import job_from_spec
 
 WAIT = 10.0
 
@@ -29,7 +29,7 @@ async def test_a_cancelled_sync_job_stays_in_threads_until_its_body_returns(
         return "done"
 
     executor = Executor(jobs.workers, "n", pool)
-    job = _job_from_spec(slow.new(), 1)
+    job = job_from_spec(slow.new(), 1)
     task = asyncio.ensure_future(executor.run(job))
     assert await asyncio.to_thread(started.wait, WAIT)
     assert job.id in executor.in_threads
@@ -60,7 +60,7 @@ async def test_sync_jobs_that_raise_anything_fail_and_never_hang(
 
     executor = Executor(jobs.workers, "n", pool)
     for i, worker in enumerate((stops, exits)):
-        job = _job_from_spec(worker.new(), i + 1)
+        job = job_from_spec(worker.new(), i + 1)
         ack = await asyncio.wait_for(executor.run(job), WAIT)
         assert ack.state is JobState.DISCARDED
         assert job.id not in executor.in_threads

@@ -13,6 +13,7 @@ from underway.jobs.outcomes import Ack
 __all__ = ["Acker"]
 
 _log = logging.getLogger("underway.jobs")
+STOP_TIMEOUT = 10.0  # seconds a stop goes on trying to write the acks left
 
 
 class Acker:
@@ -48,17 +49,20 @@ class Acker:
         self._buffer.append(ack)
         self._ready.set()
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Start flushing."""
         if self._task is None:
             self._stopping = False
             self._task = asyncio.create_task(self._loop(), name="underway.acker")
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Stop, after writing every ack that was pushed (retrying for up to ``timeout``).
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop, after writing every ack that was pushed (retrying for up to ``timeout``
+        seconds, default 10).
 
-        A flush in progress is waited for, never cancelled: its acks would be lost.
+        A flush in progress is waited for up to ``timeout``; past it the flush is cancelled
+        and its batch goes back to the buffer, to be retried until the deadline.
         """
+        timeout = STOP_TIMEOUT if timeout is None else timeout
         task, self._task = self._task, None
         self._stopping = True
         self._ready.set()

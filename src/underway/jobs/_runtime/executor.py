@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from concurrent.futures import Executor as ThreadPool
 from typing import Any
 
+import underway.jobs.backoff as backoff_policy
 from underway import _telemetry as telemetry
 from underway.errors import JobTimeout, UnknownWorker
-from underway.jobs import backoff as backoff_policy
 from underway.jobs._runtime.lanes import Lanes
 from underway.jobs.job import Job, JobState
 from underway.jobs.outcomes import Ack, Cancel, Error, Snooze, decide, storable_json

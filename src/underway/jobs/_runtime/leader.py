@@ -53,9 +53,9 @@ class Leader(Periodic):
                 "leader.change", {"system_time": time.time()}, {"node": self.node, "leader": held}
             )
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float | None = None) -> None:
         """Stop renewing and hand the lease over at once."""
-        await super().stop()
+        await super().stop(timeout)
         self._held_until = 0.0
         try:  # also when a cancelled tick took the lease without hearing back
             await self.engine.release_lease(LEASE, self.node)  # a no-op unless we hold it

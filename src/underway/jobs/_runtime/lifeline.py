@@ -59,6 +59,17 @@ class Heartbeat(Periodic):
             "workers": sorted(self.workers()),
         }
 
+    async def start(self) -> None:
+        """Write the first heartbeat, then beat every ``interval`` seconds.
+
+        The first write has no timeout and its failure fails the start: the lifelines of
+        other nodes must see this node before it claims a job.
+        """
+        if self._task is None:
+            await self.engine.heartbeat(self.node, time.time(), self.meta())
+            self.beat()
+        await super().start()
+
     async def tick(self) -> None:
         """Write one heartbeat; a failure breaks the run of connected time.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -10,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from underway import _telemetry as telemetry
+from underway._aio import Component, start_in_order, stop_in_reverse
 from underway.jobs._runtime.acker import Acker
 from underway.jobs._runtime.executor import Executor
 from underway.jobs._runtime.leader import Leader
@@ -18,6 +18,7 @@ from underway.jobs._runtime.notifier import Notifier
 from underway.jobs._runtime.periodic import Periodic
 from underway.jobs._runtime.producer import Producer
 from underway.jobs._runtime.pruner import Pruner
+from underway.jobs._runtime.queues import Queues
 from underway.jobs._runtime.reconciler import Reconciler
 from underway.jobs._runtime.scheduler import Scheduler
 from underway.jobs._runtime.stager import Stager
@@ -41,10 +42,13 @@ _VACUUM_DEAD_ROWS = 10_000
 class Node:
     """Runs the queues of one process against one engine.
 
-    Start order: heartbeat (so the lifeline of other nodes sees us before we claim jobs),
-    acker, producers, then stager, lifeline, pruner and notifier. Stop: claim nothing more,
-    wait ``shutdown_grace`` for running jobs, cancel the rest, write every ack, hand the
-    unfinished jobs back to their queues, and remove the heartbeat.
+    Its components (:attr:`components`) start in order and stop in reverse: the heartbeat
+    (so the lifelines of other nodes see this node before it claims a job), the acker, the
+    leader, the periodic components (stager, lifeline, cron, pruner, reconciler...), the
+    notifier, and last the queues. So a stop first claims nothing more on any queue,
+    waits ``shutdown_grace`` for running jobs, cancels the rest and hands them back to
+    their queues, while the notifier (cancellations), the heartbeat and the others still
+    run; then it stops them, writes every ack, stops the heartbeat and removes its row.
     """
 
     def __init__(
@@ -149,6 +153,17 @@ class Node:
         self.notifier = Notifier(
             engine, wake_all=self.wake_all, on_signal=self.apply, timeout=config.poll_interval
         )
+        self.queues = Queues(
+            self.producers, engine=engine, node=self.name, grace=config.shutdown_grace
+        )
+        self.components: list[Component] = [
+            self.heartbeat,
+            self.acker,
+            self.leader,
+            *self.periodic,
+            self.notifier,
+            self.queues,
+        ]
         self.started = False
 
     def _running_jobs(self) -> set[int]:
@@ -200,19 +215,10 @@ class Node:
                 task.cancel()
 
     async def start(self) -> None:
-        """Open the engine and start every component."""
+        """Open the engine and start every component, in order."""
         await self.engine.open()
         await self.engine.signals()  # from now on: signals published after start reach us
-        await self.engine.heartbeat(self.name, time.time(), self.heartbeat.meta())
-        self.heartbeat.beat()
-        self.heartbeat.start()
-        self.leader.start()
-        self.acker.start()
-        for producer in self.producers.values():
-            producer.start()
-        for component in self.periodic:
-            component.start()
-        self.notifier.start()
+        await start_in_order(self.components)
         self.started = True
         telemetry.emit(
             "node.start",
@@ -222,11 +228,10 @@ class Node:
 
     def hurry(self) -> None:
         """Cut the grace period of this node's stop short (see ``Jobs.stop_now``)."""
-        for producer in self.producers.values():
-            producer.hurry()
+        self.queues.hurry()
 
     async def stop(self, grace: float | None = None, *, wait_for_threads: bool = True) -> int:
-        """Shut down gracefully (see the class docstring).
+        """Shut down gracefully (see the class docstring): stop every component in reverse.
 
         Args:
             grace: Seconds running jobs get (default: the configured ``shutdown_grace``).
@@ -241,23 +246,10 @@ class Node:
         if not self.started:
             return 0
         self.started = False
-        grace = self.config.shutdown_grace if grace is None else grace
-        await asyncio.gather(*(p.stop_fetching() for p in self.producers.values()))
-        drained = await asyncio.gather(
-            *(p.drain(grace, wait_for_threads=wait_for_threads) for p in self.producers.values())
-        )
-        await self.notifier.stop()
-        for component in self.periodic:
-            await component.stop()
-        await self.leader.stop()
-        await self.acker.stop()
-        handed_back = [i for back, _ in drained for i in back]
-        left = [i for _, running in drained for i in running]
-        if handed_back:
-            _log.warning("handing %d unfinished job(s) back to their queues", len(handed_back))
-            release = self.engine.release(handed_back, self.name, time.time())
-            await self._try(release, "release unfinished jobs")
-        await self.heartbeat.stop()
+        self.queues.grace = self.config.shutdown_grace if grace is None else grace
+        self.queues.wait_for_threads = wait_for_threads
+        await stop_in_reverse(self.components)
+        left = self.queues.left_running
         if left:
             _log.warning(
                 "%d job(s) still running in threads are left executing; other nodes rescue "
@@ -270,7 +262,11 @@ class Node:
         telemetry.emit(
             "node.stop",
             {"system_time": time.time()},
-            {"node": self.name, "released": len(handed_back), "left_running": len(left)},
+            {
+                "node": self.name,
+                "released": len(self.queues.handed_back),
+                "left_running": len(left),
+            },
         )
         return len(left)
 

@@ -39,13 +39,13 @@ class Notifier:
         self.timeout = timeout
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Start listening."""
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="underway.notifier")
 
-    async def stop(self) -> None:
-        """Stop listening."""
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop listening (at once: ``timeout`` is not needed)."""
         task, self._task = self._task, None
         await cancel_and_wait(task)
 

@@ -36,13 +36,14 @@ class Periodic(ABC):
     async def tick(self) -> None:
         """One pass of the component's work."""
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Start the loop (idempotent)."""
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name=f"underway.{self.name}")
 
-    async def stop(self) -> None:
-        """Stop the loop and wait for it."""
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop the loop and wait for it (a tick in progress is cancelled: ``timeout`` is
+        not needed)."""
         task, self._task = self._task, None
         await cancel_and_wait(task)
 

@@ -61,6 +61,9 @@ class Producer:
         self._hurry = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._interrupted: list[tuple[int, int]] = []
+        self.wait_for_threads = True
+        self.handed_back: list[tuple[int, int]] = []
+        self.left_running: list[int] = []
 
     def notify(self) -> None:
         """New jobs may be available: fetch now if there is capacity."""
@@ -80,10 +83,23 @@ class Producer:
         self.limit = limit
         self._wake.set()
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Start claiming and running jobs."""
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name=f"underway.producer.{self.queue}")
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Claim no more jobs, then give running jobs ``timeout`` seconds (``None``: as long
+        as they take) and cancel the coroutines left.
+
+        What was left unfinished is in :attr:`handed_back` and :attr:`left_running` (see
+        :meth:`drain`); :attr:`wait_for_threads` says whether the stop waits for sync jobs
+        whose threads still run after the grace.
+        """
+        await self.stop_fetching()
+        self.handed_back, self.left_running = await self.drain(
+            timeout, wait_for_threads=self.wait_for_threads
+        )
 
     async def stop_fetching(self) -> None:
         """Claim no more jobs; running jobs go on."""
@@ -98,7 +114,7 @@ class Producer:
         self._hurry.set()
 
     async def drain(
-        self, grace: float, *, wait_for_threads: bool = True
+        self, grace: float | None, *, wait_for_threads: bool = True
     ) -> tuple[list[tuple[int, int]], list[int]]:
         """Wait up to ``grace`` seconds for running jobs, then cancel the coroutines left.
 
@@ -125,7 +141,7 @@ class Producer:
         handed_back, self._interrupted = self._interrupted, []
         return handed_back, list(self.running)
 
-    async def _wait_or_hurry(self, tasks: list[asyncio.Task[None]], grace: float) -> None:
+    async def _wait_or_hurry(self, tasks: list[asyncio.Task[None]], grace: float | None) -> None:
         """Wait until every task is done, ``grace`` seconds passed, or :meth:`hurry`."""
         all_done = asyncio.ensure_future(asyncio.wait(tasks))
         hurried = asyncio.ensure_future(self._hurry.wait())

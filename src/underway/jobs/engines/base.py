@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from underway.jobs.job import Job, JobSpec, JobState
 from underway.jobs.outcomes import Ack
 
-__all__ = ["Engine", "JobFilter", "StageResult", "Vacuums"]
+__all__ = ["Engine", "Inserts", "JobFilter", "StageResult", "Vacuums"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,23 @@ class StageResult:
         return sum(self.queues.values())
 
 
-class Engine(Protocol):
+class Inserts(Protocol):
+    """Where enqueued jobs go: the half of the engine interface that ``Jobs.enqueue_many``
+    uses. Every :class:`Engine` has it; the inline engine of the ``inline`` testing mode
+    has only this half (see :mod:`underway.jobs.engines.inline`)."""
+
+    async def insert(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """Insert jobs in as few statements as possible, in the order given.
+
+        Unique duplicates are not inserted; the existing job comes back with
+        ``conflict=True``. With ``conn`` the insert joins the caller's transaction.
+        """
+
+    def insert_sync(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """:meth:`insert` for synchronous callers."""
+
+
+class Engine(Inserts, Protocol):
     """A database that stores jobs. One engine object serves one node (process)."""
 
     url: str
@@ -57,16 +73,6 @@ class Engine(Protocol):
 
     def migrate(self) -> list[str]:
         """Apply pending migrations; return the names applied (empty when current)."""
-
-    async def insert(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
-        """Insert jobs in as few statements as possible, in the order given.
-
-        Unique duplicates are not inserted; the existing job comes back with
-        ``conflict=True``. With ``conn`` the insert joins the caller's transaction.
-        """
-
-    def insert_sync(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
-        """:meth:`insert` for synchronous callers."""
 
     async def fetch(
         self,

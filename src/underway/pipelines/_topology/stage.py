@@ -17,10 +17,14 @@ class Stage(abc.ABC):
     gone through (up to ``timeout`` seconds, or until the topology is hurried), then
     cancels the workers. Messages a worker had not finished stay unsettled: the broker
     still has them.
+
+    Attributes:
+        drained: Whether the last :meth:`stop` drained the stage before cancelling.
     """
 
     def __init__(self, pipeline: str, hurried: asyncio.Event) -> None:
         self.workers = Workers(pipeline)
+        self.drained = False
         self._hurried = hurried
 
     @abc.abstractmethod
@@ -31,14 +35,14 @@ class Stage(abc.ABC):
     async def _drain(self) -> None:
         """Return once every message the stage holds has left it."""
 
-    async def stop(self, timeout: float | None = None) -> bool:
+    async def stop(self, timeout: float | None = None) -> None:
         """Drain within ``timeout`` seconds (``None``: no bound), then cancel the workers.
 
-        Returns:
-            Whether the stage drained (not cut short by the bound or a hurry).
+        :attr:`drained` tells afterwards whether the bound or a hurry cut the drain short.
         """
+        self.drained = False
         try:
-            return await self._drained_within(timeout)
+            self.drained = await self._drained_within(timeout)
         finally:
             await self.workers.cancel()
 

@@ -117,8 +117,10 @@ class Topology:
         """Stop draining: a stop in progress, or the next one, cancels at once."""
         self.hurried.set()
 
-    async def stop(self, timeout: float | None) -> None:
+    async def stop(self, timeout: float | None = None) -> None:
         """Stop fetching, drain the stages in order within ``timeout``, close the producers.
+
+        ``timeout`` bounds the drain of all stages together (``None``: no bound).
 
         If the caller is cancelled, the stages left are stopped without draining before
         the cancellation goes on.
@@ -131,7 +133,8 @@ class Topology:
             await self.producers.stop()
             for stage in self._stages:
                 left = None if deadline is None else deadline - loop.time()
-                drained = await stage.stop(left) and drained
+                await stage.stop(left)
+                drained = drained and stage.drained
                 stopped += 1
         finally:
             for stage in self._stages[stopped:]:

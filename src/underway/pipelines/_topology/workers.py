@@ -17,7 +17,14 @@ _RECANCEL_INTERVAL = 0.05  # seconds between cancellations of a worker still run
 
 
 class Workers:
-    """The worker tasks of one stage of the pipeline called ``pipeline``."""
+    """The worker tasks of one stage of the pipeline called ``pipeline``.
+
+    Not an ``asyncio.TaskGroup``: a group cancels its tasks once and then waits for them
+    for ever, and a worker runs user and driver code that can lose that cancellation;
+    here one that goes on is cancelled again, then abandoned past a bound. A worker that
+    crashes does not stop the others either: the stage drains what it can and the crash
+    is logged when the stage stops.
+    """
 
     def __init__(self, pipeline: str) -> None:
         self.pipeline = pipeline

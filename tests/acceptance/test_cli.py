@@ -150,7 +150,7 @@ def test_a_second_signal_cuts_the_grace_short_and_hands_the_job_back(
     job = stored(client, long)
     assert (job.state, job.attempt, job.attempted_by) == (JobState.AVAILABLE, 0, None)
     log = node.log
-    assert "received SIGINT again; cancelling running jobs now" in log
+    assert "received SIGINT again; hurrying the stop" in log
     assert "handing 1 unfinished job(s) back" in log
     assert "Traceback" not in log
 

@@ -68,7 +68,7 @@ def test_ctrl_c_in_a_terminal_stops_the_children_gracefully(
     assert (job.state, job.attempt, job.result) == (JobState.COMPLETED, 1, 3), node.log
     log = node.log
     assert log.count("received SIGINT; stopping") == 2, log  # each child once, from the parent
-    assert "cancelling running jobs now" not in log
+    assert "hurrying the stop" not in log
     assert "handing" not in log
 
 

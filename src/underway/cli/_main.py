@@ -15,17 +15,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import click
 
 from underway import __version__
 from underway import _telemetry as telemetry
-from underway._aio import wait_event
-from underway.cli._console import counts_line
 from underway.cli._jobs import (
     AppError,
     FailError,
@@ -35,14 +30,8 @@ from underway.cli._jobs import (
     target_options,
     use_database,
 )
-from underway.cli._processes import (
-    child_argv,
-    report_ready,
-    run_processes,
-    stop_when_parent_exits,
-    take_parent_fd,
-    take_ready_fd,
-)
+from underway.cli._node import run_node
+from underway.cli._processes import child_argv, run_processes, take_parent_fd, take_ready_fd
 from underway.errors import ConfigError, UnderwayError
 from underway.jobs.app import Jobs, exit_if_left_running
 from underway.jobs.config import check_queues
@@ -115,70 +104,6 @@ def _configure(
         raise AppError(str(exc)) from None
     if database:
         use_database(jobs, database)
-
-
-@contextmanager
-def _stop_on_signals(stop: asyncio.Event, on_again: Callable[[], None]) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-
-    def handle(sig: signal.Signals) -> None:
-        if stop.is_set():
-            _log.info("received %s again; cancelling running jobs now", sig.name)
-            on_again()
-            return
-        _log.info("received %s; stopping (send it again to cancel running jobs)", sig.name)
-        stop.set()
-
-    for sig in signals:
-        loop.add_signal_handler(sig, handle, sig)
-    try:
-        yield
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-
-
-async def _log_stats(jobs: Jobs) -> None:
-    try:
-        counts = await asyncio.to_thread(jobs.counts_sync)
-    except UnderwayError as exc:
-        _log.warning("could not read job counts: %s", exc)
-        return
-    _log.info("jobs by queue: %s", counts_line(counts, jobs.config.queues))
-
-
-async def _run_node(
-    jobs: Jobs, stats_interval: float, ready_fd: int | None, parent_fd: int | None
-) -> None:
-    """Start a node, report counts every ``stats_interval`` seconds, stop on a signal.
-
-    Once the node has started, one byte goes to ``ready_fd`` (the pipe of a parent that
-    runs ``--processes``), which tells that parent this child started. End of file on
-    ``parent_fd`` (that parent died) stops the node as a first signal does.
-    """
-    config = jobs.config
-    stop = asyncio.Event()
-    with _stop_on_signals(stop, jobs.stop_now), stop_when_parent_exits(parent_fd, stop.set):
-        try:
-            await jobs.start()
-            queues = ", ".join(f"{q}={n}" for q, n in config.queues.items())
-            _log.info(
-                "node %s started: database %s, queues %s, %d worker(s)",
-                config.name,
-                jobs.database,
-                queues,
-                len(jobs.workers),
-            )
-            report_ready(ready_fd)
-            while not await wait_event(stop, stats_interval or None):
-                await _log_stats(jobs)
-            _log.info(
-                "node %s stopping: running jobs get up to %ss", config.name, config.shutdown_grace
-            )
-        finally:
-            await jobs.stop(wait_for_threads=False)
-    _log.info("node %s stopped", config.name)
 
 
 @main.command()
@@ -278,7 +203,7 @@ def start(
     if log_jobs:
         telemetry.attach_logging(logging.getLogger("underway.jobs"), prefix="job.")
     try:
-        asyncio.run(_run_node(jobs, stats_interval, ready_fd, parent_fd))
+        asyncio.run(run_node(jobs, stats_interval, ready_fd, parent_fd))
     except UnderwayError as exc:
         raise FailError(f"node {jobs.config.name} cannot run: {exc}") from None
     exit_if_left_running(jobs)

@@ -99,6 +99,7 @@ class Supervision:
         for child in list(self.children):
             error = await self.start(child)
             if error is not None:
+                child.task, child.status = None, "stopped"  # raised, not reported again
                 raise ChildStartError(
                     f"supervisor {self.name!r}: child {child.spec.id!r} failed to start: {error!r}"
                 ) from error
@@ -211,9 +212,9 @@ class Supervision:
                 _log.info("supervisor %r: child %r returned at start, ignored", self.name, spec.id)
                 return None
             child.status = "restarting"
-            _log.error(
-                "supervisor %r: child %r failed to start", self.name, spec.id, exc_info=error
-            )
+            # Not reported here: the caller raises it (ChildStartError), or, for a restart,
+            # its exit is queued and reported as a crash.
+            _log.debug("supervisor %r: child %r failed to start: %r", self.name, spec.id, error)
             return error
         _emit("tasks.child.start", {"system_time": time.time()}, self._meta(child))
         return None

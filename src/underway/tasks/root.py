@@ -63,7 +63,7 @@ async def serve(
             _log.warning("received %s again; hurrying the stop of %r", sig.name, sup.name)
             sup.hurry()
             return
-        _log.info("received %s; stopping supervisor %r", sig.name, sup.name)
+        _log.info("received %s; stopping supervisor %r (again: hurry)", sig.name, sup.name)
         stop.set()
 
     if threading.current_thread() is threading.main_thread():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 import pytest
@@ -65,12 +66,20 @@ def test_serve_raises_when_the_supervisor_gives_up() -> None:
     run_virtual(main())
 
 
-def test_serve_raises_when_a_child_fails_to_start() -> None:
+def test_serve_raises_when_a_child_fails_to_start_and_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def broken(*, ready: Ready) -> None:
         raise OSError("port in use")
 
     async def main() -> None:
-        with pytest.raises(ChildStartError, match="'web' failed to start"):
-            await serve([ChildSpec("web", broken, ready=True)])
+        with pytest.raises(ChildStartError, match="'web' failed to start") as info:
+            await serve(
+                [ChildSpec("first", asyncio.Event().wait), ChildSpec("web", broken, ready=True)]
+            )
+        assert isinstance(info.value.__cause__, OSError)
 
-    run_virtual(main())
+    with caplog.at_level(logging.INFO, logger="underway"):
+        run_virtual(main())
+    # The caller gets the error: logging it too would report it twice (a CLI prints it once).
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

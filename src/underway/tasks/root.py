@@ -63,7 +63,9 @@ async def serve(
             _log.warning("received %s again; hurrying the stop of %r", sig.name, sup.name)
             sup.hurry()
             return
-        _log.info("received %s; stopping supervisor %r (again: hurry)", sig.name, sup.name)
+        _log.info(
+            "received %s; stopping supervisor %r (a second signal hurries it)", sig.name, sup.name
+        )
         stop.set()
 
     if threading.current_thread() is threading.main_thread():
@@ -95,7 +97,7 @@ async def _until_stopped(sup: Supervisor, stop: asyncio.Event) -> None:
         ended.result()  # raises if the supervisor gave up
 
 
-def run(root: Supervisor | Sequence[ChildSpec], *, shutdown_timeout: float = 30.0) -> None:
+def run(root: Supervisor | Sequence[ChildSpec], *, shutdown_timeout: float | None = 30.0) -> None:
     """Run ``root`` in a new event loop until SIGTERM/SIGINT, then stop it (see :func:`serve`).
 
     At exit, tasks left over are cancelled and given :data:`EXIT_TIMEOUT` seconds; those

@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+RECANCEL = 1.0  # seconds after which cancel_and_wait cancels a task again
 
 
 @runtime_checkable
@@ -102,10 +103,17 @@ async def stop_in_reverse(components: Sequence[Component]) -> None:
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    """Cancel ``task`` (if any) and wait until it has finished."""
+    """Cancel ``task`` (if any) and wait until it has finished.
+
+    A cancellation that the task loses is repeated every :data:`RECANCEL` seconds: on
+    Python 3.11, ``asyncio.wait_for`` drops a cancellation that arrives as its awaitable
+    completes, and a loop around it would then run on.
+    """
     if task is None:
         return
-    task.cancel()
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=RECANCEL)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
@@ -116,7 +124,8 @@ async def wait_event(event: asyncio.Event, seconds: float | None) -> bool:
         await event.wait()
         return True
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()
     return event.is_set()
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, Unpack, overload
+from typing import TYPE_CHECKING, Any, Literal, Unpack, overload
 
 from underway import _telemetry as telemetry
 from underway import tasks
@@ -27,7 +27,9 @@ from underway.jobs.job import Job, JobSpec, JobState
 from underway.jobs.queue_name import validate_queue_name
 from underway.jobs.worker import Worker, WorkerOptions
 from underway.tasks import ChildSpec, Ready
-from underway.tasks._policy import Restart
+
+if TYPE_CHECKING:
+    from underway.tasks._policy import Restart
 
 __all__ = ["Jobs", "TestingMode"]
 

@@ -493,7 +493,8 @@ class PostgresEngine:
         await self._listen()
         if not self._changed.is_set():
             try:
-                await asyncio.wait_for(self._changed.wait(), max(timeout, 0.0))
+                async with asyncio.timeout(max(timeout, 0.0)):  # never loses a cancellation
+                    await self._changed.wait()
             except TimeoutError:
                 return False
         self._changed.clear()

@@ -65,7 +65,8 @@ class Listener:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="underway.pg.listener")
         with suppress(TimeoutError):
-            await asyncio.wait_for(self._tried.wait(), wait)
+            async with asyncio.timeout(wait):
+                await self._tried.wait()
 
     async def stop(self) -> None:
         """Stop listening and close the connection."""
@@ -114,7 +115,8 @@ class Listener:
                 heard = True
                 self.on_notify(note.channel, note.payload)
             if not heard:  # silent: make sure the connection still answers
-                await asyncio.wait_for(conn.execute("SELECT 1"), self.ping_every)
+                async with asyncio.timeout(self.ping_every):
+                    await conn.execute("SELECT 1")
 
     def _report(self, exc: BaseException, delay: float) -> None:
         if not self._failing:

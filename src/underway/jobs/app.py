@@ -17,6 +17,7 @@ from underway import _telemetry as telemetry
 from underway import tasks
 from underway._aio import Service
 from underway.errors import ChildStartError, ConfigError, EnqueueError
+from underway.jobs._queue_name import validate_queue_name
 from underway.jobs._runtime.node import Node
 from underway.jobs.config import NodeConfig, Pruning, check_queues
 from underway.jobs.cron import Cron, check_options
@@ -24,7 +25,6 @@ from underway.jobs.engines import Engine, JobFilter, open_engine
 from underway.jobs.engines.base import Inserts
 from underway.jobs.engines.inline import InlineEngine
 from underway.jobs.job import Job, JobSpec, JobState
-from underway.jobs.queue_name import validate_queue_name
 from underway.jobs.worker import Worker, WorkerOptions
 from underway.tasks import ChildSpec, Ready
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from underway.errors import ConfigError
+from underway.jobs._queue_name import validate_queue_name
 from underway.jobs.job import JobState
-from underway.jobs.queue_name import validate_queue_name
 
 __all__ = ["NodeConfig", "Pruning", "check_queues"]
 

@@ -12,9 +12,9 @@ from typing import Any, TypedDict
 
 import underway.jobs.backoff as backoff_policy
 from underway.errors import ConfigError, EnqueueError
-from underway.jobs.enqueuer import Enqueuer
+from underway.jobs._enqueuer import Enqueuer
+from underway.jobs._queue_name import validate_queue_name
 from underway.jobs.job import Job, JobSpec
-from underway.jobs.queue_name import validate_queue_name
 from underway.jobs.schema import check_schema, dump_args, load_args
 from underway.jobs.unique import Unique
 
@@ -97,8 +97,8 @@ class Worker:
 
     Calling :meth:`enqueue` (or :meth:`enqueue_sync` from sync code) inserts a job;
     :meth:`new` builds a job for :meth:`~underway.jobs.Jobs.enqueue_many`. ``jobs`` is
-    where :meth:`enqueue` inserts: the app that registered the worker (any
-    :class:`~underway.jobs.enqueuer.Enqueuer`).
+    where :meth:`enqueue` inserts: the app that registered the worker (anything with its
+    ``enqueue_many`` and ``enqueue_many_sync``).
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """The Engine protocol: everything the jobs runtime asks of a database.
 
 The runtime never writes SQL itself; each engine implements these operations for its
-database (SQL in ``sql/<dialect>/*.sql``, versioned migrations in ``migrations/<dialect>``).
+database (SQL in ``<engine>/sql/*.sql``, versioned migrations in ``<engine>/migrations/``).
 Times are epoch seconds (floats) at this boundary.
 
 Runtime operations are coroutines. Administrative look-ups (``get_job``, ``list_jobs``,

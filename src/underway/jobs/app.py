@@ -22,8 +22,8 @@ from underway.jobs._runtime.node import Node
 from underway.jobs.config import NodeConfig, Pruning, check_queues
 from underway.jobs.cron import Cron, check_options
 from underway.jobs.engines import Engine, JobFilter, open_engine
+from underway.jobs.engines._inline import InlineEngine
 from underway.jobs.engines.base import Inserts
-from underway.jobs.engines.inline import InlineEngine
 from underway.jobs.job import Job, JobSpec, JobState
 from underway.jobs.worker import Worker, WorkerOptions
 from underway.tasks import ChildSpec, Ready

@@ -3,8 +3,8 @@
 Two modes, set with ``Jobs(testing=...)`` or :func:`use_testing`:
 
 - ``"inline"``: ``enqueue`` runs the job at once, in the caller, with no database, and
-  returns it in its final state (``completed``, ``retryable``, ``cancelled``...): the app
-  enqueues through :class:`~underway.jobs.engines.inline.InlineEngine`.
+  returns it in its final state (``completed``, ``retryable``, ``cancelled``...); the
+  app's own engine is not written to.
 - ``"manual"``: jobs are stored but no queue runs; check them with
   :func:`assert_enqueued` and run them with :func:`drain_queue`.
 
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from underway._aio import run_sync
 from underway.jobs._runtime.executor import Executor
 from underway.jobs.engines import open_engine
-from underway.jobs.engines.inline import job_from_spec, next_id
+from underway.jobs.engines._inline import job_from_spec, next_id
 from underway.jobs.job import Job, JobState
 from underway.jobs.schema import dump_args
 from underway.jobs.worker import Worker

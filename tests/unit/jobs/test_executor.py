@@ -14,7 +14,7 @@ import pytest
 
 from underway.jobs import Cancel, Jobs, JobState, Snooze
 from underway.jobs._runtime.executor import Executor
-from underway.jobs.engines.inline import job_from_spec
+from underway.jobs.engines._inline import job_from_spec
 from underway.jobs.outcomes import Ack
 
 WAIT = 10.0

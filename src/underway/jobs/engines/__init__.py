@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from underway.errors import ConfigError
-from underway.jobs.engines.base import Engine, Inserts, JobFilter, StageResult
+from underway.jobs.engines.base import Engine, JobFilter, StageResult
 
-__all__ = ["Engine", "Inserts", "JobFilter", "StageResult", "open_engine"]
+__all__ = ["Engine", "JobFilter", "StageResult", "open_engine"]
 
 
 def open_engine(url: str) -> Engine:

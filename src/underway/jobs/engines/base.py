@@ -46,8 +46,8 @@ class StageResult:
 
 class Inserts(Protocol):
     """Where enqueued jobs go: the half of the engine interface that ``Jobs.enqueue_many``
-    uses. Every :class:`Engine` has it; the inline engine of the ``inline`` testing mode
-    has only this half (see :mod:`underway.jobs.engines.inline`)."""
+    uses. Every :class:`Engine` has it; the engine of the ``inline`` testing mode, which
+    runs each job as it is enqueued and stores nothing, has only this half."""
 
     async def insert(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
         """Insert jobs in as few statements as possible, in the order given.

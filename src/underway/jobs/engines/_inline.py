@@ -23,7 +23,7 @@ from underway.jobs.job import Job, JobError, JobSpec, JobState, to_datetime
 from underway.jobs.outcomes import Ack
 from underway.jobs.worker import Worker
 
-__all__ = ["InlineEngine", "finished", "job_from_spec", "next_id"]
+__all__ = ["InlineEngine"]  # job_from_spec and next_id serve underway.jobs.testing too
 
 NODE = "inline"  # what a job run inline records as ``attempted_by``
 _ids = itertools.count(1)

@@ -219,11 +219,13 @@ class Supervision:
         _emit("tasks.child.start", {"system_time": time.time()}, self._meta(child))
         return None
 
-    async def stop(self, child: Child) -> None:
+    async def stop(self, child: Child, *, hurried: bool = False) -> None:
         """Stop ``child`` honestly: ask, wait its shutdown, cancel, wait, report.
 
-        Once the supervision is hurried, the ask is followed at once by the child's
-        ``on_hurry`` callback, or, if it has none, replaced by the cancellation.
+        With ``hurried`` (the supervisor's own stop after a hurry), the ask is followed at
+        once by the child's ``on_hurry`` callback, or, if it has none, replaced by the
+        cancellation. A stop that is not hurried when it begins (a restart's) is hurried
+        only by a :meth:`hurry` while it is under way.
         """
         task = child.task
         if task is None:
@@ -247,10 +249,10 @@ class Supervision:
                         child.spec.id,
                     )
                     t.cancel()
-            if self.hurried:
+            if hurried:
                 self._hurry(child)
 
-        if self.hurried and _on_hurry(child) is None:
+        if hurried and _on_hurry(child) is None:
             cut.set_result(None)
         try:
             stuck = await shutdown(
@@ -284,9 +286,10 @@ class Supervision:
         )
 
     def hurry(self) -> None:
-        """Cut short the stops under way and every stop to come (see ``Supervisor.hurry``)."""
-        if self.hurried:
-            return
+        """Cut short the stops under way and the supervisor's own stop (``Supervisor.hurry``).
+
+        The stops of restarts that begin afterwards are not hurried.
+        """
         self.hurried = True
         for child in self.children:
             if child.cut is not None:
@@ -321,7 +324,7 @@ class Supervision:
         """
         try:
             for child in reversed(self.children):
-                await self.stop(child)
+                await self.stop(child, hurried=self.hurried)
         except asyncio.CancelledError:
             # Children that ended meanwhile (their exits are not handled any more) are
             # reported with the others.

@@ -109,9 +109,10 @@ class Ready:
 
         When its supervisor is hurried (:meth:`Supervisor.hurry`, a second SIGTERM or
         SIGINT under :func:`~underway.tasks.run`), a child being stopped, or asked to stop
-        later, gets ``callback()`` once, just after it was asked to stop. The callback must
-        not block; the child then has what is left of its ``shutdown`` seconds to end. A
-        child that registered none is cancelled at once instead.
+        later by the supervisor's own stop, gets ``callback()`` once, just after it was
+        asked to stop; the stop of a restart that begins after the hurry is not hurried.
+        The callback must not block; the child then has what is left of its ``shutdown``
+        seconds to end. A child that registered none is cancelled at once instead.
         """
         self._on_hurry = callback
 

@@ -149,12 +149,15 @@ class Supervisor:
     def hurry(self) -> None:
         """Cut every grace period of this supervisor's stop short (a second signal does this).
 
-        Each child being stopped, or asked to stop later in the reverse-order stop, is
-        hurried: a child that registered :meth:`Ready.on_hurry` gets that callback once
-        and keeps what is left of its ``shutdown`` seconds; any other child is cancelled
-        at once instead of waiting its ``shutdown`` seconds. Nested supervisors hurry their
-        own children the same way. Called while the supervisor runs (or before it starts),
-        it makes its next stop hurried; the run after that stop is not.
+        Hurried are the stops of children under way when it is called (a restart's too)
+        and the supervisor's own stop, now or when it comes: a child that registered
+        :meth:`Ready.on_hurry` gets that callback once and keeps what is left of its
+        ``shutdown`` seconds; any other child is cancelled at once instead of waiting its
+        ``shutdown`` seconds. Nested supervisors hurry their own children the same way.
+        The restarts that begin after the call are not hurried: the siblings they stop are
+        asked and given their ``shutdown`` seconds as usual. Called while the supervisor
+        runs (or before it starts), it makes its next stop hurried; the run after that
+        stop is not.
         """
         self._hurried = True
         run = self._run

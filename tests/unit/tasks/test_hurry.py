@@ -271,3 +271,88 @@ def test_serve_stops_on_the_first_signal_and_hurries_on_the_second(signals: int)
         assert ended == 3.0
         assert log.seq("stop", "cancelled") == [("stop", "c"), ("stop", "b"), ("cancelled", "a")]
         assert log.count("hurry", "c") == log.count("hurry", "b") == 1
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+def test_a_hurry_does_not_hurry_the_restarts_after_it(strategy: Any) -> None:
+    log = Log()
+    crashes = 0
+
+    async def crashing(*, ready: Ready) -> None:
+        nonlocal crashes
+        ready()
+        await asyncio.sleep(5)
+        if crashes == 0:
+            crashes += 1
+            raise OSError("crash")
+        await asyncio.sleep(10_000)
+
+    async def main() -> None:
+        sup = Supervisor(
+            [
+                ChildSpec("crashing", crashing, ready=True),
+                ChildSpec("b", draining(log, "b"), ready=True, shutdown=60),
+                ChildSpec("c", draining(log, "c", hurry=False), ready=True, shutdown=60),
+            ],
+            strategy=strategy,
+            name="app",
+        )
+        await sup.start()
+        sup.hurry()  # for the stop to come, not for the restart at 5 s
+        await asyncio.sleep(100)
+        await sup.stop()
+
+    run_virtual(main())
+    assert log.entries == [
+        # the restart asks its siblings and gives each its time
+        ("asked", "c", 5.0),
+        ("stop", "c", 35.0),
+        ("asked", "b", 35.0),
+        ("stop", "b", 65.0),
+        # the supervisor's own stop is the one hurried
+        ("cancelled", "c", 100.0),
+        ("asked", "b", 100.0),
+        ("hurry", "b", 100.0),
+        ("stop", "b", 100.0),
+    ]
+
+
+def test_a_hurry_during_a_restart_hurries_that_stop_and_the_supervisor_s_own() -> None:
+    log = Log()
+    crashes = 0
+
+    async def crashing(*, ready: Ready) -> None:
+        nonlocal crashes
+        ready()
+        await asyncio.sleep(5)
+        if crashes < 2:
+            crashes += 1
+            raise OSError("crash")
+        await asyncio.sleep(10_000)
+
+    async def main() -> None:
+        sup = Supervisor(
+            [
+                ChildSpec("crashing", crashing, ready=True),
+                ChildSpec("b", draining(log, "b"), ready=True, shutdown=60),
+            ],
+            strategy="one_for_all",
+            max_restarts=10,
+            name="app",
+        )
+        await sup.start()
+        asyncio.get_running_loop().call_later(10, sup.hurry)  # during the first restart
+        await asyncio.sleep(200)
+        await sup.stop()
+
+    run_virtual(main())
+    assert log.entries == [
+        ("asked", "b", 5.0),
+        ("hurry", "b", 10.0),
+        ("stop", "b", 10.0),
+        ("asked", "b", 15.0),  # the second restart is not hurried
+        ("stop", "b", 45.0),
+        ("asked", "b", 200.0),  # the supervisor's own stop is
+        ("hurry", "b", 200.0),
+        ("stop", "b", 200.0),
+    ]

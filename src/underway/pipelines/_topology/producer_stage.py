@@ -10,7 +10,7 @@ from typing import Any
 from underway.pipelines._handlers import maybe_await
 from underway.pipelines._policy import shares
 from underway.pipelines._topology.demand import Demand
-from underway.pipelines._topology.workers import Workers
+from underway.pipelines._topology.workers import CancelBudget, Workers
 from underway.pipelines.message import Message
 from underway.pipelines.producers._protocol import Producer
 from underway.pipelines.rate_limit import RateLimiter
@@ -74,16 +74,19 @@ class ProducerStage:
         for i, (producer, share) in enumerate(zip(loops, parts, strict=True)):
             self.workers.spawn(self._run(producer, share), f"producer:{i}")
 
-    async def stop(self, timeout: float | None = None) -> None:
+    async def stop(
+        self, timeout: float | None = None, *, budget: CancelBudget | None = None
+    ) -> None:
         """Stop fetching: ``prepare_for_draining`` on each producer, then cancel the loops.
 
         ``timeout`` is not used: nothing is drained here (messages a cancelled fetch had
-        not returned stay with the broker).
+        not returned stay with the broker). ``budget`` bounds the wait for cancelled loops
+        that go on (see :meth:`Workers.cancel`).
         """
         self._draining = True
         for producer in self.producers:
             await self._guarded_hook(producer, "prepare_for_draining")
-        await self.workers.cancel()
+        await self.workers.cancel(budget)
 
     async def close(self) -> None:
         """Call each producer's ``close`` (its error is logged)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 
-from underway.pipelines._topology.workers import Workers
+from underway.pipelines._topology.workers import CancelBudget, Workers
 
 __all__ = ["Stage"]
 
@@ -35,16 +35,20 @@ class Stage(abc.ABC):
     async def _drain(self) -> None:
         """Return once every message the stage holds has left it."""
 
-    async def stop(self, timeout: float | None = None) -> None:
+    async def stop(
+        self, timeout: float | None = None, *, budget: CancelBudget | None = None
+    ) -> None:
         """Drain within ``timeout`` seconds (``None``: no bound), then cancel the workers.
 
-        :attr:`drained` tells afterwards whether the bound or a hurry cut the drain short.
+        ``budget`` bounds the wait for cancelled workers that go on (see
+        :meth:`Workers.cancel`). :attr:`drained` tells afterwards whether the bound or a
+        hurry cut the drain short.
         """
         self.drained = False
         try:
             self.drained = await self._drained_within(timeout)
         finally:
-            await self.workers.cancel()
+            await self.workers.cancel(budget)
 
     async def _drained_within(self, timeout: float | None) -> bool:
         if self._hurried.is_set() or (timeout is not None and timeout <= 0):

@@ -15,6 +15,7 @@ from underway.pipelines._topology.demand import Demand
 from underway.pipelines._topology.processor_stage import ProcessorStage
 from underway.pipelines._topology.producer_stage import ProducerStage
 from underway.pipelines._topology.stage import Stage
+from underway.pipelines._topology.workers import CancelBudget
 from underway.pipelines.message import Message
 from underway.pipelines.producers._protocol import Producer
 from underway.pipelines.rate_limit import RateLimiter
@@ -103,8 +104,9 @@ class Topology:
                 started.append(stage)
             await self.producers.start()
         except BaseException:
+            budget = CancelBudget()
             for stage in started:
-                await stage.stop(0)
+                await stage.stop(0, budget=budget)
             raise
 
     def push(self, messages: Sequence[Message], *, flush: bool) -> None:
@@ -120,25 +122,30 @@ class Topology:
     async def stop(self, timeout: float | None = None) -> None:
         """Stop fetching, drain the stages in order within ``timeout``, close the producers.
 
-        ``timeout`` bounds the drain of all stages together (``None``: no bound).
+        ``timeout`` bounds the drain of all stages together (``None``: no bound). The
+        waits for cancelled workers that go on share one :class:`CancelBudget` too, so a
+        handler that swallows its cancellation delays the stop by at most
+        :data:`~underway.pipelines._topology.workers.CANCEL_BOUND` seconds, whatever the
+        number of stages.
 
         If the caller is cancelled, the stages left are stopped without draining before
         the cancellation goes on.
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        budget = CancelBudget()
         drained = True
         stopped = 0
         try:
-            await self.producers.stop()
+            await self.producers.stop(budget=budget)
             for stage in self._stages:
                 left = None if deadline is None else deadline - loop.time()
-                await stage.stop(left)
+                await stage.stop(left, budget=budget)
                 drained = drained and stage.drained
                 stopped += 1
         finally:
             for stage in self._stages[stopped:]:
-                await stage.stop(0)
+                await stage.stop(0, budget=budget)
             await self.producers.close()
         if not drained:
             _log.warning(

@@ -7,13 +7,30 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["CANCEL_BOUND", "Workers"]
+__all__ = ["CANCEL_BOUND", "CancelBudget", "Workers"]
 
 _log = logging.getLogger("underway.pipelines")
 
 CANCEL_BOUND = 10.0
-"""Seconds a stage waits for a cancelled worker that goes on before abandoning it."""
+"""Seconds one stop of a pipeline waits, all stages together, for cancelled workers that go
+on, before abandoning them."""
 _RECANCEL_INTERVAL = 0.05  # seconds between cancellations of a worker still running
+
+
+class CancelBudget:
+    """The seconds a stop has left to wait for cancelled workers, shared by its stages.
+
+    Each :meth:`Workers.cancel` spends what it waited, so stages stopped one after another
+    wait :data:`CANCEL_BOUND` seconds in all, not each.
+
+    Attributes:
+        left: Seconds left (``0`` or less once spent).
+    """
+
+    __slots__ = ("left",)
+
+    def __init__(self, seconds: float = CANCEL_BOUND) -> None:
+        self.left = seconds
 
 
 class Workers:
@@ -38,34 +55,40 @@ class Workers:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def cancel(self) -> None:
-        """Cancel every worker and wait for them, with a bound; a crash is logged.
+    async def cancel(self, budget: CancelBudget | None = None) -> None:
+        """Cancel every worker and wait for them, within ``budget``; a crash is logged.
 
         A cancellation can be lost in the code a worker awaits (redis-py on Python 3.11
         loses one that meets a write just finished), and the worker then waits for its
         next message for ever: one still running is cancelled again, and abandoned
-        (logged) after :data:`CANCEL_BOUND` seconds. The caller's own cancellation is not
+        (logged) once ``budget`` is spent (a new one of :data:`CANCEL_BOUND` seconds if not
+        given). Every worker gets one round to end, even when ``budget`` is already spent.
+        The time waited is taken from ``budget``. The caller's own cancellation is not
         swallowed.
         """
+        budget = budget if budget is not None else CancelBudget()
         tasks, self._tasks = self._tasks, []
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + CANCEL_BOUND
+        began = loop.time()
+        deadline = began + budget.left
         pending = set(tasks)
-        while pending:
-            for task in pending:
-                task.cancel()
-            if loop.time() >= deadline:
-                _log.error(
-                    "%s: %d worker(s) still running %gs after being cancelled, abandoned "
-                    "(does a handler catch CancelledError?)",
-                    self.pipeline,
-                    len(pending),
-                    CANCEL_BOUND,
-                )
-                for task in pending:  # its outcome, if it ever ends, is nobody's
-                    task.add_done_callback(lambda t: t.cancelled() or t.exception())
-                break
-            _done, pending = await asyncio.wait(pending, timeout=_RECANCEL_INTERVAL)
+        try:
+            while pending:
+                for task in pending:
+                    task.cancel()
+                _done, pending = await asyncio.wait(pending, timeout=_RECANCEL_INTERVAL)
+                if pending and loop.time() >= deadline:
+                    _log.error(
+                        "%s: %d worker(s) still running after being cancelled, abandoned "
+                        "(does a handler catch CancelledError?)",
+                        self.pipeline,
+                        len(pending),
+                    )
+                    for task in pending:  # its outcome, if it ever ends, is nobody's
+                        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                    break
+        finally:
+            budget.left -= loop.time() - began
         for task in tasks:
             error = None if not task.done() or task.cancelled() else task.exception()
             if error is not None:

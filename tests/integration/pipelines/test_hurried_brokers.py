@@ -1,7 +1,10 @@
 """A hurried stop on real brokers: what was not handled stays with the broker, acked never.
 
 ``stop_now()`` cancels handlers mid-message. Each message must end either handled and
-acknowledged once, or back with the broker for another delivery.
+acknowledged once, or back with the broker for another delivery. Which of the handled ones
+were acknowledged depends on how the fetches cut the chunks (a chunk is settled once all
+of it is handled, so a handled message beside a held one comes back too): the tests assert
+that invariant, not a split fixed in advance.
 """
 
 from __future__ import annotations
@@ -92,7 +95,11 @@ async def test_rabbitmq_gets_back_every_message_a_hurried_stop_did_not_finish(
     back: list[int] = []
     while (message := await source.get(no_ack=True, fail=False)) is not None:
         back.append(json.loads(message.body)["n"])
-    assert sorted(back) == list(range(FINISHED, TOTAL))  # the held ones too, acked never
+    acked = set(range(TOTAL)) - set(back)  # what the broker no longer has
+    assert len(back) == len(set(back))  # each message back once at most
+    assert acked <= set(handler.finished)  # nothing acknowledged that was not handled
+    assert handler.held <= set(back)  # the held ones too, acked never
+    assert set(range(FINISHED, TOTAL)) <= set(back)  # every one not handled is back
 
 
 @pytest.mark.redis
@@ -117,8 +124,11 @@ async def test_redis_keeps_pending_every_entry_a_hurried_stop_did_not_finish(
         await asyncio.wait_for(pipeline.stop_now(), BOUND)
     pending = await admin.xpending_range(stream, "g", "-", "+", TOTAL)
     pending_ids = {row["message_id"] for row in pending}
-    finished_ids = {ids[n] for n in handler.finished}
-    assert not pending_ids & finished_ids  # the finished ones were acknowledged...
+    (group,) = await admin.xinfo_groups(stream)
+    delivered = ids[: ids.index(group["last-delivered-id"]) + 1]
+    acked = {n for n, entry in enumerate(delivered) if entry not in pending_ids}
+    assert pending_ids <= set(delivered)
+    assert acked <= set(handler.finished)  # nothing acknowledged that was not handled...
     assert {ids[n] for n in handler.held} <= pending_ids  # ...the held ones never
 
     again: Counter[int] = Counter()
@@ -129,5 +139,6 @@ async def test_redis_keeps_pending_every_entry_a_hurried_stop_did_not_finish(
 
     second = RedisStreamProducer(stream, "g", url=REDIS_URL, block=0.1, claim_idle=0.2)
     async with Pipeline(producer=second, handle_message=handle):
-        await wait_until(lambda: len(again) == TOTAL - FINISHED, BOUND, message="the rest")
-    assert again == Counter(range(FINISHED, TOTAL))  # each once, none of the finished ones
+        await wait_until(lambda: len(again) == TOTAL - len(acked), BOUND, message="the rest")
+    # each not acknowledged once, none of the acknowledged ones:
+    assert again == Counter(n for n in range(TOTAL) if n not in acked)

@@ -32,11 +32,16 @@ HEADING = "### One tree for a whole application"
 START_ORDER = ["jobs", "stats", "pipeline"]
 
 # Runs the example with one more upload, whose scan takes 1,000 s: still in flight when
-# the pipeline is asked to stop.
+# the pipeline is asked to stop. Neither the pipeline's drain bound nor the bound of the
+# whole stop can end that stop, however long the second signal takes to come: only the
+# hurry can.
 HURRY_DRIVER = """
+import underway.tasks
 import one_tree_app as example
 
 example.uploads.push({"name": "archive.zip", "size": 100_000_000_000})
+example.pipeline.shutdown_timeout = 86_400.0  # a day
+example.run = lambda root, **options: underway.tasks.run(root, shutdown_timeout=None)
 example.main()
 """
 

@@ -69,6 +69,13 @@ class Server(Service):
     supervisor a new incarnation starts with a fresh mailbox and a new :meth:`init`.
     State lives in memory only: a crash or a restart loses it.
 
+    Stopped by its supervisor, the server is asked to stop and runs :meth:`terminate`
+    within its ``shutdown`` seconds. A hurried stop (:meth:`Supervisor.hurry`, a second
+    SIGTERM or SIGINT) is a kill: the server registers no ``on_hurry``, so its task is
+    cancelled at once and :meth:`terminate` does not run, or is cut short if it was
+    running. What must survive a hurried stop belongs outside the server (a durable job,
+    a database).
+
     Args:
         name: A label for logs, or ``registry.via(key)`` to register each incarnation
             under ``key`` while it runs.
@@ -131,7 +138,8 @@ class Server(Service):
     async def terminate(self, reason: Any) -> None:
         """Clean up when the server stops: ``reason`` is ``"normal"``, ``"shutdown"``,
         another reason given to :meth:`stop`, or the exception that crashed it. Not called
-        when the server's task is cancelled (as a killed process runs no ``terminate``)."""
+        when the server's task is cancelled (as a killed process runs no ``terminate``),
+        which is what a hurried supervisor does to it."""
 
     # -- messages -------------------------------------------------------------------------
 
@@ -283,7 +291,8 @@ class Server(Service):
         self, *, id: str | None = None, restart: Restart = "permanent", shutdown: float | None = 5.0
     ) -> ChildSpec:
         """A spec to run this server under a :class:`~underway.tasks.Supervisor` (ready once
-        :meth:`init` returned; asked to stop with :meth:`request_stop` ``("shutdown")``)."""
+        :meth:`init` returned; asked to stop with :meth:`request_stop` ``("shutdown")``;
+        cancelled at once, without :meth:`terminate`, when the supervisor is hurried)."""
         return ChildSpec(id or self.label, self.run, ready=True, restart=restart, shutdown=shutdown)
 
     async def run(self, *, ready: Ready | None = None) -> None:

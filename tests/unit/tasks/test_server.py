@@ -366,3 +366,28 @@ def test_bad_options() -> None:
     with pytest.raises(ConfigError, match="name must be a string"):
         Counter(name=3)
     assert isinstance(Counter().child_spec(), ChildSpec)
+
+
+@pytest.mark.parametrize("hurried", [False, True])
+def test_a_hurried_supervisor_cancels_its_server_without_terminate(hurried: bool) -> None:
+    terminated: list[tuple[Any, float]] = []
+
+    class Slow(Server):
+        async def terminate(self, reason: Any) -> None:
+            await asyncio.sleep(2)  # a cleanup that takes its time
+            terminated.append((reason, asyncio.get_running_loop().time()))
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        sup = Supervisor([Slow().child_spec(id="slow", shutdown=60)], name="app")
+        await sup.start()
+        if hurried:
+            sup.hurry()
+        await sup.stop()
+        return loop.time()
+
+    ended = run_virtual(main())
+    if hurried:
+        assert (ended, terminated) == (0.0, [])  # killed: terminate does not run
+    else:
+        assert (ended, terminated) == (2.0, [("shutdown", 2.0)])

@@ -3,7 +3,8 @@
 Every long-running part of underway has one lifecycle, :class:`Component`: ``await
 start()`` returns once it runs, ``await stop(timeout)`` once it has ended. A group of
 components starts in order and stops in reverse (:func:`start_in_order`,
-:func:`stop_in_reverse`).
+:func:`stop_in_reverse`). A stop that must not be cut short (it writes what keeps work from
+being lost) runs through :func:`finish_despite_cancel`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import abc
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
 __all__ = [
     "Component",
     "Service",
     "cancel_and_wait",
+    "finish_despite_cancel",
     "run_sync",
     "start_in_order",
     "stop_in_reverse",
@@ -89,17 +91,44 @@ async def start_in_order(components: Sequence[Component]) -> None:
 async def stop_in_reverse(components: Sequence[Component]) -> None:
     """Stop ``components`` (given in start order) one after another, the last first.
 
-    Each gets its own default timeout. A component whose stop raises does not keep the
-    others running: each is stopped, then the first failure is raised.
+    Each gets its own default timeout. A component whose stop raises, or is cancelled,
+    does not keep the others running: each is stopped, then the first cancellation (or
+    other exception that is not an ``Exception``) is raised, else the first failure.
     """
-    failure: Exception | None = None
+    failure: BaseException | None = None
     for component in reversed(components):
         try:
             await component.stop()
         except Exception as exc:
             failure = failure or exc
+        except BaseException as exc:
+            if failure is None or isinstance(failure, Exception):
+                failure = exc
     if failure is not None:
         raise failure
+
+
+async def finish_despite_cancel(coro: Coroutine[Any, Any, T], hurry: Callable[[], object]) -> T:
+    """Run ``coro`` (a bounded stop) in a task of its own and return its result.
+
+    If the caller is cancelled meanwhile, ``hurry()`` is called once (it must make the
+    rest of ``coro`` short), ``coro`` is waited for to its end however often the caller is
+    cancelled again, and then the cancellation propagates. An error of ``coro`` after the
+    cancellation is attached to it as its ``__cause__``.
+    """
+    task = asyncio.create_task(coro)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError as cancelled:
+        if task.done():
+            raise
+        hurry()
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is not None:
+            raise cancelled from task.exception()
+        raise
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:

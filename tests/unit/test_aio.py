@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
-from underway._aio import Component, cancel_and_wait, start_in_order, stop_in_reverse
+from underway._aio import (
+    Component,
+    cancel_and_wait,
+    finish_despite_cancel,
+    start_in_order,
+    stop_in_reverse,
+)
 
 WAIT = 10.0
 
@@ -19,6 +25,7 @@ class Part:
         self.log = log
         self.fail_start = fail_start
         self.fail_stop = False
+        self.stop_gate: asyncio.Event | None = None  # while unset, stop waits for it
 
     async def start(self) -> None:
         if self.fail_start:
@@ -27,6 +34,8 @@ class Part:
 
     async def stop(self, timeout: float | None = None) -> None:
         self.log.append(f"stop {self.name}")
+        if self.stop_gate is not None:
+            await self.stop_gate.wait()
         if self.fail_stop:
             raise RuntimeError(f"{self.name} failed to stop")
 
@@ -59,6 +68,53 @@ async def test_a_failed_stop_does_not_keep_the_others_running() -> None:
     with pytest.raises(RuntimeError, match="b failed to stop"):
         await stop_in_reverse(parts)
     assert log[3:] == ["stop c", "stop b", "stop a"]
+
+
+async def test_a_cancelled_stop_still_stops_the_others_then_propagates() -> None:
+    log: list[str] = []
+    parts = [Part(n, log) for n in "abc"]
+    parts[1].stop_gate = asyncio.Event()
+    await start_in_order(parts)
+    stopping = asyncio.create_task(stop_in_reverse(parts))
+    while "stop b" not in log:
+        await asyncio.sleep(0)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert log[3:] == ["stop c", "stop b", "stop a"]
+
+
+async def test_a_cancelled_caller_hurries_the_work_and_waits_for_its_end() -> None:
+    hurried = asyncio.Event()
+    ended: list[str] = []
+
+    async def work() -> str:
+        await hurried.wait()
+        await asyncio.sleep(0.05)  # what is left to do once hurried
+        ended.append("work")
+        return "done"
+
+    caller = asyncio.create_task(finish_despite_cancel(work(), hurried.set))
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    await asyncio.sleep(0.01)
+    caller.cancel()  # a second cancellation does not cut the rest short either
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert hurried.is_set()
+    assert ended == ["work"]
+
+
+async def test_an_uncancelled_caller_gets_the_result_or_the_error() -> None:
+    async def work() -> str:
+        return "done"
+
+    async def fails() -> None:
+        raise RuntimeError("failed")
+
+    assert await finish_despite_cancel(work(), lambda: None) == "done"
+    with pytest.raises(RuntimeError, match="failed"):
+        await finish_despite_cancel(fails(), lambda: None)
 
 
 async def test_cancel_and_wait_cancels_again_a_task_that_lost_its_cancellation() -> None:

@@ -34,7 +34,8 @@ async def run_node(
     still in threads after the grace are left for rescue (the caller exits the process).
 
     Raises:
-        UnderwayError: The node could not start (its own error, such as ``DatabaseError``).
+        UnderwayError: The node could not start, or its stop failed (its own error, such
+            as ``DatabaseError``).
     """
     reporter = _Reporter(jobs, stats_interval, ready_fd)
     root = Supervisor(
@@ -53,6 +54,7 @@ async def run_node(
             if isinstance(cause, UnderwayError):
                 raise cause from None
             raise
+    jobs._raise_stop_failure()  # the supervisor only logged it
     _log.info("node %s stopped", jobs.config.name)
 
 

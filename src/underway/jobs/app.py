@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Unpack, overload
 
 from underway import _telemetry as telemetry
 from underway import tasks
-from underway._aio import Service
+from underway._aio import Service, finish_despite_cancel
 from underway.errors import ChildStartError, ConfigError, EnqueueError
 from underway.jobs._queue_name import validate_queue_name
 from underway.jobs._runtime.node import Node
@@ -110,6 +110,7 @@ class Jobs(Service):
         self._node: Node | None = None
         self._stopping: Node | None = None
         self._hurry = False
+        self._stop_failure: Exception | None = None
         self.left_running = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -244,6 +245,7 @@ class Jobs(Service):
         """Open the database and, unless testing, start this node's queues."""
         if self._node is not None:
             return
+        self._hurry = False  # a stop_now() while no node ran does not hurry this one
         await self.engine.open()
         if self._testing is not None:
             return
@@ -265,17 +267,26 @@ class Jobs(Service):
         heartbeating meanwhile). With ``wait_for_threads=False`` such jobs are left
         ``executing`` for other nodes to rescue once this node's heartbeat expires, and
         :attr:`left_running` counts them: the process must exit before that (``run`` does).
+
+        Cancelled while it runs, the stop is hurried (as by :meth:`stop_now`) and still
+        finishes (acks written, unfinished jobs handed back, heartbeat removed, database
+        closed) before the cancellation propagates.
         """
         node, self._node = self._node, None
-        if node is not None:
-            self._stopping = node
-            if self._hurry:
-                node.hurry()
-            try:
+        self._stopping = node
+        if node is not None and self._hurry:
+            node.hurry()
+        try:
+            await finish_despite_cancel(self._stop(node, grace, wait_for_threads), self.stop_now)
+        finally:
+            self._stopping, self._hurry = None, False
+
+    async def _stop(self, node: Node | None, grace: float | None, wait_for_threads: bool) -> None:
+        try:
+            if node is not None:
                 self.left_running = await node.stop(grace, wait_for_threads=wait_for_threads)
-            finally:
-                self._stopping, self._hurry = None, False
-        await self.engine.close()
+        finally:
+            await self.engine.close()
 
     def stop_now(self) -> None:
         """Cut the grace period of a stop in progress short.
@@ -305,13 +316,24 @@ class Jobs(Service):
         node gracefully (:meth:`stop`: running jobs get ``shutdown_grace``, every ack is
         written, unfinished jobs go back to their queues); told to hurry (a second
         SIGTERM/SIGINT under :func:`underway.tasks.run`), it cuts the grace short
-        (:meth:`stop_now`). Cancelled without being asked, it stops without a grace.
+        (:meth:`stop_now`). Cancelled without being asked, it stops without a grace;
+        cancelled while it stops (its ``shutdown`` seconds, or the root's
+        ``shutdown_timeout``, ran out), it hurries the stop and still finishes it (acks,
+        hand-back, heartbeat, database) before it ends.
 
         ``shutdown`` defaults to ``None`` (the supervisor waits for the stop): the node
-        bounds its own stop (the grace, then cancellation, acks retried for at most 10 s),
-        and what a cancellation would cut short are the ack writes and the hand-back
-        that keep jobs from being lost or run twice. The one part no bound can shorten is
-        a sync job's thread, waited for with ``wait_for_threads`` (see :meth:`stop`).
+        bounds its own stop (the grace, then cancellation, acks written within about 13 s).
+        The one part no bound can shorten is a sync job's thread, waited for with
+        ``wait_for_threads`` (see :meth:`stop`).
+
+        With ``wait_for_threads=False`` a sync job still running in a thread after the
+        grace is left ``executing`` and the node's heartbeat row is kept; other nodes
+        rescue the job once that heartbeat expires (``rescue_after``). The thread goes on
+        running, and the interpreter waits for it at exit, so the job could then run twice.
+        The caller must therefore end the process at once, without waiting for threads,
+        when :func:`underway.tasks.run` returns with :attr:`left_running` not zero: flush
+        its logs and call ``os._exit``, as :meth:`run` and ``underway start`` do. The
+        default, ``True``, waits for the threads instead and needs nothing of the caller.
         """
         return ChildSpec(
             id,
@@ -322,6 +344,7 @@ class Jobs(Service):
         )
 
     async def _run_child(self, wait_for_threads: bool, *, ready: Ready) -> None:
+        self._stop_failure = None
         asked = asyncio.Event()
         ready.on_shutdown(asked.set)
         ready.on_hurry(self.stop_now)
@@ -335,7 +358,17 @@ class Jobs(Service):
             self.stop_now()  # cancelled rather than asked: no grace
             raise
         finally:
-            await self.stop(wait_for_threads=wait_for_threads)
+            try:
+                await self.stop(wait_for_threads=wait_for_threads)
+            except Exception as exc:
+                self._stop_failure = exc  # for serve() and underway start to raise
+                raise
+
+    def _raise_stop_failure(self) -> None:
+        """Raise what made the last stop of :meth:`child_spec`'s child fail, if anything."""
+        failure, self._stop_failure = self._stop_failure, None
+        if failure is not None:
+            raise failure
 
     async def serve(
         self, *, stop: asyncio.Event | None = None, wait_for_threads: bool = True
@@ -347,8 +380,8 @@ class Jobs(Service):
         period short (:meth:`stop_now`). ``wait_for_threads`` is passed to :meth:`stop`.
 
         Raises:
-            UnderwayError: The node could not start (its own error, such as
-                ``DatabaseError``).
+            UnderwayError: The node could not start, or its stop failed (its own error,
+                such as ``DatabaseError``).
         """
         spec = self.child_spec(wait_for_threads=wait_for_threads)
         try:
@@ -358,6 +391,7 @@ class Jobs(Service):
             if isinstance(cause, Exception):
                 raise cause from None
             raise
+        self._raise_stop_failure()
 
     def run(self) -> None:
         """Run a node in the foreground until SIGTERM or SIGINT (what ``underway start`` does).

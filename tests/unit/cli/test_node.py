@@ -73,3 +73,26 @@ def test_a_node_that_cannot_start_raises_its_own_error(tmp_path: Path) -> None:
     jobs, _ = _app(db)
     with pytest.raises(DatabaseError, match="file is not a database"):
         asyncio.run(run_node(jobs, 0, None, None))
+
+
+def test_a_node_whose_stop_fails_raises_its_error(tmp_path: Path) -> None:
+    jobs, _ = _app(tmp_path / "node.db")
+    engine = jobs.engine
+    close = engine.close
+
+    async def close_badly() -> None:
+        await close()
+        raise DatabaseError("disk I/O error while closing")
+
+    engine.close = close_badly  # type: ignore[method-assign]
+    parent_r, parent_w = os.pipe()
+
+    async def main() -> None:
+        node = asyncio.create_task(run_node(jobs, 0, None, parent_r))
+        while jobs.node is None:
+            await asyncio.sleep(0.01)
+        os.close(parent_w)  # stop as when the parent process exits
+        await asyncio.wait_for(node, 30)
+
+    with pytest.raises(DatabaseError, match="while closing"):
+        asyncio.run(main())

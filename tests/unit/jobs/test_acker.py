@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import pytest
 
@@ -100,4 +101,41 @@ async def test_stop_gives_up_after_its_timeout_and_says_so(
         await asyncio.wait_for(acker.stop(0.3), WAIT)
     assert acker.pending == 1
     assert engine.acked == []
+    assert "could not write 1 acks before stopping" in caplog.text
+
+
+class HangsOnce(MemoryEngine):
+    """An engine whose first ack write never returns (until cancelled)."""
+
+    async def ack(self, acks: Sequence[Ack], node: str) -> None:
+        if self.ack_calls == 0:
+            self.ack_calls += 1
+            await asyncio.Event().wait()
+        await super().ack(acks, node)
+
+
+async def test_a_flush_cut_short_by_the_stop_is_tried_again() -> None:
+    engine = HangsOnce()
+    acker = Acker(engine, node="n", interval=0.0)
+    await acker.start()
+    acker.push(acks(1)[0])
+    await wait_until(lambda: engine.ack_calls == 1, "the write to begin")
+    await asyncio.wait_for(acker.stop(0.2), WAIT)
+    assert ids(engine.acked) == [[1]]
+    assert acker.pending == 0
+
+
+async def test_the_last_tries_of_a_stop_are_bounded_when_every_write_hangs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = MemoryEngine()
+    engine.ack_gate = asyncio.Event()  # never set: every write waits
+    acker = Acker(engine, node="n", interval=0.0)
+    await acker.start()
+    acker.push(acks(1)[0])
+    await wait_until(lambda: engine.ack_calls == 1, "the write to begin")
+    with caplog.at_level(logging.ERROR, logger="underway.jobs"):
+        await asyncio.wait_for(acker.stop(0.2), WAIT)
+    assert engine.ack_calls == 2, "one more attempt after the cut-short one"
+    assert acker.pending == 1
     assert "could not write 1 acks before stopping" in caplog.text

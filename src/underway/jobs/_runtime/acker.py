@@ -14,6 +14,7 @@ __all__ = ["Acker"]
 
 _log = logging.getLogger("underway.jobs")
 STOP_TIMEOUT = 10.0  # seconds a stop goes on trying to write the acks left
+LAST_TRIES = 3.0  # seconds of further attempts once a stop's flush was cut short
 
 
 class Acker:
@@ -56,11 +57,14 @@ class Acker:
             self._task = asyncio.create_task(self._loop(), name="underway.acker")
 
     async def stop(self, timeout: float | None = None) -> None:
-        """Stop, after writing every ack that was pushed (retrying for up to ``timeout``
-        seconds, default 10).
+        """Stop, after writing every ack that was pushed.
 
-        A flush in progress is waited for up to ``timeout``; past it the flush is cancelled
-        and its batch goes back to the buffer, to be retried until the deadline.
+        The flush in progress, and the retries of one that failed, get ``timeout``
+        seconds (default 10). A flush still in progress then is cancelled and its batch
+        goes back to the buffer. Whatever is left then gets :data:`LAST_TRIES` more
+        seconds of attempts, each cut short at that limit, so that a write that hung is
+        tried again once. Acks still unwritten after that are logged and dropped: their
+        jobs stay ``executing`` and are rescued.
         """
         timeout = STOP_TIMEOUT if timeout is None else timeout
         task, self._task = self._task, None
@@ -72,9 +76,15 @@ class Acker:
             done, _ = await asyncio.wait([task], timeout=timeout)
             if not done:
                 await cancel_and_wait(task)  # the flush puts its batch back when cancelled
-        while self._buffer and loop.time() < deadline:
-            if not await self.flush():
-                await asyncio.sleep(0.1)
+        deadline = max(deadline, loop.time() + LAST_TRIES)
+        while self._buffer and (left := deadline - loop.time()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    written = await self.flush()
+            except TimeoutError:
+                break
+            if not written:
+                await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
         if self._buffer:
             _log.error("could not write %d acks before stopping", len(self._buffer))
 

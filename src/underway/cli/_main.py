@@ -205,6 +205,7 @@ def start(
     try:
         asyncio.run(run_node(jobs, stats_interval, ready_fd, parent_fd))
     except UnderwayError as exc:
+        exit_if_left_running(jobs, error=exc)
         raise FailError(f"node {jobs.config.name} cannot run: {exc}") from None
     exit_if_left_running(jobs)
 

@@ -398,9 +398,17 @@ class Jobs(Service):
 
         If sync jobs are still running in threads when the grace period ends, the process
         exits at once (threads cannot be stopped otherwise); those jobs stay ``executing``
-        and other nodes rescue them once this node's heartbeat expires.
+        and other nodes rescue them once this node's heartbeat expires. If the stop also
+        failed, its error is logged and the exit status is 1.
+
+        Raises:
+            UnderwayError: The node could not start, or its stop failed.
         """
-        asyncio.run(self.serve(wait_for_threads=False))
+        try:
+            asyncio.run(self.serve(wait_for_threads=False))
+        except Exception as exc:
+            exit_if_left_running(self, error=exc)
+            raise
         exit_if_left_running(self)
 
     # -- queues -----------------------------------------------------------------------------
@@ -565,15 +573,18 @@ class Jobs(Service):
         return self.engine.migrate()
 
 
-def exit_if_left_running(jobs: Jobs) -> None:
+def exit_if_left_running(jobs: Jobs, *, error: BaseException | None = None) -> None:
     """End the process at once if the last stop left sync jobs running in threads.
 
     Python cannot stop a thread, and the interpreter would wait for it at exit while the
     job may already be rescued elsewhere: leaving now is what keeps a job from running
-    twice at the same time.
+    twice at the same time. With ``error`` (what made the run fail) it is logged and the
+    process exits with status 1, else 0.
     """
     if not jobs.left_running:
         return
+    if error is not None:
+        _log.error("node %s failed: %s", jobs.config.name, error, exc_info=error)
     _log.warning(
         "exiting with %d sync job(s) still running in threads; they stay executing and are "
         "rescued once this node's heartbeat expires",
@@ -582,7 +593,7 @@ def exit_if_left_running(jobs: Jobs) -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(0 if error is None else 1)
 
 
 def _specs(jobs: Iterable[JobSpec]) -> list[JobSpec]:

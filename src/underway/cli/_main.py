@@ -30,7 +30,7 @@ from underway.cli._jobs import (
     target_options,
     use_database,
 )
-from underway.cli._node import run_node
+from underway.cli._node import StopFailed, run_node
 from underway.cli._processes import child_argv, run_processes, take_parent_fd, take_ready_fd
 from underway.errors import ConfigError, UnderwayError
 from underway.jobs.app import Jobs, exit_if_left_running
@@ -204,6 +204,9 @@ def start(
         telemetry.attach_logging(logging.getLogger("underway.jobs"), prefix="job.")
     try:
         asyncio.run(run_node(jobs, stats_interval, ready_fd, parent_fd))
+    except StopFailed as exc:
+        exit_if_left_running(jobs, error=exc.__cause__)
+        raise FailError(f"node {jobs.config.name} failed while stopping: {exc.__cause__}") from None
     except UnderwayError as exc:
         exit_if_left_running(jobs, error=exc)
         raise FailError(f"node {jobs.config.name} cannot run: {exc}") from None

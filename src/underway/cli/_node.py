@@ -18,9 +18,13 @@ from underway.errors import ChildStartError, UnderwayError
 from underway.jobs.app import Jobs
 from underway.tasks import ChildSpec, Ready, Supervisor, serve
 
-__all__ = ["run_node"]
+__all__ = ["StopFailed", "run_node"]
 
 _log = logging.getLogger("underway.cli")
+
+
+class StopFailed(Exception):
+    """The node ran, but its stop failed; ``__cause__`` is the error."""
 
 
 async def run_node(
@@ -34,8 +38,8 @@ async def run_node(
     still in threads after the grace are left for rescue (the caller exits the process).
 
     Raises:
-        UnderwayError: The node could not start, or its stop failed (its own error, such
-            as ``DatabaseError``).
+        UnderwayError: The node could not start (its own error, such as ``DatabaseError``).
+        StopFailed: The node ran, but its stop failed.
     """
     reporter = _Reporter(jobs, stats_interval, ready_fd)
     root = Supervisor(
@@ -54,7 +58,10 @@ async def run_node(
             if isinstance(cause, UnderwayError):
                 raise cause from None
             raise
-    jobs._raise_stop_failure()  # the supervisor only logged it
+    try:
+        jobs._raise_stop_failure()  # the supervisor only logged it
+    except UnderwayError as exc:
+        raise StopFailed(exc) from exc
     _log.info("node %s stopped", jobs.config.name)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from underway.cli._node import run_node
+from underway.cli._node import StopFailed, run_node
 from underway.errors import DatabaseError
 from underway.jobs import Job, Jobs
 
@@ -94,5 +94,7 @@ def test_a_node_whose_stop_fails_raises_its_error(tmp_path: Path) -> None:
         os.close(parent_w)  # stop as when the parent process exits
         await asyncio.wait_for(node, 30)
 
-    with pytest.raises(DatabaseError, match="while closing"):
+    with pytest.raises(StopFailed) as failed:
         asyncio.run(main())
+    assert isinstance(failed.value.__cause__, DatabaseError)
+    assert "while closing" in str(failed.value.__cause__)

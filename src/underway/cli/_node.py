@@ -60,7 +60,7 @@ async def run_node(
             raise
     try:
         jobs._raise_stop_failure()  # the supervisor only logged it
-    except UnderwayError as exc:
+    except Exception as exc:  # whatever failed, the caller must still exit at once
         raise StopFailed(exc) from exc
     _log.info("node %s stopped", jobs.config.name)
 

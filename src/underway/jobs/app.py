@@ -110,6 +110,7 @@ class Jobs(Service):
         self._node: Node | None = None
         self._stopping: Node | None = None
         self._hurry = False
+        self._stop_finished: asyncio.Future[None] | None = None
         self._stop_failure: Exception | None = None
         self.left_running = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -245,6 +246,11 @@ class Jobs(Service):
         """Open the database and, unless testing, start this node's queues."""
         if self._node is not None:
             return
+        previous = self._stop_finished
+        if previous is not None and not previous.done():
+            # A stop its caller gave up on (a supervisor's bound) is still handing back and
+            # closing the database: a new node waits for it, or it would close under it.
+            await asyncio.shield(previous)
         self._hurry = False  # a stop_now() while no node ran does not hurry this one
         await self.engine.open()
         if self._testing is not None:
@@ -273,6 +279,7 @@ class Jobs(Service):
         closed) before the cancellation propagates.
         """
         node, self._node = self._node, None
+        finished = self._stop_finished = asyncio.get_running_loop().create_future()
         self._stopping = node
         if node is not None and self._hurry:
             node.hurry()
@@ -280,6 +287,7 @@ class Jobs(Service):
             await finish_despite_cancel(self._stop(node, grace, wait_for_threads), self.stop_now)
         finally:
             self._stopping, self._hurry = None, False
+            finished.set_result(None)
 
     async def _stop(self, node: Node | None, grace: float | None, wait_for_threads: bool) -> None:
         try:
@@ -319,7 +327,13 @@ class Jobs(Service):
         (:meth:`stop_now`). Cancelled without being asked, it stops without a grace;
         cancelled while it stops (its ``shutdown`` seconds, or the root's
         ``shutdown_timeout``, ran out), it hurries the stop and still finishes it (acks,
-        hand-back, heartbeat, database) before it ends.
+        hand-back, heartbeat, database) before it ends. A supervisor waits for that only
+        its ``cancel_timeout`` (1 s by default) before it gives up on the child, and
+        :func:`underway.tasks.run` then exits; what the stop had not done by then is left
+        to the other nodes (jobs still ``executing`` are rescued once this node's
+        heartbeat expires). So give the root a ``shutdown_timeout`` above the sum of its
+        children's own bounds, or ``None``. A new start of the same app waits for a stop
+        still finishing.
 
         ``shutdown`` defaults to ``None`` (the supervisor waits for the stop): the node
         bounds its own stop (the grace, then cancellation, acks written within about 13 s).
@@ -362,6 +376,10 @@ class Jobs(Service):
                 await self.stop(wait_for_threads=wait_for_threads)
             except Exception as exc:
                 self._stop_failure = exc  # for serve() and underway start to raise
+                raise
+            except asyncio.CancelledError as exc:
+                if isinstance(exc.__cause__, Exception):  # the stop failed after a cancel
+                    self._stop_failure = exc.__cause__
                 raise
 
     def _raise_stop_failure(self) -> None:

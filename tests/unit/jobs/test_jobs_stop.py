@@ -9,7 +9,7 @@ import pytest
 
 from underway.errors import DatabaseError
 from underway.jobs import Job, Jobs, JobState
-from underway.tasks import Ready, Supervisor
+from underway.tasks import ChildSpec, Ready, Supervisor
 
 from .memory_engine import MemoryEngine, wait_until
 
@@ -43,7 +43,8 @@ async def test_a_child_cut_short_while_stopping_still_hands_back_and_closes() ->
     started: list[int] = []
     jobs = _app(engine, started, asyncio.Event())
     job_id = engine.add()
-    app = Supervisor([jobs.child_spec(shutdown=0.2)], name="app")
+    # cancel_timeout: the supervisor waits for the hurried stop, however loaded the machine
+    app = Supervisor([jobs.child_spec(shutdown=0.2)], name="app", cancel_timeout=60.0)
     await app.start()
     await wait_until(lambda: started == [job_id], "the job to start")
     await app.stop()  # the job's 60 s grace outlasts the child's 0.2 s: it is cancelled
@@ -131,3 +132,70 @@ async def test_a_child_cancelled_while_starting_does_not_hurry_the_next_stop() -
     finish.set()
     await stopping
     assert engine.state(job_id) is JobState.COMPLETED
+
+
+class SlowRelease(MemoryEngine):
+    """An engine whose first hand-back waits until the test lets it go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release_may_end = asyncio.Event()
+        self.releasing = asyncio.Event()
+        self.is_open = False
+
+    async def open(self) -> None:
+        await super().open()
+        self.is_open = True
+
+    async def close(self) -> None:
+        await super().close()
+        self.is_open = False
+
+    async def release(self, claims: Any, node: str, now: float) -> int:
+        if not self.releasing.is_set():
+            self.releasing.set()
+            await self.release_may_end.wait()
+        return await super().release(claims, node, now)
+
+
+async def test_a_restart_waits_for_the_stop_its_supervisor_gave_up_on() -> None:
+    engine = SlowRelease()
+    started: list[int] = []
+    jobs = _app(engine, started, asyncio.Event())
+    crashed = asyncio.Event()
+
+    async def sibling(*, ready: Ready) -> None:
+        ready()
+        await wait_until(lambda: bool(started), "a job to start")
+        if not crashed.is_set():
+            crashed.set()
+            raise OSError("the sibling crashes once")
+        await asyncio.Event().wait()
+
+    engine.add()
+    app = Supervisor(
+        [jobs.child_spec(shutdown=0.05), ChildSpec("sibling", sibling, ready=True)],
+        strategy="one_for_all",
+        name="app",
+        cancel_timeout=0.05,  # gives up on the node's stop while its hand-back waits
+    )
+    await app.start()
+
+    def jobs_task() -> object:
+        return next(c.task for c in app.which_children() if c.id == "jobs")
+
+    first = jobs_task()
+    try:
+        await engine.releasing.wait()  # the old node's stop hands back, slowly
+        # the supervisor gives up on that child and starts a new one
+        await wait_until(lambda: jobs_task() not in (first, None), "the new child")
+        await asyncio.sleep(0.2)
+        assert jobs.node is None  # the new node waits for the old stop
+        engine.release_may_end.set()
+        await wait_until(lambda: jobs.node is not None, "the new node to start")
+        await asyncio.sleep(0.1)
+        assert engine.is_open  # the old stop closed the database before the new start
+        assert jobs.node is not None
+    finally:
+        engine.release_may_end.set()
+        await app.stop()

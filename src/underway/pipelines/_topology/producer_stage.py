@@ -26,9 +26,10 @@ FETCH_RETRY = 0.1
 class ProducerStage:
     """``concurrency`` fetch loops per producer, sharing the demand and the rate limit.
 
-    The processors' capacity is split among the loops (:func:`~._policy.shares`), so
-    loops blocked on an idle broker never hold all of it. A loop reserves what it asks
-    for before it waits (for the rate limiter, then the fetch), so the other loops see it.
+    The processors' capacity is split among the loops
+    (:func:`~underway.pipelines._policy.shares`), so loops blocked on an idle broker never
+    hold all of it. A loop reserves what it asks for before it waits (for the rate
+    limiter, then the fetch), so the other loops see it.
 
     Lifecycle: :meth:`start` prepares the producers and spawns the loops, :meth:`stop`
     tells them the pipeline drains and cancels the loops, and :meth:`close` closes them

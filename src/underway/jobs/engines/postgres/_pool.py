@@ -153,7 +153,7 @@ def _has_rows(cur: Any) -> bool:
 
 
 def aexecutor(conn: AConn) -> Any:
-    """``execute(sql, params) -> rows`` on ``conn``, for :func:`~._pg_insert.run_steps_async`."""
+    """``execute(sql, params) -> rows`` on ``conn``, for :func:`~._insert.run_steps_async`."""
 
     async def execute(sql: str, params: Any) -> Rows:
         return await arows(conn, sql, params)
@@ -162,7 +162,7 @@ def aexecutor(conn: AConn) -> Any:
 
 
 def executor(conn: Conn) -> Any:
-    """``execute(sql, params) -> rows`` on ``conn``, for :func:`~._pg_insert.run_steps`."""
+    """``execute(sql, params) -> rows`` on ``conn``, for :func:`~._insert.run_steps`."""
 
     def execute(sql: str, params: Any) -> Rows:
         return rows(conn, sql, params)

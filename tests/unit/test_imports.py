@@ -230,6 +230,12 @@ DRIVERS = {
     "aiormq",
     "redis",
     "pydantic",
+    "aiokafka",
+    "aiobotocore",
+    "botocore",
+    "google",
+    "grpc",
+    "nats",
 }
 
 

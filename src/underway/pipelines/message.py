@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -61,6 +61,10 @@ class Message:
         ack_options: Per-message instructions for the acknowledger (``configure_ack``).
         acked: Whether the message was already acknowledged (by ``ack_immediately``, or by
             the pipeline once it settled it); it is then never acknowledged again.
+        ordering_key: Set by a producer whose broker keeps an order (a Kafka topic and
+            partition, an SQS FIFO message group, a Pub/Sub ordering key). When the
+            processors have no ``partition_by``, messages with equal ordering keys are
+            handled one at a time, in the order they were produced; ``None``: no order.
     """
 
     data: Any
@@ -72,6 +76,7 @@ class Message:
     reason: Any = None
     ack_options: dict[str, Any] = field(default_factory=dict)
     acked: bool = False
+    ordering_key: Hashable | None = None
 
     def update_data(self, fn: Callable[[Any], Any]) -> Message:
         """Replace the payload by ``fn(payload)``; returns the message for chaining."""

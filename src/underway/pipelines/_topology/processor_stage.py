@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Hashable, Mapping
 
 from underway.pipelines._handlers import Handlers
 from underway.pipelines._policy import ProcessorsConfig, partition
@@ -16,12 +17,27 @@ from underway.pipelines.message import Message
 __all__ = ["ProcessorStage"]
 
 
+class _Lane:
+    """The chunks of one ordering key, handled by one processor at a time, in order."""
+
+    __slots__ = ("chunks", "key")
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.chunks: deque[list[Message]] = deque()
+
+
 class ProcessorStage(Stage):
     """``concurrency`` processors taking chunks of up to ``max_demand`` messages.
 
     Without ``partition_by`` they share one queue; with it, each has its own and a
     message goes to the one its key maps to, so equal keys are handled in order. A handled
     message goes to its batcher (in ``batchers``), or is settled at once.
+
+    Without ``partition_by``, messages whose producer gave them an ``ordering_key`` go to
+    that key's lane: a lane is in the shared queue at most once, and the processor that
+    takes it handles its chunks until it is empty, so equal keys are handled one at a
+    time, in order, while any idle processor can take any lane.
     """
 
     def __init__(
@@ -42,7 +58,10 @@ class ProcessorStage(Stage):
         self._acker = acker
         self._batchers = batchers
         count = config.concurrency if config.partition_by is not None else 1
-        self._queues: list[asyncio.Queue[list[Message]]] = [asyncio.Queue() for _ in range(count)]
+        self._queues: list[asyncio.Queue[list[Message] | _Lane]] = [
+            asyncio.Queue() for _ in range(count)
+        ]
+        self._lanes: dict[Hashable, _Lane] = {}
 
     async def start(self) -> None:
         """Spawn the processors."""
@@ -60,6 +79,9 @@ class ProcessorStage(Stage):
         step = self.config.max_demand
         if len(self._queues) == 1:
             queue = self._queues[0]
+            if any(m.ordering_key is not None for m in messages):
+                self._admit_ordered(queue, messages)
+                return
             for i in range(0, len(messages), step):
                 queue.put_nowait(messages[i : i + step])
             return
@@ -70,6 +92,33 @@ class ProcessorStage(Stage):
             for i in range(0, len(part), step):
                 self._queues[index].put_nowait(part[i : i + step])
 
+    def _admit_ordered(
+        self, queue: asyncio.Queue[list[Message] | _Lane], messages: list[Message]
+    ) -> None:
+        step = self.config.max_demand
+        loose: list[Message] = []
+        keyed: dict[Hashable, list[Message]] = {}
+        for message in messages:
+            key = message.ordering_key
+            if key is None:
+                loose.append(message)
+                continue
+            try:
+                keyed.setdefault(key, []).append(message)
+            except TypeError as exc:  # an unhashable key: fail the message, keep the rest
+                loose.append(message.failed(exc))
+        for i in range(0, len(loose), step):
+            queue.put_nowait(loose[i : i + step])
+        for key, group in keyed.items():
+            lane = self._lanes.get(key)
+            scheduled = lane is not None
+            if lane is None:
+                lane = self._lanes[key] = _Lane(key)
+            for i in range(0, len(group), step):
+                lane.chunks.append(group[i : i + step])
+            if not scheduled:
+                queue.put_nowait(lane)
+
     def _partition_of(self, message: Message) -> int:
         assert self.config.partition_by is not None
         try:
@@ -79,13 +128,26 @@ class ProcessorStage(Stage):
             return 0
         return partition(key, len(self._queues))
 
-    async def _run(self, queue: asyncio.Queue[list[Message]]) -> None:
+    async def _run(self, queue: asyncio.Queue[list[Message] | _Lane]) -> None:
         while True:
-            chunk = await queue.get()
+            item = await queue.get()
             try:
-                await self._process(chunk)
+                if isinstance(item, _Lane):
+                    await self._process_lane(item)
+                else:
+                    await self._process(item)
             finally:
                 queue.task_done()
+
+    async def _process_lane(self, lane: _Lane) -> None:
+        try:
+            while lane.chunks:
+                await self._process(lane.chunks[0])
+                lane.chunks.popleft()
+        finally:
+            # Done, or cut short (its messages stay unacknowledged, as any in-flight
+            # chunk's): a later message of this key starts a new lane.
+            del self._lanes[lane.key]
 
     async def _process(self, chunk: list[Message]) -> None:
         handlers = self._handlers

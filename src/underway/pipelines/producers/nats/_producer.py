@@ -1,0 +1,418 @@
+"""A producer that pulls from a JetStream durable consumer (extra ``underway[nats]``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NATSError
+from nats.errors import NoRespondersError
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+
+from underway.errors import ConfigError
+from underway.pipelines.message import Message, decode_message
+from underway.pipelines.producers.nats._acks import NATSAcknowledger
+from underway.pipelines.producers.nats._connection import Connection, redact
+from underway.pipelines.producers.nats._options import Options, validate
+from underway.pipelines.producers.nats._policy import consumer_mismatches, retry_delay
+
+__all__ = ["NATSProducer"]
+
+_log = logging.getLogger("underway.pipelines.nats")
+
+_FETCH_BACKOFF = (0.1, 5.0)  # seconds between fetches that fail with an error
+_CLOSE_BOUND = 5.0
+
+
+class NATSProducer:
+    """Pulls messages from a JetStream stream through a durable pull consumer.
+
+    At start the producer connects (retrying within ``connect_timeout``), checks that the
+    stream exists, and creates the durable consumer ``durable`` when it is missing (explicit
+    acks, ``ack_wait``, the ``subject`` filter, no delivery limit on the server) or binds to
+    it when it exists; an existing consumer whose settings differ is a
+    :class:`~underway.errors.ConfigError` naming them. Each ``fetch`` pulls at most
+    ``min(demand, batch)`` messages, waiting up to ``fetch_timeout`` per pull and pulling
+    again while there are none, so the broker never has more messages out to this producer
+    than the pipeline asked for.
+
+    Successful messages are acknowledged (``+ACK``: all of a group sent at once, each
+    confirmed by the server, so one round trip per group). A failed message
+    is settled per ``message.configure_ack(on_failure=..., delay=...)`` or else the
+    producer's ``on_failure``:
+
+    - ``"retry"``: nak'd with a delay, ``base * 2 ** (num_delivered - 1)`` capped at
+      ``max`` (``backoff=(base, max)``, or the message's ``delay``), and delivered again;
+    - ``"term"``: terminated (``+TERM``): never delivered again;
+    - ``"dead_letter"``: published to ``dead_letter_subject`` (with its headers and
+      ``Underway-Origin-Stream``, ``-Subject``, ``-Sequence``, ``-Consumer``,
+      ``Underway-Deliveries`` and ``Underway-Reason``), then terminated;
+    - ``"ack"``: acknowledged, so dropped.
+
+    A retry on the ``max_deliveries``-th delivery is dead-lettered instead (terminated
+    without a ``dead_letter_subject``); so is a message delivered more often than that (its
+    handler died, or its ``ack_wait`` ran out), before it reaches the pipeline. While the
+    pipeline still holds a message, the producer tells the server every ``ack_wait / 2``
+    seconds that it is in progress (``+WPI``), so a slow handler does not cause a
+    redelivery.
+
+    Messages carry ``metadata``: ``subject``, ``stream``, ``consumer``, ``stream_seq``,
+    ``consumer_seq``, ``num_delivered`` (1 on the first delivery), ``num_pending``,
+    ``timestamp`` (a ``datetime``) and ``headers`` (a ``dict``). ``data`` is the payload
+    (``bytes``), or ``decoder(payload)``; a payload the decoder rejects fails its message
+    with :class:`~underway.errors.DecodeError`.
+
+    Once connected, nats-py reconnects by itself after a lost connection; the outage is
+    logged once when it starts and once when it ends, a fetch that fails is retried with
+    a backoff, and acknowledgements made meanwhile are buffered and sent on reconnection
+    (JetStream acks stay valid across reconnections). Messages pulled but not handed out
+    when draining begins, and messages still held at :meth:`close`, are nak'd so they come
+    again at once (each such delivery counts in ``num_delivered``).
+
+    Args:
+        stream: The JetStream stream (must exist).
+        durable: The durable consumer's name; created when missing.
+        subject: The consumer's filter subject (``None``: the whole stream).
+        servers: One NATS URL or several.
+        batch: Most messages one pull asks for.
+        fetch_timeout: Seconds one pull waits for messages.
+        ack_wait: Seconds the server waits for an acknowledgement before redelivering.
+        max_deliveries: Deliveries after which a failed message is dead-lettered (or
+            terminated) instead of retried; ``None``: no limit.
+        on_failure: How failed messages are settled unless they say otherwise.
+        backoff: ``(base, max)`` seconds of the delay of a retried message.
+        dead_letter_subject: Where dead-lettered messages are published (a subject of a
+            stream other than the consumer's filter); ``None``: none.
+        decoder: Turns a payload (``bytes``) into the message's data.
+        create_consumer: Create the durable consumer when missing; else a missing one is a
+            :class:`~underway.errors.ConfigError` at start.
+        connect_timeout: Seconds allowed to connect at start.
+        reconnect_time_wait: Seconds between reconnection attempts.
+        request_timeout: Seconds allowed to a JetStream API request (stream and consumer
+            info, dead-letter publications).
+        connect_options: More keyword arguments for ``nats.connect`` (``tls``,
+            ``user_credentials``, ``token``...).
+
+    Raises:
+        ConfigError: An option is invalid.
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        durable: str,
+        *,
+        subject: str | None = None,
+        servers: str | Sequence[str] = "nats://127.0.0.1:4222",
+        batch: int = 100,
+        fetch_timeout: float = 5.0,
+        ack_wait: float = 30.0,
+        max_deliveries: int | None = 5,
+        on_failure: str = "retry",
+        backoff: tuple[float, float] = (1.0, 60.0),
+        dead_letter_subject: str | None = None,
+        decoder: Callable[[bytes], Any] | None = None,
+        create_consumer: bool = True,
+        connect_timeout: float = 10.0,
+        reconnect_time_wait: float = 1.0,
+        request_timeout: float = 5.0,
+        connect_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.options: Options = validate(
+            stream=stream,
+            durable=durable,
+            subject=subject,
+            servers=servers,
+            batch=batch,
+            fetch_timeout=fetch_timeout,
+            ack_wait=ack_wait,
+            max_deliveries=max_deliveries,
+            on_failure=on_failure,
+            backoff=backoff,
+            dead_letter_subject=dead_letter_subject,
+            decoder=decoder,
+            create_consumer=create_consumer,
+            connect_timeout=connect_timeout,
+            reconnect_time_wait=reconnect_time_wait,
+            request_timeout=request_timeout,
+            connect_options=connect_options,
+        )
+        self.stream = self.options.stream
+        self.durable = self.options.durable
+        self._acks = NATSAcknowledger(
+            self.options.failure,
+            repr(self),
+            lease_interval=self.options.ack_wait / 2,
+            timeout=self.options.request_timeout,
+        )
+        self._connection: Connection | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._buffer: deque[Msg] = deque()
+        self._pull: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._errors = 0
+        self._draining = False
+
+    def __repr__(self) -> str:
+        return f"<NATSProducer stream={self.stream!r} durable={self.durable!r}>"
+
+    @property
+    def held(self) -> int:
+        """Messages handed to the pipeline and not yet settled."""
+        return len(self._acks.held)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def prepare_for_start(self, capacity: int) -> None:
+        """Connect, check the stream, create or bind the durable consumer.
+
+        ``capacity`` is not needed: each pull asks for no more than the demand.
+
+        Raises:
+            ConnectionError: No server answered within ``connect_timeout``, or the
+                credentials were refused.
+            ConfigError: The stream is missing, JetStream is not enabled, the consumer is
+                missing (without ``create_consumer``) or differs from the producer's
+                settings, or the server refused the consumer.
+        """
+        if self._connection is not None:
+            raise RuntimeError(f"{self!r} is already started")
+        opts = self.options
+        self._draining = False
+        self._errors = 0
+        connection = Connection(
+            opts.servers,
+            name=f"underway-{self.durable}-{socket.gethostname()}-{os.getpid()}",
+            connect_timeout=opts.connect_timeout,
+            reconnect_time_wait=opts.reconnect_time_wait,
+            options=opts.connect_options,
+        )
+        self._connection = connection
+        try:
+            client = await connection.open()
+            js = client.jetstream(timeout=opts.request_timeout)
+            await self._check_stream(js)
+            await self._ensure_consumer(js)
+            self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        except BaseException:
+            await self.close()
+            raise
+        self._acks.client, self._acks.js = client, js
+        self._acks.leases.start()
+
+    def _where(self) -> str:
+        return redact(self.options.servers)
+
+    async def _check_stream(self, js: JetStreamContext) -> None:
+        try:
+            await js.stream_info(self.stream)
+        except NotFoundError as exc:
+            raise ConfigError(
+                f"NATS stream {self.stream!r} does not exist at {self._where()}"
+            ) from exc
+        except (ServiceUnavailableError, NoRespondersError) as exc:
+            raise ConfigError(f"JetStream is not enabled on NATS at {self._where()}") from exc
+        except APIError as exc:
+            raise ConfigError(f"NATS stream {self.stream!r}: {exc}") from exc
+        except TimeoutError as exc:
+            raise ConnectionError(
+                f"NATS at {self._where()} did not answer about stream {self.stream!r}"
+            ) from exc
+
+    def _consumer_config(self) -> ConsumerConfig:
+        opts = self.options
+        return ConsumerConfig(
+            durable_name=self.durable,
+            name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=opts.ack_wait,
+            max_deliver=-1,
+            filter_subject=opts.subject,
+        )
+
+    async def _ensure_consumer(self, js: JetStreamContext) -> None:
+        opts = self.options
+        name = f"NATS consumer {self.durable!r} of stream {self.stream!r}"
+        try:
+            info = await js.consumer_info(self.stream, self.durable)
+        except NotFoundError:
+            if not opts.create_consumer:
+                raise ConfigError(
+                    f"{name} does not exist (create it, or pass create_consumer=True)"
+                ) from None
+            try:
+                await js.add_consumer(self.stream, config=self._consumer_config())
+            except APIError as exc:
+                raise ConfigError(f"{name} could not be created: {exc}") from exc
+            return
+        except APIError as exc:
+            raise ConfigError(f"{name}: {exc}") from exc
+        config = info.config
+        wanted = {
+            "ack_policy": AckPolicy.EXPLICIT,
+            "ack_wait": opts.ack_wait,
+            "filter_subject": opts.subject,
+            "deliver_subject": None,
+        }
+        actual = {
+            "ack_policy": config.ack_policy,
+            "ack_wait": config.ack_wait,
+            "filter_subject": config.filter_subject,
+            "deliver_subject": config.deliver_subject,
+            "max_deliver": config.max_deliver,
+        }
+        problems = consumer_mismatches(wanted, actual, opts.failure.max_deliveries)
+        if problems:
+            raise ConfigError(f"{name} exists with other settings: {'; '.join(problems)}")
+
+    async def prepare_for_draining(self) -> None:
+        """Stop pulling; nak the messages pulled and not handed out, so they come again."""
+        self._draining = True
+        self._give_back(list(self._buffer))
+        self._buffer.clear()
+
+    async def close(self) -> None:
+        """Stop pulling, nak what is buffered or still held, unsubscribe and disconnect.
+
+        Messages still held (their handling was cut short) are nak'd: they come again at
+        once. Late acknowledgements of them are not sent.
+        """
+        self._draining = True
+        pull, self._pull = self._pull, None
+        if pull is not None:
+            pull.cancel()
+            await asyncio.wait({pull}, timeout=_CLOSE_BOUND)
+        await self._acks.leases.stop()
+        left = list(self._buffer) + self._acks.release_all()
+        self._buffer.clear()
+        self._give_back(left)
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=_CLOSE_BOUND)
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sub.unsubscribe(), _CLOSE_BOUND)
+        connection, self._connection = self._connection, None
+        self._acks.client = self._acks.js = None
+        if connection is not None:
+            await connection.close()  # flushes the naks written above
+
+    # -- fetching --------------------------------------------------------------------
+
+    async def fetch(self, demand: int) -> list[Message]:
+        """Return between 1 and ``demand`` messages, pulling while there are none.
+
+        Safe to call concurrently and to cancel: one pull runs at a time, in a task of the
+        producer; what a cancelled caller's pull brings is kept for the next call.
+        """
+        size = max(1, min(demand, self.options.batch))
+        while True:
+            if self._draining:
+                await asyncio.get_running_loop().create_future()
+            if self._buffer:
+                return self._hand_out(size)
+            pull = self._pull
+            if pull is None or pull.done():
+                pull = self._pull = asyncio.get_running_loop().create_task(
+                    self._pull_once(size), name=f"underway-nats-pull-{self.durable}"
+                )
+            await asyncio.shield(pull)
+
+    def _hand_out(self, size: int) -> list[Message]:
+        decoder = self.options.decoder
+        messages: list[Message] = []
+        while self._buffer and len(messages) < size:
+            msg = self._buffer.popleft()
+            message = decode_message(msg.data, decoder, self._acks, _metadata(msg))
+            self._acks.hold(message, msg)
+            messages.append(message)
+        return messages
+
+    async def _pull_once(self, size: int) -> None:
+        sub = self._sub
+        if sub is None:
+            await asyncio.sleep(_FETCH_BACKOFF[0])
+            return
+        try:
+            msgs = await sub.fetch(size, timeout=self.options.fetch_timeout)
+        except TimeoutError:
+            return  # nothing to deliver (or no connection: the client logs that outage)
+        except (NATSError, OSError) as exc:
+            self._errors += 1
+            connection = self._connection
+            if connection is not None:
+                connection.outage.failed(f"pulling from consumer {self.durable!r}", exc)
+            await asyncio.sleep(retry_delay(self._errors, _FETCH_BACKOFF))
+            return
+        if self._errors:
+            self._errors = 0
+            if self._connection is not None:
+                self._connection.outage.recovered()
+        if self._draining:
+            self._give_back(msgs)
+            return
+        limit = self.options.failure.max_deliveries
+        over = [m for m in msgs if limit is not None and m.metadata.num_delivered > limit]
+        if over:
+            self._bury(over)
+        self._buffer.extend(m for m in msgs if limit is None or m.metadata.num_delivered <= limit)
+
+    def _bury(self, msgs: list[Msg]) -> None:
+        """Settle messages delivered past ``max_deliveries`` without handing them out."""
+        limit = self.options.failure.max_deliveries
+        failed: list[Message] = []
+        for msg in msgs:
+            message = Message(data=msg.data, metadata=_metadata(msg), acknowledger=self._acks)
+            message.failed(
+                f"delivered {msg.metadata.num_delivered} times, max_deliveries is {limit}"
+            )
+            message.ack_options = {"on_failure": "retry"}  # past the limit: dead-letter or term
+            self._acks.hold(message, msg)
+            failed.append(message)
+        self._spawn(self._acks.ack((), failed))
+
+    def _give_back(self, msgs: list[Msg]) -> None:
+        """Nak messages nobody will handle, so that they come again at once."""
+        if msgs:
+            self._spawn(self._nak(msgs))
+
+    async def _nak(self, msgs: list[Msg]) -> None:
+        connection = self._connection
+        client: Client | None = None if connection is None else connection.client
+        try:
+            for msg in msgs:
+                await msg.nak()
+            if client is not None and not client.is_closed:
+                await client.flush(timeout=_CLOSE_BOUND)  # type: ignore[arg-type]
+        except (TimeoutError, NATSError) as exc:
+            _log.debug("%s: giving back %d message(s) failed: %r", self, len(msgs), exc)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"underway-nats-{self.durable}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _metadata(msg: Msg) -> dict[str, Any]:
+    meta = msg.metadata
+    return {
+        "subject": msg.subject,
+        "stream": meta.stream,
+        "consumer": meta.consumer,
+        "stream_seq": meta.sequence.stream,
+        "consumer_seq": meta.sequence.consumer,
+        "num_delivered": meta.num_delivered,
+        "num_pending": meta.num_pending,
+        "timestamp": meta.timestamp,
+        "headers": dict(msg.headers or {}),
+    }

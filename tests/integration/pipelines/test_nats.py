@@ -1,0 +1,408 @@
+"""The NATS JetStream producer against a real server: acks, failures, demand, order, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+from collections import Counter, defaultdict
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.client import JetStreamContext
+
+from underway.errors import ConfigError, DecodeError
+from underway.pipelines import Message, Pipeline
+from underway.pipelines.producers.nats import NATSProducer
+
+from ..conftest import wait_until
+from ._nats import URL, Stream, js_fixture, nc_fixture, publish, stream_fixture  # noqa: F401
+
+pytestmark = pytest.mark.nats
+
+
+class AckLog:
+    """Every acknowledgement the server receives for a stream, by stream sequence.
+
+    JetStream acknowledgements are publications to ``$JS.ACK.<stream>.<consumer>...``: a
+    subscription to that subject sees each one the server routes, so each is counted.
+    """
+
+    def __init__(self) -> None:
+        self.by_seq: defaultdict[int, list[str]] = defaultdict(list)
+        self.count = 0
+
+    async def watch(self, nc: Client, stream: str) -> None:
+        await nc.subscribe(f"$JS.ACK.{stream}.>", cb=self._on_ack)
+        await nc.flush()
+
+    async def _on_ack(self, msg: Msg) -> None:
+        tokens = msg.subject.split(".")
+        seq = int(tokens[5] if len(tokens) == 9 else tokens[7])
+        kind = msg.data.split(b" ", 1)[0].decode() or "+ACK"  # an empty payload is an ack
+        if kind != "+WPI":
+            self.by_seq[seq].append(kind)
+            self.count += 1
+
+
+async def consumer_state(js: JetStreamContext, stream: str, durable: str = "d") -> dict[str, int]:
+    info = await js.consumer_info(stream, durable)
+    return {
+        "ack_pending": info.num_ack_pending or 0,
+        "pending": info.num_pending or 0,
+        "redelivered": info.num_redelivered or 0,
+        "ack_floor": info.ack_floor.stream_seq if info.ack_floor else 0,
+    }
+
+
+async def drained(js: JetStreamContext, stream: str) -> bool:
+    state = await consumer_state(js, stream)
+    return state["ack_pending"] == 0 and state["pending"] == 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# -- start ---------------------------------------------------------------------------
+
+
+async def test_unreachable_server_fails_start_within_connect_timeout() -> None:
+    port = free_port()
+    url = f"nats://user:secret@127.0.0.1:{port}"
+    producer = NATSProducer("s", "d", servers=url, connect_timeout=1.0)
+    pipeline = Pipeline(producer=producer, handle_message=lambda m: m)
+    async with asyncio.timeout(20):
+        with pytest.raises(ConnectionError, match=rf"127\.0\.0\.1:{port} within 1s") as info:
+            await pipeline.start()
+    assert "secret" not in str(info.value)
+    assert not pipeline.running
+
+
+async def test_missing_stream_is_a_config_error_naming_it() -> None:
+    producer = NATSProducer("uwtest_no_such_stream", "d", servers=URL)
+    with pytest.raises(ConfigError, match="'uwtest_no_such_stream' does not exist"):
+        await producer.prepare_for_start(10)
+
+
+async def test_missing_consumer_without_create_consumer(stream: Stream) -> None:
+    producer = NATSProducer(stream.name, "d", servers=URL, create_consumer=False)
+    with pytest.raises(ConfigError, match=r"consumer 'd' of stream '\w+' does not exist"):
+        await producer.prepare_for_start(10)
+
+
+async def test_an_existing_consumer_is_bound_or_its_mismatch_named(
+    js: JetStreamContext, stream: Stream
+) -> None:
+    config = ConsumerConfig(
+        durable_name="d", ack_policy=AckPolicy.EXPLICIT, ack_wait=7.0, max_deliver=3
+    )
+    await js.add_consumer(stream.name, config=config)
+    producer = NATSProducer(stream.name, "d", servers=URL, ack_wait=30.0, max_deliveries=5)
+    with pytest.raises(ConfigError, match=r"ack_wait is 7\.0, the producer needs 30\.0") as info:
+        await producer.prepare_for_start(10)
+    assert "max_deliver is 3" in str(info.value)
+    await publish(js, stream.subject(), [b"bound"])
+    handled: list[bytes] = []
+    matching = NATSProducer(stream.name, "d", servers=URL, ack_wait=7.0, max_deliveries=2)
+    async with Pipeline(producer=matching, handle_message=lambda m: handled.append(m.data)):
+        await wait_until(lambda: handled == [b"bound"], 20)
+        await wait_until(lambda: drained(js, stream.name), 20)
+
+
+# -- acknowledgements and failures ---------------------------------------------------
+
+
+async def test_ten_thousand_messages_each_success_acked_once_failures_retried(
+    nc: Client, js: JetStreamContext, stream: Stream
+) -> None:
+    total = 10_000
+    failing = {i for i in range(total) if i % 20 == 7}  # 5%, on their first delivery
+    seqs = await publish(js, stream.subject(), [str(i).encode() for i in range(total)])
+    acks = AckLog()
+    await acks.watch(nc, stream.name)
+    succeeded: Counter[int] = Counter()
+    attempts: Counter[int] = Counter()
+
+    def handle(message: Message) -> Message:
+        i = int(message.data)
+        attempts[i] += 1
+        if i in failing and message.metadata["num_delivered"] == 1:
+            return message.failed("deterministic failure")
+        succeeded[i] += 1
+        return message
+
+    producer = NATSProducer(stream.name, "d", servers=URL, backoff=(0.01, 0.1), batch=200)
+    pipeline = Pipeline(
+        producer=producer, handle_message=handle, processors={"concurrency": 4, "max_demand": 100}
+    )
+    async with pipeline:
+        await wait_until(lambda: acks.count >= total + len(failing), 60)
+        await wait_until(lambda: drained(js, stream.name), 20)
+    assert set(succeeded) == set(range(total))
+    assert set(succeeded.values()) == {1}
+    assert {i for i, n in attempts.items() if n == 2} == failing
+    assert set(attempts.values()) <= {1, 2}
+    # At the broker: one +ACK per success; a -NAK then a +ACK per failure; nothing else.
+    by_id = {int(i): acks.by_seq[seq] for i, seq in enumerate(seqs)}
+    assert {i for i, kinds in by_id.items() if kinds == ["-NAK", "+ACK"]} == failing
+    assert {i for i, kinds in by_id.items() if kinds == ["+ACK"]} == set(range(total)) - failing
+    state = await consumer_state(js, stream.name)
+    assert state["ack_pending"] == 0
+    assert state["pending"] == 0
+    assert state["ack_floor"] == seqs[-1]
+
+
+async def test_term_dead_letter_and_ack_per_producer_and_per_message(
+    nc: Client, js: JetStreamContext, stream: Stream
+) -> None:
+    payloads = [str(i).encode() for i in range(200)]
+    seqs = await publish(js, stream.subject("orders"), payloads)
+    acks = AckLog()
+    await acks.watch(nc, stream.name)
+
+    def handle(message: Message) -> Message:
+        i = int(message.data)
+        if i % 10 == 3:
+            return message.failed(f"bad order {i}")  # the producer's on_failure
+        if i % 10 == 5:
+            return message.configure_ack(on_failure="term").failed("terminated")
+        if i % 10 == 7:
+            return message.configure_ack(on_failure="ack").failed("dropped")
+        return message
+
+    producer = NATSProducer(
+        stream.name,
+        "d",
+        servers=URL,
+        subject=stream.subject("orders"),
+        on_failure="dead_letter",
+        dead_letter_subject=stream.dead_subject,
+    )
+    async with Pipeline(producer=producer, handle_message=handle):
+        await wait_until(lambda: acks.count >= 200, 20)
+        await wait_until(lambda: drained(js, stream.name), 20)
+    kinds = {int(payloads[n]): acks.by_seq[seq] for n, seq in enumerate(seqs)}
+    assert {i for i, k in kinds.items() if k == ["+TERM"]} == {
+        i for i in range(200) if i % 10 in (3, 5)
+    }
+    assert {i for i, k in kinds.items() if k == ["+ACK"]} == {
+        i for i in range(200) if i % 10 not in (3, 5)
+    }
+    dead = await read_all(js, stream.dead_subject)
+    assert sorted(int(m.data) for m in dead) == [i for i in range(200) if i % 10 == 3]
+    headers = dead[0].headers or {}
+    assert headers["Underway-Origin-Stream"] == stream.name
+    assert headers["Underway-Origin-Subject"] == stream.subject("orders")
+    assert headers["Underway-Origin-Sequence"] == str(seqs[3])
+    assert headers["Underway-Origin-Consumer"] == "d"
+    assert headers["Underway-Deliveries"] == "1"
+    assert headers["Underway-Reason"] == "bad order 3"
+    assert (await consumer_state(js, stream.name))["redelivered"] == 0
+
+
+async def read_all(js: JetStreamContext, subject: str) -> list[Msg]:
+    """Every message of ``subject`` (an ordered consumer of the test)."""
+    sub = await js.subscribe(subject, ordered_consumer=True)
+    messages: list[Msg] = []
+    try:
+        while True:
+            try:
+                messages.append(await sub.next_msg(timeout=1.0))
+            except TimeoutError:
+                return messages
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_retries_up_to_max_deliveries_then_dead_letters(
+    js: JetStreamContext, stream: Stream
+) -> None:
+    await publish(js, stream.subject(), [b"poison", b"fine"])
+    deliveries: list[tuple[bytes, int]] = []
+
+    def handle(message: Message) -> Message:
+        deliveries.append((message.data, message.metadata["num_delivered"]))
+        return message.failed("poison") if message.data == b"poison" else message
+
+    producer = NATSProducer(
+        stream.name,
+        "d",
+        servers=URL,
+        max_deliveries=3,
+        backoff=(0.01, 0.05),
+        dead_letter_subject=stream.dead_subject,
+    )
+    async with Pipeline(producer=producer, handle_message=handle):
+        await wait_until(lambda: len(deliveries) == 4, 20)
+        await wait_until(lambda: drained(js, stream.name), 20)
+    assert sorted(deliveries) == [(b"fine", 1), (b"poison", 1), (b"poison", 2), (b"poison", 3)]
+    [dead] = await read_all(js, stream.dead_subject)
+    assert dead.data == b"poison"
+    assert (dead.headers or {})["Underway-Deliveries"] == "3"
+    assert "failed on delivery 3 of 3" in (dead.headers or {})["Underway-Reason"]
+
+
+async def test_undecodable_payload_fails_with_decode_error_and_is_settled(
+    js: JetStreamContext, stream: Stream
+) -> None:
+    await publish(js, stream.subject(), [b"{not json", json.dumps({"n": 1}).encode()])
+    handled: list[Any] = []
+    failed: list[Message] = []
+    producer = NATSProducer(stream.name, "d", servers=URL, decoder=json.loads, on_failure="term")
+    pipeline = Pipeline(
+        producer=producer,
+        handle_message=lambda m: handled.append(m.data),
+        handle_failed=failed.extend,
+    )
+    async with pipeline:
+        await wait_until(lambda: handled and failed, 20)
+        await wait_until(lambda: drained(js, stream.name), 20)
+    assert handled == [{"n": 1}]
+    [bad] = failed
+    assert isinstance(bad.reason, DecodeError)
+    assert bad.data == b"{not json"
+    assert (await consumer_state(js, stream.name))["redelivered"] == 0
+
+
+def test_unsupported_ack_options_are_config_errors() -> None:
+    producer = NATSProducer("s", "d", servers=URL)
+    message = Message(data=b"", acknowledger=producer._acks)
+    with pytest.raises(ConfigError, match="unknown NATS ack option"):
+        message.configure_ack(on_failure="retry", requeue=True)
+    with pytest.raises(ConfigError, match="'reject' is not one of"):
+        message.configure_ack(on_failure="reject")
+    with pytest.raises(ConfigError, match="no dead_letter_subject"):
+        message.configure_ack(on_failure="dead_letter")
+    with pytest.raises(ConfigError, match="delay must be a number"):
+        message.configure_ack(delay=-1)
+    assert message.configure_ack(on_failure="term", delay=2).ack_options == {
+        "on_failure": "term",
+        "delay": 2,
+    }
+
+
+# -- demand, order, leases, drain ----------------------------------------------------
+
+
+async def test_back_pressure_bounds_in_flight_and_ack_pending(
+    js: JetStreamContext, stream: Stream
+) -> None:
+    await publish(js, stream.subject(), [str(i).encode() for i in range(1000)])
+    gate = asyncio.Event()
+    handled: list[bytes] = []
+
+    async def handle(message: Message) -> None:
+        await gate.wait()
+        handled.append(message.data)
+
+    producer = NATSProducer(stream.name, "d", servers=URL, batch=50, fetch_timeout=1.0)
+    pipeline = Pipeline(
+        producer=producer,
+        handle_message=handle,
+        processors={"concurrency": 2, "max_demand": 5, "min_demand": 2},
+    )
+    capacity = pipeline.capacity
+    samples: list[tuple[int, int]] = []
+    async with pipeline:
+        await wait_until(lambda: pipeline.in_flight == capacity, 20)
+        await asyncio.sleep(0.3)  # time to pull more, if anything would
+        state = await consumer_state(js, stream.name)
+        assert state["ack_pending"] == capacity
+        assert state["pending"] == 1000 - capacity
+        gate.set()
+        while len(handled) < 1000:
+            state = await consumer_state(js, stream.name)
+            samples.append((pipeline.in_flight, state["ack_pending"]))
+            await asyncio.sleep(0.01)
+        await wait_until(lambda: drained(js, stream.name), 20)
+    assert max(in_flight for in_flight, _ in samples) <= capacity
+    assert max(pending for _, pending in samples) <= capacity
+    assert sorted(handled) == sorted(str(i).encode() for i in range(1000))
+
+
+async def test_per_key_order_with_concurrent_processors(
+    js: JetStreamContext, stream: Stream
+) -> None:
+    keys, per_key = 8, 40
+    rows = [(k, n) for n in range(per_key) for k in range(keys)]
+    for k, n in rows:
+        await js.publish(stream.subject(f"k{k}"), json.dumps({"k": k, "n": n}).encode())
+    seen: defaultdict[str, list[int]] = defaultdict(list)
+    rng = random.Random(7)
+
+    async def handle(message: Message) -> None:
+        await asyncio.sleep(rng.random() * 0.004)
+        seen[message.metadata["subject"]].append(message.data["n"])
+
+    producer = NATSProducer(stream.name, "d", servers=URL, decoder=json.loads)
+    pipeline = Pipeline(
+        producer=producer,
+        handle_message=handle,
+        processors={
+            "concurrency": 4,
+            "max_demand": 10,
+            "partition_by": lambda m: m.metadata["subject"],
+        },
+    )
+    async with pipeline:
+        await wait_until(lambda: sum(map(len, seen.values())) == len(rows), 30)
+    assert seen == {stream.subject(f"k{k}"): list(range(per_key)) for k in range(keys)}
+
+
+async def test_in_progress_keeps_a_slow_message_from_being_redelivered(
+    js: JetStreamContext, stream: Stream
+) -> None:
+    await publish(js, stream.subject(), [b"slow"])
+    handled: list[int] = []
+
+    async def handle(message: Message) -> None:
+        await asyncio.sleep(3.0)  # three times ack_wait
+        handled.append(message.metadata["num_delivered"])
+
+    producer = NATSProducer(stream.name, "d", servers=URL, ack_wait=1.0, fetch_timeout=0.5)
+    async with Pipeline(producer=producer, handle_message=handle):
+        await wait_until(lambda: handled, 20)
+        await wait_until(lambda: drained(js, stream.name), 20)
+        await asyncio.sleep(1.5)  # a redelivery, had there been one, would be handled now
+    assert handled == [1]
+    assert (await consumer_state(js, stream.name))["redelivered"] == 0
+
+
+async def test_drain_on_stop_acks_in_flight_and_gives_back_the_rest(
+    nc: Client, js: JetStreamContext, stream: Stream
+) -> None:
+    total = 100
+    await publish(js, stream.subject(), [str(i).encode() for i in range(total)])
+    acks = AckLog()
+    await acks.watch(nc, stream.name)
+    first: list[int] = []
+
+    async def slow(message: Message) -> None:
+        await asyncio.sleep(0.1)
+        first.append(int(message.data))
+
+    producer = NATSProducer(stream.name, "d", servers=URL, batch=20, fetch_timeout=1.0)
+    pipeline = Pipeline(
+        producer=producer, handle_message=slow, processors={"concurrency": 2, "max_demand": 5}
+    )
+    await pipeline.start()
+    await wait_until(lambda: len(first) >= 10, 20)
+    await pipeline.stop()
+    handled_first = list(first)
+    assert (await consumer_state(js, stream.name))["ack_pending"] == 0
+    second: list[int] = []
+    again = NATSProducer(stream.name, "d", servers=URL, fetch_timeout=1.0)
+    async with Pipeline(producer=again, handle_message=lambda m: second.append(int(m.data))):
+        await wait_until(lambda: len(handled_first) + len(second) >= total, 20)
+        await wait_until(lambda: drained(js, stream.name), 20)
+    assert not set(handled_first) & set(second)
+    assert sorted(handled_first + second) == list(range(total))
+    assert all(kinds.count("+ACK") == 1 for kinds in acks.by_seq.values())

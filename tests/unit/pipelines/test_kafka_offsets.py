@@ -1,0 +1,133 @@
+"""The Kafka producer's offset tracker: the commit point never passes a gap (pure)."""
+
+from __future__ import annotations
+
+import random
+
+from underway.pipelines.producers.kafka._offsets import OffsetTracker, PartitionOffsets
+
+
+def test_nothing_read_nothing_to_commit() -> None:
+    state = PartitionOffsets(generation=1)
+    assert state.commit_point() is None
+    assert state.to_commit() is None
+
+
+def test_commit_point_stops_at_the_first_unsettled_offset() -> None:
+    state = PartitionOffsets(generation=1)
+    for offset in range(10, 20):
+        state.add(offset)
+    assert state.commit_point() == 10
+    for offset in (11, 12, 14, 15):
+        state.settle(offset)
+    assert state.commit_point() == 10  # 10 still in flight: the gap holds the commit
+    state.settle(10)
+    assert state.commit_point() == 13
+    state.settle(13)
+    assert state.commit_point() == 16
+    for offset in range(16, 20):
+        state.settle(offset)
+    assert state.commit_point() == 20  # everything settled: the next offset to read
+    assert state.in_flight == 0
+
+
+def test_offsets_need_not_be_contiguous() -> None:
+    state = PartitionOffsets(generation=1)
+    for offset in (3, 7, 8, 12):  # compacted log, transaction markers
+        state.add(offset)
+    state.settle(3)
+    assert state.commit_point() == 7
+    state.settle(8)
+    state.settle(12)
+    assert state.commit_point() == 7
+    state.settle(7)
+    assert state.commit_point() == 13
+
+
+def test_stopped_offset_holds_the_commit_for_good() -> None:
+    state = PartitionOffsets(generation=1)
+    for offset in range(5):
+        state.add(offset)
+    assert state.stop(2)
+    assert not state.settle(2)  # a stopped offset is never settled
+    for offset in (0, 1, 3, 4):
+        state.settle(offset)
+    assert state.commit_point() == 2
+    assert state.in_flight == 0
+
+
+def test_settling_twice_or_unknown_offsets_counts_once() -> None:
+    state = PartitionOffsets(generation=1)
+    state.add(0)
+    assert state.settle(0)
+    assert not state.settle(0)
+    assert not state.settle(99)
+    assert not state.stop(99)
+
+
+def test_to_commit_only_when_the_point_moved_on() -> None:
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.assign(["a", "b"])
+    a = tracker.get("a")
+    assert a is not None
+    a.add(0)
+    a.add(1)
+    assert tracker.to_commit() == {"a": (0, a.generation)}
+    a.settle(0)
+    points = tracker.to_commit()
+    assert points == {"a": (1, a.generation)}
+    tracker.committed(points)
+    assert tracker.to_commit() == {}
+    a.settle(1)
+    assert tracker.to_commit() == {"a": (2, a.generation)}
+
+
+def test_a_revoked_partition_drops_its_settlements() -> None:
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.assign(["a"])
+    old = tracker.get("a")
+    assert old is not None
+    old.add(0)
+    tracker.revoke(["a"])
+    assert tracker.get("a") is None
+    assert "a" not in tracker
+    tracker.assign(["a"])  # assigned again: a new generation
+    new = tracker.get("a")
+    assert new is not None
+    assert new.generation != old.generation
+    assert tracker.get("a", old.generation) is None
+    points = {"a": (5, old.generation)}
+    tracker.committed(points)  # a commit of the old generation is not recorded
+    assert new.committed is None
+
+
+def test_in_flight_counts_by_partition() -> None:
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.assign(["a", "b"])
+    for name, count in (("a", 3), ("b", 2)):
+        state = tracker.get(name)
+        assert state is not None
+        for offset in range(count):
+            state.add(offset)
+    assert tracker.in_flight() == 5
+    assert tracker.in_flight(["b"]) == 2
+    assert tracker.in_flight(["c"]) == 0
+
+
+def test_random_settle_order_never_commits_past_an_unsettled_offset() -> None:
+    rng = random.Random(7)
+    state = PartitionOffsets(generation=1)
+    offsets = list(range(500))
+    for offset in offsets:
+        state.add(offset)
+    order = offsets[:]
+    rng.shuffle(order)
+    settled: set[int] = set()
+    for offset in order:
+        state.settle(offset)
+        settled.add(offset)
+        point = state.commit_point()
+        assert point is not None
+        assert all(o in settled for o in range(point))  # everything before it is settled
+        assert point == 500 or point not in settled  # and it stops at the first gap
+    assert state.commit_point() == 500

@@ -67,14 +67,19 @@ async def create_topics(address: str, topics: dict[str, int]) -> None:
 
 
 async def produce(
-    address: str, topic: str, values: Sequence[bytes], partitions: int, *, key: bytes | None = None
+    address: str,
+    topic: str,
+    values: Sequence[bytes],
+    partitions: int,
+    *,
+    batch_bytes: int = 16384,
 ) -> None:
     """Write ``values[i]`` to partition ``i % partitions``, in order, in batches."""
-    producer = AIOKafkaProducer(bootstrap_servers=address, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=address, linger_ms=5, max_batch_size=batch_bytes)
     await producer.start()
     try:
         futures = [
-            await producer.send(topic, value, key=key, partition=i % partitions)
+            await producer.send(topic, value, partition=i % partitions)
             for i, value in enumerate(values)
         ]
         for future in futures:

@@ -223,17 +223,22 @@ class KafkaProducer:
         return self._tracker.in_flight()
 
     @property
-    def buffered(self) -> int:
-        """Records aiokafka holds fetched and not yet handed out (its prefetch buffer)."""
-        consumer = self._consumer
-        if consumer is None:
-            return 0
-        fetcher = getattr(consumer, "_fetcher", None)
-        records = getattr(fetcher, "_records", None) or {}
+    def buffered_bytes(self) -> int:
+        """Bytes of fetched records aiokafka holds, not yet handed out (its prefetch).
+
+        Read from aiokafka's fetcher (0 if a later aiokafka stores them differently). At
+        most one fetch per partition: ``max_partition_fetch_bytes``, or one record batch
+        when a batch is larger.
+        """
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        results = getattr(fetcher, "_records", None) or {}
         total = 0
-        for partition_records in records.values():
-            inner = getattr(partition_records, "_partition_records", None)
-            total += len(getattr(inner, "_records", None) or ())
+        for result in list(results.values()):
+            partition_records = getattr(result, "_partition_records", None)
+            memory = getattr(partition_records, "_records", None)
+            size = getattr(memory, "size_in_bytes", None)
+            if callable(size):
+                total += int(size())
         return total
 
     def dead_letter_topic_for(self, topic: str) -> str:

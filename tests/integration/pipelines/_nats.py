@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -26,6 +28,7 @@ __all__ = [
     "HOST",
     "PORT",
     "URL",
+    "AckLog",
     "Stream",
     "js_fixture",
     "killed_key",
@@ -36,6 +39,37 @@ __all__ = [
 
 HOST, PORT = SERVICES["nats"].address
 URL = f"nats://{HOST}:{PORT}"
+
+
+class AckLog:
+    """Every acknowledgement the server receives for a stream: ``{seq: [(kind, delivery)]}``.
+
+    JetStream acknowledgements are publications to the message's reply subject,
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...``: a subscription to
+    ``$JS.ACK.<stream>.>`` sees each one the server routes (``+WPI`` signals aside), with the
+    delivery it acknowledges.
+    """
+
+    def __init__(self) -> None:
+        self.by_seq: defaultdict[int, list[tuple[str, int]]] = defaultdict(list)
+        self.count = 0
+
+    async def watch(self, nc: Client, stream: str) -> None:
+        """Start counting (the subscription is in place when this returns)."""
+        await nc.subscribe(f"$JS.ACK.{stream}.>", cb=self._on_ack)
+        await nc.flush()
+
+    def kinds(self, seq: int) -> list[str]:
+        """The kinds of acknowledgement (``+ACK``, ``-NAK``, ``+TERM``) of message ``seq``."""
+        return [kind for kind, _ in self.by_seq[seq]]
+
+    async def _on_ack(self, msg: Msg) -> None:
+        tokens = msg.subject.split(".")
+        delivered, seq = (tokens[4], tokens[5]) if len(tokens) == 9 else (tokens[6], tokens[7])
+        kind = msg.data.split(b" ", 1)[0].decode() or "+ACK"  # an empty payload is an ack
+        if kind != "+WPI":
+            self.by_seq[int(seq)].append((kind, int(delivered)))
+            self.count += 1
 
 
 class Stream:

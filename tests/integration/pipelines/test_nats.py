@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import socket
+import subprocess
+import sys
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,33 +24,17 @@ from underway.pipelines import Message, Pipeline
 from underway.pipelines.producers.nats import NATSProducer
 
 from ..conftest import wait_until
-from ._nats import URL, Stream, js_fixture, nc_fixture, publish, stream_fixture  # noqa: F401
+from ._nats import (  # noqa: F401 (fixtures)
+    URL,
+    AckLog,
+    Stream,
+    js_fixture,
+    nc_fixture,
+    publish,
+    stream_fixture,
+)
 
 pytestmark = pytest.mark.nats
-
-
-class AckLog:
-    """Every acknowledgement the server receives for a stream, by stream sequence.
-
-    JetStream acknowledgements are publications to ``$JS.ACK.<stream>.<consumer>...``: a
-    subscription to that subject sees each one the server routes, so each is counted.
-    """
-
-    def __init__(self) -> None:
-        self.by_seq: defaultdict[int, list[str]] = defaultdict(list)
-        self.count = 0
-
-    async def watch(self, nc: Client, stream: str) -> None:
-        await nc.subscribe(f"$JS.ACK.{stream}.>", cb=self._on_ack)
-        await nc.flush()
-
-    async def _on_ack(self, msg: Msg) -> None:
-        tokens = msg.subject.split(".")
-        seq = int(tokens[5] if len(tokens) == 9 else tokens[7])
-        kind = msg.data.split(b" ", 1)[0].decode() or "+ACK"  # an empty payload is an ack
-        if kind != "+WPI":
-            self.by_seq[seq].append(kind)
-            self.count += 1
 
 
 async def consumer_state(js: JetStreamContext, stream: str, durable: str = "d") -> dict[str, int]:
@@ -151,7 +139,7 @@ async def test_ten_thousand_messages_each_success_acked_once_failures_retried(
     assert {i for i, n in attempts.items() if n == 2} == failing
     assert set(attempts.values()) <= {1, 2}
     # At the broker: one +ACK per success; a -NAK then a +ACK per failure; nothing else.
-    by_id = {int(i): acks.by_seq[seq] for i, seq in enumerate(seqs)}
+    by_id = {i: acks.kinds(seq) for i, seq in enumerate(seqs)}
     assert {i for i, kinds in by_id.items() if kinds == ["-NAK", "+ACK"]} == failing
     assert {i for i, kinds in by_id.items() if kinds == ["+ACK"]} == set(range(total)) - failing
     state = await consumer_state(js, stream.name)
@@ -189,7 +177,7 @@ async def test_term_dead_letter_and_ack_per_producer_and_per_message(
     async with Pipeline(producer=producer, handle_message=handle):
         await wait_until(lambda: acks.count >= 200, 20)
         await wait_until(lambda: drained(js, stream.name), 20)
-    kinds = {int(payloads[n]): acks.by_seq[seq] for n, seq in enumerate(seqs)}
+    kinds = {int(payloads[n]): acks.kinds(seq) for n, seq in enumerate(seqs)}
     assert {i for i, k in kinds.items() if k == ["+TERM"]} == {
         i for i in range(200) if i % 10 in (3, 5)
     }
@@ -405,4 +393,28 @@ async def test_drain_on_stop_acks_in_flight_and_gives_back_the_rest(
         await wait_until(lambda: drained(js, stream.name), 20)
     assert not set(handled_first) & set(second)
     assert sorted(handled_first + second) == list(range(total))
-    assert all(kinds.count("+ACK") == 1 for kinds in acks.by_seq.values())
+    assert all(acks.kinds(seq) == ["+ACK"] for seq in acks.by_seq)
+
+
+# -- the example ---------------------------------------------------------------------
+
+
+async def test_the_example_runs_against_the_server() -> None:
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "UNDERWAY_NATS_URL": URL}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(root / "examples" / "pipeline_nats.py")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "stored per region: {'ap': 327, 'eu': 328, 'us': 325}",
+        "retried once, then stored: 10",
+        "failed: {'DecodeError': 10, 'test orders are not stored': 10}",
+        "dead-lettered: 20 left unacknowledged: 0 left to deliver: 0",
+    ]

@@ -216,7 +216,8 @@ class NATSAcknowledger:
                 )
                 replies.append((msg, nak_payload(delay)))
                 continue
-            _log.warning(
+            _log.log(
+                logging.WARNING if decision.why else logging.INFO,
                 "%s: message %s moved to %r%s: %s",
                 self.owner,
                 _seq(msg),

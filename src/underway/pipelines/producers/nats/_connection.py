@@ -38,6 +38,14 @@ def redact(servers: Sequence[str]) -> str:
     return ", ".join(shown)
 
 
+def _refusal(exc: BaseException) -> bool:
+    """Whether the server refused the credentials (nats-py reports it as a plain error)."""
+    text = str(exc).lower()
+    return isinstance(exc, AuthorizationError) or (
+        "authorization violation" in text or "authentication" in text
+    )
+
+
 class Outage:
     """Logs a lost connection once, when it starts, and once more when it ends."""
 
@@ -166,7 +174,7 @@ class Connection:
     async def _on_error(self, exc: Exception) -> None:
         self._last_error = exc
         refused = self._refused
-        if isinstance(exc, AuthorizationError) and refused is not None and not refused.done():
+        if _refusal(exc) and refused is not None and not refused.done():
             refused.set_result(exc)
             return
         _log.debug("NATS connection error: %r", exc)

@@ -22,6 +22,7 @@ from nats.js.client import JetStreamContext
 from underway.errors import ConfigError, DecodeError
 from underway.pipelines import Message, Pipeline
 from underway.pipelines.producers.nats import NATSProducer
+from underway.pipelines.producers.nats import _producer as nats_producer
 
 from ..conftest import wait_until
 from ._nats import (  # noqa: F401 (fixtures)
@@ -418,3 +419,21 @@ async def test_the_example_runs_against_the_server() -> None:
         "failed: {'DecodeError': 10, 'test orders are not stored': 10}",
         "dead-lettered: 20 left unacknowledged: 0 left to deliver: 0",
     ]
+
+
+async def test_a_consumer_deleted_on_the_server_is_created_again(
+    js: JetStreamContext, stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nats_producer, "_CHECK_INTERVAL", 0.2)
+    handled: list[bytes] = []
+    producer = NATSProducer(stream.name, "d", servers=URL, fetch_timeout=0.2)
+    async with Pipeline(producer=producer, handle_message=lambda m: handled.append(m.data)):
+        await publish(js, stream.subject(), [b"before"])
+        await wait_until(lambda: handled == [b"before"], 20)
+        await wait_until(lambda: drained(js, stream.name), 20)
+        await js.delete_consumer(stream.name, "d")
+        await publish(js, stream.subject(), [b"after"])
+        # A new consumer delivers the stream from its start again: at least once.
+        await wait_until(lambda: handled[-1:] == [b"after"], 20)
+        await wait_until(lambda: drained(js, stream.name), 20)
+    assert handled in ([b"before", b"after"], [b"before", b"before", b"after"])

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = ["NATSProducer"]
 _log = logging.getLogger("underway.pipelines.nats")
 
 _FETCH_BACKOFF = (0.1, 5.0)  # seconds between fetches that fail with an error
+_CHECK_INTERVAL = 5.0  # while pulls find nothing, seconds between checks that the consumer exists
 _CLOSE_BOUND = 5.0
 
 
@@ -75,7 +77,12 @@ class NATSProducer:
     Once connected, nats-py reconnects by itself after a lost connection; the outage is
     logged once when it starts and once when it ends, a fetch that fails is retried with
     a backoff, and acknowledgements made meanwhile are buffered and sent on reconnection
-    (JetStream acks stay valid across reconnections). Messages pulled but not handed out
+    (JetStream acks stay valid across reconnections; one the server has not confirmed
+    within ``request_timeout`` is logged, and its message may come again). While pulls find
+    nothing, the producer checks every few seconds that its consumer still exists (a pull
+    for a deleted consumer gets no answer): with ``create_consumer`` it creates it again,
+    which delivers the stream from its start, else it logs an error once and keeps
+    checking. Messages pulled but not handed out
     when draining begins, and messages still held at :meth:`close`, are nak'd so they come
     again at once (each such delivery counts in ``num_delivered``).
 
@@ -162,6 +169,8 @@ class NATSProducer:
         self._background: set[asyncio.Task[Any]] = set()
         self._errors = 0
         self._draining = False
+        self._checked = 0.0
+        self._missing = False
 
     def __repr__(self) -> str:
         return f"<NATSProducer stream={self.stream!r} durable={self.durable!r}>"
@@ -346,7 +355,12 @@ class NATSProducer:
         try:
             msgs = await sub.fetch(size, timeout=self.options.fetch_timeout)
         except TimeoutError:
-            return  # nothing to deliver (or no connection: the client logs that outage)
+            # Nothing to deliver, no connection (the client logs that outage), or the
+            # consumer was deleted on the server: a pull for a missing consumer gets no
+            # answer at all, so look for it now and then.
+            if time.monotonic() - self._checked >= _CHECK_INTERVAL:
+                await self._check_consumer()
+            return
         except (NATSError, OSError) as exc:
             self._errors += 1
             connection = self._connection
@@ -366,6 +380,37 @@ class NATSProducer:
         if over:
             self._bury(over)
         self._buffer.extend(m for m in msgs if limit is None or m.metadata.num_delivered <= limit)
+
+    async def _check_consumer(self) -> None:
+        """Create the consumer again if the server lost it (else log that it is missing)."""
+        self._checked = time.monotonic()
+        js = self._acks.js
+        if js is None:
+            return
+        name = f"consumer {self.durable!r} of stream {self.stream!r}"
+        try:
+            await js.consumer_info(self.stream, self.durable)
+        except NotFoundError as missing:
+            cause: BaseException = missing
+            if self.options.create_consumer:
+                try:
+                    await js.add_consumer(self.stream, config=self._consumer_config())
+                except (NATSError, OSError) as error:
+                    cause = error
+                else:
+                    _log.warning("%s: %s was missing on the server: created again", self, name)
+                    self._missing = False
+                    return
+            if not self._missing:
+                self._missing = True
+                _log.error("%s: %s is missing on the server (%s); retrying", self, name, cause)
+            return
+        except (NATSError, OSError, TimeoutError) as exc:
+            _log.debug("%s: checking %s failed: %r", self, name, exc)
+            return
+        if self._missing:
+            self._missing = False
+            _log.info("%s: %s exists again", self, name)
 
     def _bury(self, msgs: list[Msg]) -> None:
         """Settle messages delivered past ``max_deliveries`` without handing them out."""

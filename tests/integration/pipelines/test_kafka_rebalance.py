@@ -92,3 +92,43 @@ async def test_join_and_leave_under_load_lose_nothing(kafka: Server) -> None:
     assert handled["a"]
     assert handled["b"]
     assert not bad_commits
+
+
+async def test_a_full_pipeline_stays_in_the_group(kafka: Server) -> None:
+    """A handler slower than max_poll_interval: the paused consumer is still polled."""
+    topic, group, total = fresh(), fresh("g"), 30
+    await create_topics(kafka.address, {topic: 1})
+    await produce(kafka.address, topic, [str(i).encode() for i in range(total)], 1)
+    release = asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(message: Message) -> Message:
+        await release.wait()
+        handled.append(int(message.data))
+        return message
+
+    pipeline = Pipeline(
+        producer=KafkaProducer(
+            topic,
+            group,
+            bootstrap_servers=kafka.address,
+            on_failure="ack",
+            commit_interval=0.1,
+            max_poll_interval_ms=2_000,
+            session_timeout_ms=SESSION_MS,
+            heartbeat_interval_ms=HEARTBEAT_MS,
+        ),
+        handle_message=handle,
+        processors={"concurrency": 1, "max_demand": 5},
+    )
+    async with pipeline:
+        await wait_until(lambda: pipeline.in_flight == pipeline.capacity, timeout=30)
+        await asyncio.sleep(5)  # more than twice max_poll_interval, the pipeline full
+        release.set()
+        await wait_until(lambda: len(handled) >= total, timeout=30, message="all handled")
+
+        async def all_committed() -> bool:
+            return await committed(kafka.address, group, topic, 1) == {0: total}
+
+        await wait_until(all_committed, timeout=30, message="everything committed")
+    assert sorted(handled) == list(range(total))  # none handled twice: no rebalance

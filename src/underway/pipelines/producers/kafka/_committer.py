@@ -108,11 +108,22 @@ class Committer:
                 async with asyncio.timeout(self._timeout):
                     await self._commit({tp: offset for tp, (offset, _) in points.items()})
             except (CommitFailedError, IllegalStateError) as exc:
-                _log.warning("commit dropped, the group rebalanced: %s", exc)
+                self._outage.recovered()  # the coordinator answered
+                _log.warning("commit dropped, the group rebalanced: %s", _first_line(exc))
                 return False
-            except (KafkaError, TimeoutError) as exc:
+            except KafkaError as exc:
                 self._outage.failed("committing offsets", exc)
+                return False
+            except TimeoutError:
+                late = TimeoutError(f"no answer within {self._timeout:g} s")
+                self._outage.failed("committing offsets", late)
                 return False
             self._tracker.committed(points)
             self._outage.recovered()
             return True
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception as one short line (aiokafka's commit errors span several)."""
+    text = " ".join(str(exc.args[-1] if exc.args else exc).split())
+    return f"{type(exc).__name__}: {text[:200]}"

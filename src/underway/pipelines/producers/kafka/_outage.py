@@ -18,12 +18,10 @@ class Outage:
 
     Args:
         servers: The bootstrap servers, for the logs.
-        interval: Seconds between the producer's attempts while the broker is lost.
     """
 
-    def __init__(self, servers: str, interval: float) -> None:
+    def __init__(self, servers: str) -> None:
         self.servers = servers
-        self.interval = interval
         self.since: float | None = None
 
     def failed(self, doing: str, exc: BaseException) -> None:
@@ -31,12 +29,11 @@ class Outage:
         if self.since is None:
             self.since = time.monotonic()
             _log.warning(
-                "Kafka at %s is unreachable while %s (%s: %s); retrying every %.3g s",
+                "Kafka at %s is unreachable while %s (%s: %s); retrying",
                 self.servers,
                 doing,
                 type(exc).__name__,
                 exc,
-                self.interval,
             )
         else:
             _log.debug("Kafka at %s still unreachable while %s: %s", self.servers, doing, exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -93,11 +94,13 @@ class KafkaProducer:
         commit_interval: Seconds between commits.
         commit_batch: Settled messages that trigger a commit sooner.
         revoke_timeout: Seconds a rebalance waits for messages of revoked partitions.
-        connect_timeout: Seconds the start may take (connection, topic check, join).
+        connect_timeout: Seconds the start may take (connecting, checking the topics);
+            joining the group happens in the first fetches. Also the bound of one commit.
         retry_interval: Seconds between attempts while the broker is lost.
         session_timeout_ms: The group's session timeout.
         heartbeat_interval_ms: Interval of aiokafka's background heartbeats.
-        max_poll_interval_ms: Passed to aiokafka (the producer polls even while full).
+        max_poll_interval_ms: Passed to aiokafka; while the pipeline is full the producer
+            still polls the paused consumer, every third of it (at most every 30 s).
         max_partition_fetch_bytes: The most one fetch brings per partition (the client's
             buffer per partition).
         fetch_max_bytes: The most one fetch brings in all.
@@ -181,7 +184,7 @@ class KafkaProducer:
         }
         servers = self.bootstrap_servers
         self._servers = servers if isinstance(servers, str) else ",".join(servers)
-        self._outage = Outage(self._servers, self.retry_interval)
+        self._outage = Outage(self._servers)
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._records: dict[RecordKey, ConsumerRecord[Any, Any]] = {}
         self._consumer: AIOKafkaConsumer[Any, Any] | None = None
@@ -190,6 +193,10 @@ class KafkaProducer:
         self._revoking: set[TopicPartition] = set()
         self._stopped: set[TopicPartition] = set()
         self._poll_lock = asyncio.Lock()
+        self._last_poll = time.monotonic()
+        # Poll a paused consumer this long after the last fetch, well within its
+        # max_poll_interval (aiokafka leaves the group of a consumer that stops polling).
+        self._idle_poll = min(30.0, max_poll_interval_ms / 3000)
         self._capacity = 1
         self._draining = False
         self._closing = False
@@ -365,6 +372,7 @@ class KafkaProducer:
             async with self._poll_lock:
                 self._resume(consumer)
                 batch = await consumer.getmany(timeout_ms=_POLL_MS, max_records=demand)
+                self._last_poll = time.monotonic()
                 messages = self._admit(consumer, batch)
                 if self._tracker.in_flight() >= self._capacity:
                     self._pause(self._assignment())
@@ -408,13 +416,19 @@ class KafkaProducer:
         return message
 
     async def _keep_polling(self) -> None:
-        """While the pipeline is full (nobody fetching), poll the paused consumer."""
+        """While the pipeline is full (nobody fetching for a while), poll the paused consumer."""
         consumer = self._consumer
-        if consumer is None or self._poll_lock.locked() or not consumer.assignment():
+        if (
+            consumer is None
+            or self._poll_lock.locked()
+            or not consumer.assignment()
+            or time.monotonic() - self._last_poll < self._idle_poll
+        ):
             return
         async with self._poll_lock:
             self._pause(consumer.assignment())
             batch = await consumer.getmany(timeout_ms=0)
+            self._last_poll = time.monotonic()
             for tp, records in batch.items():
                 if records and tp in consumer.assignment():
                     consumer.seek(tp, records[0].offset)
@@ -448,6 +462,7 @@ class KafkaProducer:
             del self._records[key]
 
     def _on_assigned(self, partitions: set[TopicPartition]) -> None:
+        self._outage.recovered()  # the group coordinator answered
         self._revoking -= partitions
         self._stopped -= partitions
         if self._draining or not self._poll_lock.locked():

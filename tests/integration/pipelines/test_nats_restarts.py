@@ -16,6 +16,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NoStreamResponseError
 
 from tests.servers import Server, ServerUnavailable, free_port, start_server, unavailable
+from underway.errors import ConfigError
 from underway.pipelines import Pipeline
 from underway.pipelines.producers.nats import NATSProducer
 
@@ -28,10 +29,11 @@ pytestmark = pytest.mark.nats
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
-def own_server(store: Path, *extra: str) -> Server:
-    """A nats-server with JetStream (file storage in ``store``) on a free port."""
+def own_server(store: Path | None, *extra: str) -> Server:
+    """A nats-server on a free port, with JetStream (file storage in ``store``) unless None."""
     port = free_port()
-    argv = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store), *extra]
+    jetstream = [] if store is None else ["-js", "-sd", str(store)]
+    argv = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), *jetstream, *extra]
     try:
         return start_server("NATS", argv, port, timeout=30.0)
     except (ServerUnavailable, OSError) as exc:
@@ -78,7 +80,9 @@ async def test_a_killed_consumer_loses_nothing_and_repeats_only_unacknowledged(
 
 async def test_a_lost_server_is_reconnected_and_nothing_is_lost(server: Server) -> None:
     url = f"nats://{server.address}"
-    admin = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    admin = await nats.connect(
+        url, max_reconnect_attempts=-1, reconnect_time_wait=0.1, error_cb=ignore
+    )
     try:
         js = admin.jetstream(timeout=5.0)
         await js.add_stream(name="outage", subjects=["outage.>"])
@@ -113,6 +117,10 @@ async def test_a_lost_server_is_reconnected_and_nothing_is_lost(server: Server) 
         await admin.close()
 
 
+async def ignore(exc: Exception) -> None:
+    """The test's own connection does not log the outage it causes."""
+
+
 async def publish_once(js: JetStreamContext, subject: str, payload: bytes) -> None:
     """Publish, trying again while the restarted server does not confirm (duplicates: same id)."""
 
@@ -138,5 +146,16 @@ async def test_refused_credentials_fail_start_at_once(tmp_path: Path) -> None:
             with pytest.raises(ConnectionError, match="Authorization") as info:
                 await pipeline.start()
         assert "wrong" not in str(info.value)
+    finally:
+        server.stop()
+
+
+async def test_a_server_without_jetstream_fails_start_with_a_config_error() -> None:
+    server = own_server(None)
+    try:
+        producer = NATSProducer("s", "d", servers=f"nats://{server.address}")
+        async with asyncio.timeout(30):
+            with pytest.raises(ConfigError, match="JetStream is not enabled"):
+                await producer.prepare_for_start(10)
     finally:
         server.stop()

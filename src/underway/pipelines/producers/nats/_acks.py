@@ -24,6 +24,7 @@ from nats.js.client import JetStreamContext
 
 from underway.pipelines.message import Message
 from underway.pipelines.producers._leases import LeaseKeeper
+from underway.pipelines.producers.nats._connection import Outage
 from underway.pipelines.producers.nats._policy import (
     Decision,
     FailurePolicy,
@@ -82,6 +83,7 @@ class NATSAcknowledger:
         self.owner = owner
         self.held: dict[Message, Msg] = {}
         self.client: Client | None = None
+        self.outage: Outage | None = None
         self.js: JetStreamContext | None = None
         self.leases: LeaseKeeper[str] = LeaseKeeper(
             self._in_progress, interval=lease_interval, name=owner
@@ -184,7 +186,11 @@ class NATSAcknowledger:
         if errors:
             # Sent, or buffered while reconnecting and sent on reconnection: applied then,
             # unless ack_wait ran out first and the message came again (at least once).
-            _log.warning(
+            outage = self.outage
+            _log.log(
+                logging.DEBUG
+                if outage is not None and outage.since is not None
+                else logging.WARNING,
                 "%s: %d of %d acknowledgement(s) not confirmed by the server (%s); those "
                 "messages may come again",
                 self.owner,
@@ -255,6 +261,8 @@ class NATSAcknowledger:
         client = self.client
         if client is None or client.is_closed:
             return
+        if self.outage is not None and self.outage.since is not None:
+            return  # unreachable: the outage is logged already; the next tick tries again
         for reply in replies:
             await client.publish(reply, PROGRESS)
         await client.flush(timeout=_FLUSH_TIMEOUT)  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ from underway.pipelines.message import Message, decode_message
 from underway.pipelines.producers.nats._acks import NATSAcknowledger
 from underway.pipelines.producers.nats._connection import Connection, redact
 from underway.pipelines.producers.nats._options import Options, validate
-from underway.pipelines.producers.nats._policy import consumer_mismatches, retry_delay
+from underway.pipelines.producers.nats._policy import OnFailure, consumer_mismatches, retry_delay
 
 __all__ = ["NATSProducer"]
 
@@ -125,7 +125,7 @@ class NATSProducer:
         fetch_timeout: float = 5.0,
         ack_wait: float = 30.0,
         max_deliveries: int | None = 5,
-        on_failure: str = "retry",
+        on_failure: OnFailure = "retry",
         backoff: tuple[float, float] = (1.0, 60.0),
         dead_letter_subject: str | None = None,
         decoder: Callable[[bytes], Any] | None = None,
@@ -217,6 +217,7 @@ class NATSProducer:
             await self.close()
             raise
         self._acks.client, self._acks.js = client, js
+        self._acks.outage = connection.outage
         self._acks.leases.start()
 
     def _where(self) -> str:

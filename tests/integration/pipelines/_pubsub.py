@@ -71,15 +71,15 @@ class Admin:
         await self.publisher.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
         await self.subscriber.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
 
-    async def topic(self) -> str:
-        """A new topic of this test alone; returns its path."""
-        path = f"projects/{PROJECT}/topics/t-{uuid.uuid4().hex[:12]}"
+    async def topic(self, path: str | None = None) -> str:
+        """A new topic (of this test alone unless ``path`` is given); returns its path."""
+        path = path or f"projects/{PROJECT}/topics/t-{uuid.uuid4().hex[:12]}"
         await self.publisher.create_topic(name=path)
         return path
 
-    async def subscription(self, topic: str, **options: Any) -> str:
+    async def subscription(self, topic: str, path: str | None = None, **options: Any) -> str:
         """A new subscription to ``topic`` (``options`` as in ``Subscription``); its path."""
-        path = f"projects/{PROJECT}/subscriptions/s-{uuid.uuid4().hex[:12]}"
+        path = path or f"projects/{PROJECT}/subscriptions/s-{uuid.uuid4().hex[:12]}"
         await self.subscriber.create_subscription(
             request={"name": path, "topic": topic, "ack_deadline_seconds": 10, **options}
         )

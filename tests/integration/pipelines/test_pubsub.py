@@ -26,7 +26,6 @@ from underway.pipelines import Message, Pipeline
 from underway.pipelines.producers.pubsub import PubSubProducer
 
 from ..conftest import wait_until
-from ._killed import PROCESSORS, kill_and_restart
 from ._pubsub import PROJECT, Admin, admin_fixture, emulator_fixture  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -304,24 +303,6 @@ async def test_per_message_settlement_and_undecodable_payloads(admin: Admin) -> 
     assert isinstance(reasons["b'{not json'"], DecodeError)
     assert isinstance(failed[-1].reason, Exception)
     assert any(isinstance(m.reason, ConfigError) for m in failed)
-    assert await admin.pull(subscription) == []
-
-
-async def test_killed_consumer_loses_nothing(admin: Admin, tmp_path: Path) -> None:
-    topic = await admin.topic()
-    subscription = await admin.subscription(topic)
-    await admin.publish(topic, payloads(400))
-    config = {"subscription": subscription, "host": admin.host, "handler_delay": 0.01}
-    expected = {str(n) for n in range(400)}
-    before, after = await kill_and_restart(
-        "_pubsub", config, expected, tmp_path / "out", kill_after=50, timeout=90
-    )
-    assert set(before) | set(after) == expected
-    duplicates = [key for key, count in Counter(before + after).items() if count > 1]
-    # Only messages the first life handled and had not acknowledged come again.
-    assert set(duplicates) <= set(before)
-    capacity = PROCESSORS["concurrency"] * PROCESSORS["max_demand"]
-    assert len(duplicates) <= capacity
     assert await admin.pull(subscription) == []
 
 

@@ -57,6 +57,7 @@ class PubSubAcknowledger:
         self.retry_interval = retry_interval
         self.timeout = timeout
         self.client: SubscriberAsyncClient | None = None
+        self.settling = 0
 
     def __repr__(self) -> str:
         return f"<acknowledger of Pub/Sub subscription {self.subscription!r}>"
@@ -84,11 +85,16 @@ class PubSubAcknowledger:
                 acks.append(ack_id)
             else:
                 deadlines.setdefault(seconds, []).append(ack_id)
-        for chunk in chunks(acks):
-            await self._send(chunk, None)
-        for seconds, ack_ids in deadlines.items():
-            for chunk in chunks(ack_ids):
-                await self._send(chunk, seconds)
+        count = len(acks) + sum(len(ids) for ids in deadlines.values())
+        self.settling += count
+        try:
+            for chunk in chunks(acks):
+                await self._send(chunk, None)
+            for seconds, ack_ids in deadlines.items():
+                for chunk in chunks(ack_ids):
+                    await self._send(chunk, seconds)
+        finally:
+            self.settling -= count
 
     def _take(self, message: Message) -> str | None:
         ack_id = message.metadata.get("ack_id")
@@ -158,6 +164,9 @@ class PubSubAcknowledger:
                     await asyncio.sleep(pause)
                 continue
             self.outage.recovered()
+            return
+        if self.client is not None and self.outage.since is not None:
+            self.outage.gave_up(len(ack_ids))  # told when the outage ends
             return
         _log.error(
             "%r: %s %d message(s) failed (%s); they are delivered again once their ack "

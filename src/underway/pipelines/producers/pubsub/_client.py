@@ -97,6 +97,7 @@ class Outage:
         self.subscription = subscription
         self.since: float | None = None
         self.failures = 0
+        self.unsettled = 0
 
     def failed(self, doing: str, exc: BaseException, retry_in: float) -> None:
         """Note that ``doing`` failed with ``exc``; the caller retries in ``retry_in`` s."""
@@ -116,15 +117,22 @@ class Outage:
         else:
             _log.debug("%s still failing while %s: %r", self.where, doing, exc)
 
+    def gave_up(self, count: int) -> None:
+        """Note that ``count`` messages could not be settled during this outage."""
+        self.unsettled += count
+
     def recovered(self) -> None:
         """Note that a call succeeded."""
         if self.since is not None:
             _log.info(
-                "%s works again for subscription %r after %.1f s (%d failed call(s))",
+                "%s works again for subscription %r after %.1f s (%d failed call(s); %d "
+                "message(s) could not be settled meanwhile and come again after their ack "
+                "deadline)",
                 self.where,
                 self.subscription,
                 time.monotonic() - self.since,
                 self.failures,
+                self.unsettled,
             )
             self.since = None
-            self.failures = 0
+            self.failures = self.unsettled = 0

@@ -191,8 +191,9 @@ class PubSubProducer:
 
     @property
     def held(self) -> int:
-        """Messages handed to the pipeline and not yet settled (their leases are kept)."""
-        return len(self._keeper)
+        """Messages handed to the pipeline whose settlement is not yet done (sent, or given
+        up on)."""
+        return len(self._keeper) + self._acks.settling
 
     # -- pipeline hooks ----------------------------------------------------------------
 

@@ -194,6 +194,7 @@ class KafkaProducer:
         self._stopped: set[TopicPartition] = set()
         self._poll_lock = asyncio.Lock()
         self._last_poll = time.monotonic()
+        self._fetch_failed = False
         # Poll a paused consumer this long after the last fetch, well within its
         # max_poll_interval (aiokafka leaves the group of a consumer that stops polling).
         self._idle_poll = min(30.0, max_poll_interval_ms / 3000)
@@ -348,9 +349,10 @@ class KafkaProducer:
         for client in (consumer, producer):
             if client is not None:
                 try:
-                    await client.stop()
-                except KafkaError as exc:
-                    _log.warning("%r: closing a Kafka client failed: %s", self, exc)
+                    async with asyncio.timeout(self.connect_timeout):
+                        await client.stop()  # the consumer leaves the group
+                except (KafkaError, TimeoutError) as exc:
+                    _log.warning("%r: closing a Kafka client failed: %r", self, exc)
         self._tracker.revoke(self._tracker.partitions)
         self._records.clear()
         self._revoking.clear()
@@ -371,7 +373,17 @@ class KafkaProducer:
                 continue
             async with self._poll_lock:
                 self._resume(consumer)
-                batch = await consumer.getmany(timeout_ms=_POLL_MS, max_records=demand)
+                try:
+                    batch = await consumer.getmany(timeout_ms=_POLL_MS, max_records=demand)
+                except KafkaError as exc:  # aiokafka retries lost connections itself
+                    self._outage.failed("fetching", exc)
+                    self._fetch_failed = True
+                    batch = {}
+                    await asyncio.sleep(self.retry_interval)
+                else:
+                    if self._fetch_failed:  # only a fetch error is ended by a fetch
+                        self._fetch_failed = False
+                        self._outage.recovered()
                 self._last_poll = time.monotonic()
                 messages = self._admit(consumer, batch)
                 if self._tracker.in_flight() >= self._capacity:

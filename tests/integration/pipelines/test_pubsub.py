@@ -89,6 +89,29 @@ async def test_unreachable_emulator_fails_start_within_the_bound() -> None:
             await pipeline.start()
 
 
+async def test_a_silent_endpoint_fails_start_within_connect_timeout() -> None:
+    """A server that accepts connections and never answers: no hang, a ConnectionError."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    producer = PubSubProducer(
+        "s-any", project=PROJECT, emulator_host=f"127.0.0.1:{port}", connect_timeout=1.0
+    )
+    try:
+        async with asyncio.timeout(30):
+            with pytest.raises(ConnectionError, match=rf"127\.0\.0\.1:{port} within 1s"):
+                await producer.prepare_for_start(10)
+    finally:
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 # -- flow ------------------------------------------------------------------------------
 
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.auth.credentials import Credentials
 from google.auth.exceptions import GoogleAuthError
-from google.pubsub_v1 import ReceivedMessage, SubscriberAsyncClient
+from google.pubsub_v1 import SubscriberAsyncClient
 
 from underway.errors import ConfigError
-from underway.pipelines.message import Message, decode_message
+from underway.pipelines.message import Message
 from underway.pipelines.producers._leases import LeaseKeeper
 from underway.pipelines.producers.pubsub._acks import PubSubAcknowledger
 from underway.pipelines.producers.pubsub._client import (
@@ -35,6 +35,7 @@ from underway.pipelines.producers.pubsub._policy import (
     check_delay,
     subscription_path,
 )
+from underway.pipelines.producers.pubsub._pulls import Pulls, to_message
 
 __all__ = ["PubSubProducer"]
 
@@ -182,8 +183,7 @@ class PubSubProducer:
         self._client: SubscriberAsyncClient | None = None
         self._lease = ack_deadline or MIN_DEADLINE  # seconds each extension grants
         self._deadline = self._lease  # what the keeper's extension sets (0 at close)
-        self._pulls: set[asyncio.Task[Any]] = set()
-        self._releases: set[asyncio.Task[None]] = set()
+        self._pulls = Pulls(self._acks, self.pull_timeout)
         self._draining = False
 
     def __repr__(self) -> str:
@@ -194,6 +194,11 @@ class PubSubProducer:
         """Messages handed to the pipeline whose settlement is not yet done (sent, or given
         up on)."""
         return len(self._keeper) + self._acks.settling
+
+    @property
+    def draining(self) -> bool:
+        """Whether the producer stopped pulling (draining, or closed)."""
+        return self._draining
 
     # -- pipeline hooks ----------------------------------------------------------------
 
@@ -254,10 +259,12 @@ class PubSubProducer:
         demand = max(1, demand)
         failures = 0
         while True:
-            if self._draining or self._client is None:
+            client = self._client
+            if self._draining or client is None:
                 await asyncio.get_running_loop().create_future()
+                continue
             try:
-                received = await self._pull(min(demand, self.max_messages))
+                received = await self._pulls.pull(client, min(demand, self.max_messages))
             except gexc.DeadlineExceeded:
                 continue  # a long poll that found nothing
             except (*REFUSED_ERRORS, *OUTAGE_ERRORS) as exc:
@@ -270,11 +277,11 @@ class PubSubProducer:
             self._outage.recovered()
             if not received:
                 continue
-            if self._draining:
-                self._release([r.ack_id for r in received])
+            if self.draining:  # began during the pull
+                self._pulls.release([r.ack_id for r in received])
                 continue
             self._keeper.add(r.ack_id for r in received)
-            return [self._message(r) for r in received]
+            return [to_message(r, self.decoder, self._acks) for r in received]
 
     async def prepare_for_draining(self) -> None:
         """Stop pulling: messages of pulls still under way are released (nacked)."""
@@ -288,10 +295,7 @@ class PubSubProducer:
         """
         self._draining = True
         await self._keeper.stop()
-        if self._pulls:
-            await asyncio.wait(set(self._pulls), timeout=_CLOSE_PULLS)
-            for task in set(self._pulls):
-                task.cancel()
+        await self._pulls.end_pulls(_CLOSE_PULLS)
         if len(self._keeper) and self._client is not None:
             self._deadline = 0  # the keeper's extension now releases what it holds
             try:
@@ -300,84 +304,11 @@ class PubSubProducer:
             except TimeoutError:
                 _log.warning("releasing the messages still held by %r timed out", self)
         self._keeper.clear()
-        if self._releases:
-            await asyncio.wait(set(self._releases), timeout=_CLOSE_RELEASE)
-            for task in set(self._releases):
-                task.cancel()
+        await self._pulls.end_releases(_CLOSE_RELEASE)
         client, self._client = self._client, None
         self._acks.client = None
         if client is not None:
             await close_client(client)
 
-    # -- pulling -----------------------------------------------------------------------
-
-    async def _pull(self, count: int) -> list[ReceivedMessage]:
-        """One pull in a task of its own: if the caller is cancelled, its messages are
-        released rather than lost until their ack deadline."""
-        client = self._client
-        assert client is not None
-        task = asyncio.get_running_loop().create_task(
-            client.pull(
-                subscription=self.subscription,
-                max_messages=count,
-                retry=None,
-                timeout=self.pull_timeout,
-            ),
-            name=f"underway-pubsub-pull-{self.subscription}",
-        )
-        self._pulls.add(task)
-        task.add_done_callback(self._pulls.discard)
-        try:
-            response = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(self._orphaned)
-            raise
-        return list(response.received_messages)
-
-    def _orphaned(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            return
-        if task.exception() is not None:
-            _log.debug("an abandoned pull of %r failed: %r", self.subscription, task.exception())
-            return
-        self._release([r.ack_id for r in task.result().received_messages])
-
-    def _release(self, ack_ids: Sequence[str]) -> None:
-        """Nack ``ack_ids`` in the background, so they are delivered again now."""
-        if not ack_ids or self._client is None:
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._nack(ack_ids), name=f"underway-pubsub-release-{self.subscription}"
-        )
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
-
-    async def _nack(self, ack_ids: Sequence[str]) -> None:
-        try:
-            await self._acks.modify(ack_ids, 0)
-        except Exception as exc:
-            _log.warning(
-                "could not release %d unhandled message(s) of %r (%s); they are delivered "
-                "again after their ack deadline",
-                len(ack_ids),
-                self.subscription,
-                exc,
-            )
-
     async def _extend(self, ack_ids: list[str]) -> None:
         await self._acks.modify(ack_ids, self._deadline)
-
-    def _message(self, received: ReceivedMessage) -> Message:
-        pubsub = received.message
-        ordering_key = pubsub.ordering_key or None
-        metadata = {
-            "message_id": pubsub.message_id,
-            "publish_time": pubsub.publish_time,
-            "attributes": dict(pubsub.attributes),
-            "ordering_key": ordering_key,
-            "ack_id": received.ack_id,
-            "delivery_attempt": received.delivery_attempt or None,
-        }
-        message = decode_message(pubsub.data, self.decoder, self._acks, metadata)
-        message.ordering_key = ordering_key
-        return message

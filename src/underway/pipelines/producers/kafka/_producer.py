@@ -8,7 +8,6 @@ read again (by this consumer or the partition's next owner).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +31,7 @@ from underway.pipelines.producers.kafka._committer import Committer
 from underway.pipelines.producers.kafka._dead_letters import DeadLetters
 from underway.pipelines.producers.kafka._offsets import OffsetTracker
 from underway.pipelines.producers.kafka._outage import Outage
+from underway.pipelines.producers.kafka._partitions import Partitions
 from underway.pipelines.producers.kafka._rebalance import Rebalance
 
 __all__ = ["KafkaProducer"]
@@ -190,26 +190,22 @@ class KafkaProducer:
         self._consumer: AIOKafkaConsumer[Any, Any] | None = None
         self._dlq_producer: AIOKafkaProducer[Any, Any] | None = None
         self._dead_letters: DeadLetters | None = None
-        self._revoking: set[TopicPartition] = set()
-        self._stopped: set[TopicPartition] = set()
-        self._poll_lock = asyncio.Lock()
-        self._last_poll = time.monotonic()
-        self._fetch_failed = False
-        # Poll a paused consumer this long after the last fetch, well within its
+        # A paused consumer is polled this long after the last fetch, well within its
         # max_poll_interval (aiokafka leaves the group of a consumer that stops polling).
-        self._idle_poll = min(30.0, max_poll_interval_ms / 3000)
+        self._partitions = Partitions(idle_poll=min(30.0, max_poll_interval_ms / 3000))
+        self._fetch_failed = False
         self._capacity = 1
         self._draining = False
         self._closing = False
         self._committer = Committer(
             self._tracker,
             self._commit,
-            self._assignment,
+            self._partitions.assignment,
             self._outage,
             interval=self.commit_interval,
             batch=self.commit_batch,
             timeout=max(5.0, self.connect_timeout),
-            tick=self._keep_polling,
+            tick=self._partitions.keep_polling,
         )
         self._acks = KafkaAcknowledger(
             tracker=self._tracker,
@@ -217,7 +213,7 @@ class KafkaProducer:
             on_failure=on_failure,
             dead_letter=dead_letter_topic is not False,
             publish=self._publish,
-            stop_partition=self._stop_partition,
+            stop_partition=self._partitions.stop,
             settled=self._committer.settled,
             owner=repr(self),
         )
@@ -283,7 +279,7 @@ class KafkaProducer:
 
     async def _connect(self) -> None:
         consumer = AIOKafkaConsumer(**self._consumer_kwargs)
-        self._consumer = consumer
+        self._consumer = self._partitions.consumer = consumer
         await consumer.start()
         existing = await consumer.topics()
         missing = [t for t in self.topics if t not in existing]
@@ -321,7 +317,7 @@ class KafkaProducer:
     def _listener(self) -> Rebalance:
         return Rebalance(
             self._tracker,
-            revoking=self._on_revoking,
+            revoking=self._partitions.revoked,
             commit=self._committer.commit,
             forget=self._forget,
             assigned=self._on_assigned,
@@ -332,7 +328,7 @@ class KafkaProducer:
     async def prepare_for_draining(self) -> None:
         """Stop fetching: every partition is paused and nothing more is handed out."""
         self._draining = True
-        self._pause(self._assignment())
+        self._partitions.pause(self._partitions.assignment())
 
     async def close(self) -> None:
         """Publish pending dead letters (bounded), commit what is settled, leave the group."""
@@ -344,6 +340,7 @@ class KafkaProducer:
             await self._committer.commit()
         self._closing = True
         consumer, self._consumer = self._consumer, None
+        self._partitions.consumer = None
         producer, self._dlq_producer = self._dlq_producer, None
         self._dead_letters = None
         for client in (consumer, producer):
@@ -355,8 +352,7 @@ class KafkaProducer:
                     _log.warning("%r: closing a Kafka client failed: %r", self, exc)
         self._tracker.revoke(self._tracker.partitions)
         self._records.clear()
-        self._revoking.clear()
-        self._stopped.clear()
+        self._partitions.reset()
 
     # -- fetching --------------------------------------------------------------------
 
@@ -371,8 +367,8 @@ class KafkaProducer:
             if self._draining or consumer is None:
                 await asyncio.get_running_loop().create_future()
                 continue
-            async with self._poll_lock:
-                self._resume(consumer)
+            async with self._partitions.lock:
+                self._partitions.resume()
                 try:
                     batch = await consumer.getmany(timeout_ms=_POLL_MS, max_records=demand)
                 except KafkaError as exc:  # aiokafka retries lost connections itself
@@ -384,10 +380,10 @@ class KafkaProducer:
                     if self._fetch_failed:  # only a fetch error is ended by a fetch
                         self._fetch_failed = False
                         self._outage.recovered()
-                self._last_poll = time.monotonic()
+                self._partitions.last_poll = time.monotonic()
                 messages = self._admit(consumer, batch)
                 if self._tracker.in_flight() >= self._capacity:
-                    self._pause(self._assignment())
+                    self._partitions.pause(self._partitions.assignment())
             if messages:
                 return messages
 
@@ -401,7 +397,7 @@ class KafkaProducer:
             state = self._tracker.get(tp)
             if not records:
                 continue
-            if state is None or tp in self._revoking or tp in self._stopped or self._draining:
+            if state is None or self._partitions.held_back(tp) or self._draining:
                 if state is not None:  # kept: read them again later
                     consumer.seek(tp, records[0].offset)
                 continue
@@ -427,62 +423,16 @@ class KafkaProducer:
         message.ordering_key = (record.topic, record.partition)
         return message
 
-    async def _keep_polling(self) -> None:
-        """While the pipeline is full (nobody fetching for a while), poll the paused consumer."""
-        consumer = self._consumer
-        if (
-            consumer is None
-            or self._poll_lock.locked()
-            or not consumer.assignment()
-            or time.monotonic() - self._last_poll < self._idle_poll
-        ):
-            return
-        async with self._poll_lock:
-            self._pause(consumer.assignment())
-            batch = await consumer.getmany(timeout_ms=0)
-            self._last_poll = time.monotonic()
-            for tp, records in batch.items():
-                if records and tp in consumer.assignment():
-                    consumer.seek(tp, records[0].offset)
-
     # -- partitions ------------------------------------------------------------------
 
-    def _assignment(self) -> set[TopicPartition]:
-        consumer = self._consumer
-        return set(consumer.assignment()) if consumer is not None else set()
-
-    def _pause(self, partitions: set[TopicPartition]) -> None:
-        consumer = self._consumer
-        if consumer is not None and partitions:
-            with contextlib.suppress(KafkaError):
-                consumer.pause(*(partitions & set(consumer.assignment())))
-
-    def _resume(self, consumer: AIOKafkaConsumer[Any, Any]) -> None:
-        ready = set(consumer.assignment()) - self._revoking - self._stopped
-        if ready:
-            with contextlib.suppress(KafkaError):
-                consumer.resume(*ready)
-
-    def _on_revoking(self, partitions: set[TopicPartition]) -> None:
-        self._revoking |= partitions
-        self._pause(partitions)
-
     def _forget(self, partitions: set[TopicPartition]) -> None:
-        self._revoking -= partitions
-        self._stopped -= partitions
+        self._partitions.forget(partitions)
         for key in [k for k in self._records if k[0] in partitions]:
             del self._records[key]
 
     def _on_assigned(self, partitions: set[TopicPartition]) -> None:
         self._outage.recovered()  # the group coordinator answered
-        self._revoking -= partitions
-        self._stopped -= partitions
-        if self._draining or not self._poll_lock.locked():
-            self._pause(partitions)  # nobody is fetching: the pipeline is full
-
-    def _stop_partition(self, tp: TopicPartition) -> None:
-        self._stopped.add(tp)
-        self._pause({tp})
+        self._partitions.assigned(partitions, self._draining)
 
     # -- settling --------------------------------------------------------------------
 

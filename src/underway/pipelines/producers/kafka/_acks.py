@@ -14,7 +14,15 @@ from underway.errors import ConfigError
 from underway.pipelines.message import Message
 from underway.pipelines.producers.kafka._offsets import OffsetTracker
 
-__all__ = ["ON_FAILURE", "Delivery", "KafkaAcknowledger", "OnFailure"]
+__all__ = [
+    "ON_FAILURE",
+    "Delivery",
+    "KafkaAcknowledger",
+    "OnFailure",
+    "RecordKey",
+    "describe",
+    "message_place",
+]
 
 _log = logging.getLogger("underway.pipelines.kafka")
 

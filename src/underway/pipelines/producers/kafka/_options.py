@@ -7,7 +7,16 @@ from typing import Any
 
 from underway.errors import ConfigError
 
-__all__ = ["OWNED", "consumer_options", "name", "names", "positive", "positive_int", "servers"]
+__all__ = [
+    "OWNED",
+    "callable_or_none",
+    "consumer_options",
+    "name",
+    "names",
+    "positive",
+    "positive_int",
+    "servers",
+]
 
 #: aiokafka consumer options the producer sets itself.
 OWNED = frozenset(

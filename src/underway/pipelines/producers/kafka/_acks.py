@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aiokafka import TopicPartition  # type: ignore[import-untyped]
-from aiokafka.structs import ConsumerRecord  # type: ignore[import-untyped]
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from underway.errors import ConfigError
 from underway.pipelines.message import Message

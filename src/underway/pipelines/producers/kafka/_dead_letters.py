@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from underway.pipelines.producers.kafka._acks import Delivery
 from underway.pipelines.producers.kafka._outage import Outage

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from underway.pipelines.producers.kafka._offsets import OffsetTracker
 

@@ -17,7 +17,7 @@ from nats.js.errors import NoStreamResponseError
 
 from tests.servers import Server, ServerUnavailable, free_port, start_server, unavailable
 from underway.errors import ConfigError
-from underway.pipelines import Pipeline
+from underway.pipelines import Message, Pipeline
 from underway.pipelines.producers.nats import NATSProducer
 
 from ..conftest import wait_until
@@ -159,3 +159,32 @@ async def test_a_server_without_jetstream_fails_start_with_a_config_error() -> N
                 await producer.prepare_for_start(10)
     finally:
         server.stop()
+
+
+async def test_stop_is_bounded_when_the_server_is_gone(server: Server) -> None:
+    url = f"nats://{server.address}"
+    admin = await nats.connect(url, max_reconnect_attempts=0, error_cb=ignore)
+    js = admin.jetstream(timeout=5.0)
+    await js.add_stream(name="gone", subjects=["gone.>"])
+    await publish(js, "gone.in", [f"m{i}".encode() for i in range(50)])
+    await admin.close()
+    handled: list[bytes] = []
+    release = asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        handled.append(message.data)
+        if len(handled) > 10:
+            await release.wait()  # held when the server goes: their acks cannot be sent
+
+    producer = NATSProducer("gone", "d", servers=url, fetch_timeout=0.5, request_timeout=1.0)
+    pipeline = Pipeline(
+        producer=producer, handle_message=handle, processors={"concurrency": 2, "max_demand": 5}
+    )
+    await pipeline.start()
+    await wait_until(lambda: len(handled) > 10, 20)
+    server.kill()
+    release.set()
+    async with asyncio.timeout(60):  # far above every bound of the producer
+        await pipeline.stop(timeout=5.0)
+    assert not pipeline.running
+    assert producer.held == 0

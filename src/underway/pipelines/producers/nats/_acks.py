@@ -1,13 +1,15 @@
 """Settling the messages of a :class:`NATSProducer`: ack, nak with a delay, term, dead-letter.
 
 JetStream acknowledges one message at a time: each ``+ACK``, ``-NAK`` or ``+TERM`` goes to
-the message's reply subject. They are sent as requests, all at once, and the server answers
-each once its consumer applied it: a group of messages costs one round trip, and once the
-call returns the broker no longer counts them as pending (a plain publication followed by a
-flush would only say that the server received them, not that the consumer applied them, so
-a new pull could still find them counted). A dead-lettered message is first published to the
-dead-letter subject (a JetStream publication, confirmed by its stream), then terminated; if
-that publication fails, the message is nak'd instead and comes again.
+the message's reply subject. A consumer applies the acknowledgements of one connection in
+the order they come, and answers one sent as a request once it has applied it: so a group is
+sent as plain publications followed by one request, and the server's answer to that request
+says the whole group was applied. A group costs one round trip and one reply, and once the
+call returns the broker no longer counts those messages as pending (a flush would only say
+that the server received them, not that the consumer applied them, so a new pull could still
+find them counted). A dead-lettered message is first published to the dead-letter subject
+(a JetStream publication, confirmed by its stream), then terminated; if that publication
+fails, the message is nak'd instead and comes again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import Error as NATSError
 from nats.js.client import JetStreamContext
 
 from underway.pipelines.message import Message
@@ -111,9 +114,9 @@ class NATSAcknowledger:
     async def ack(self, successful: Sequence[Message], failed: Sequence[Message]) -> None:
         """Acknowledge ``successful``; settle ``failed`` per their ``on_failure``.
 
-        Every acknowledgement is a request the server answers once it has applied it; they
-        are all sent at once and awaited together, so the group costs one round trip and,
-        once this returns, the broker no longer counts those messages as pending.
+        The acknowledgements are sent at once, the last one as a request the server answers
+        once it has applied the group: one round trip, and once this returns the broker no
+        longer counts those messages as pending.
         """
         replies: list[tuple[Msg, bytes]] = []
         for message in successful:
@@ -166,7 +169,12 @@ class NATSAcknowledger:
         return ACK
 
     async def _send(self, replies: list[tuple[Msg, bytes]]) -> None:
-        """Send every acknowledgement at once and wait for the server to confirm them."""
+        """Send every acknowledgement at once and wait for the server to confirm them.
+
+        A consumer applies the acknowledgements of one connection in the order they come:
+        all but the last are plain publications, the last is a request, and the server's
+        answer to it says that the whole group was applied (one round trip, one reply).
+        """
         if not replies:
             return
         client = self.client
@@ -178,26 +186,35 @@ class NATSAcknowledger:
                 len(replies),
             )
             return
-        results = await asyncio.gather(
-            *(client.request(msg.reply, payload, timeout=self.timeout) for msg, payload in replies),
-            return_exceptions=True,
+        outage = self.outage
+        epoch = None if outage is None else outage.epoch
+        error: BaseException | None = None
+        unsent = 0
+        for msg, payload in replies[:-1]:
+            try:
+                await client.publish(msg.reply, payload)
+            except NATSError as exc:
+                error, unsent = exc, unsent + 1
+        last, payload = replies[-1]
+        try:
+            await client.request(last.reply, payload, timeout=self.timeout)
+        except (NATSError, TimeoutError) as exc:
+            error = exc
+        else:
+            if not unsent:
+                return
+        # Sent, or buffered while reconnecting and sent on reconnection: applied then,
+        # unless ack_wait ran out first and the message came again (at least once).
+        # Failures caused by an outage already logged are not logged again.
+        quiet = outage is not None and (outage.since is not None or outage.epoch != epoch)
+        _log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "%s: %d acknowledgement(s) not confirmed by the server (%s); those messages may "
+            "come again",
+            self.owner,
+            len(replies),
+            f"{type(error).__name__}: {error}",
         )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            # Sent, or buffered while reconnecting and sent on reconnection: applied then,
-            # unless ack_wait ran out first and the message came again (at least once).
-            outage = self.outage
-            _log.log(
-                logging.DEBUG
-                if outage is not None and outage.since is not None
-                else logging.WARNING,
-                "%s: %d of %d acknowledgement(s) not confirmed by the server (%s); those "
-                "messages may come again",
-                self.owner,
-                len(errors),
-                len(replies),
-                f"{type(errors[0]).__name__}: {errors[0]}",
-            )
 
     async def _dead_letter(
         self, dead: list[tuple[Message, Msg, Decision]]

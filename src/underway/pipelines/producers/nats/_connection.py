@@ -52,12 +52,15 @@ class Outage:
     def __init__(self, where: str) -> None:
         self.where = where
         self.since: float | None = None
+        #: Counts the outages so far: a failure seen after it changed is one of them.
+        self.epoch = 0
 
     def failed(self, doing: str, exc: BaseException | None = None) -> None:
         """Note that ``doing`` failed (with ``exc``, if any)."""
         cause = "" if exc is None else f" ({type(exc).__name__}: {exc})"
         if self.since is None:
             self.since = time.monotonic()
+            self.epoch += 1
             _log.warning("NATS at %s: %s%s; retrying", self.where, doing, cause)
         else:
             _log.debug("NATS at %s: still failing: %s%s", self.where, doing, cause)

@@ -48,9 +48,9 @@ class NATSProducer:
     again while there are none, so the broker never has more messages out to this producer
     than the pipeline asked for.
 
-    Successful messages are acknowledged (``+ACK``: all of a group sent at once, each
-    confirmed by the server, so one round trip per group). A failed message
-    is settled per ``message.configure_ack(on_failure=..., delay=...)`` or else the
+    Successful messages are acknowledged (``+ACK``: all of a group sent at once, the last one
+    as a request whose answer confirms the whole group, so one round trip per group). A failed
+    message is settled per ``message.configure_ack(on_failure=..., delay=...)`` or else the
     producer's ``on_failure``:
 
     - ``"retry"``: nak'd with a delay, ``base * 2 ** (num_delivered - 1)`` capped at

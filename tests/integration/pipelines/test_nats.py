@@ -106,6 +106,28 @@ async def test_an_existing_consumer_is_bound_or_its_mismatch_named(
         await wait_until(lambda: drained(js, stream.name), 20)
 
 
+async def test_a_consumer_that_limits_pulls_or_strips_payloads_is_a_config_error(
+    nc: Client, js: JetStreamContext, stream: Stream
+) -> None:
+    # Settings nats-py cannot set: created through the JetStream API.
+    config = {
+        "durable_name": "d",
+        "ack_policy": "explicit",
+        "ack_wait": 30_000_000_000,
+        "max_batch": 10,
+        "max_expires": 1_000_000_000,
+        "headers_only": True,
+    }
+    request = json.dumps({"stream_name": stream.name, "config": config}).encode()
+    reply = await nc.request(f"$JS.API.CONSUMER.DURABLE.CREATE.{stream.name}.d", request)
+    assert "error" not in json.loads(reply.data)
+    producer = NATSProducer(stream.name, "d", servers=URL, batch=100, fetch_timeout=5.0)
+    with pytest.raises(ConfigError, match=r"max_batch is 10") as info:
+        await producer.prepare_for_start(10)
+    assert "max_expires is 1s" in str(info.value)
+    assert "headers_only" in str(info.value)
+
+
 # -- acknowledgements and failures ---------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from underway.pipelines.producers.nats._policy import (
     check_backoff,
     consumer_mismatches,
     failure_action,
+    pull_problems,
     retry_delay,
 )
 
@@ -102,6 +103,28 @@ def test_consumer_mismatches_name_each_setting() -> None:
     assert problems[2].startswith("max_deliver is 5")
     assert consumer_mismatches(wanted, {**same, "max_deliver": 9}, None)
     assert consumer_mismatches({"filter_subject": None}, {"filter_subject": ""}, None) == []
+
+
+def test_pull_problems_name_limits_below_the_producer_and_stripped_payloads() -> None:
+    assert pull_problems({}, 100, 5.0) == []
+    assert pull_problems({"max_batch": 100, "max_expires": 5_000_000_000}, 100, 5.0) == []
+    assert pull_problems({"max_batch": 0, "max_expires": 0, "headers_only": False}, 9, 9) == []
+    problems = pull_problems(
+        {"max_batch": 10, "max_expires": 1_500_000_000, "headers_only": True}, 100, 5.0
+    )
+    assert problems == [
+        "max_batch is 10: the producer pulls up to batch=100 messages (pass batch <= 10)",
+        "max_expires is 1.5s: a pull of the producer waits up to fetch_timeout=5s "
+        "(pass fetch_timeout <= 1.5)",
+        "headers_only is set: the producer needs the payloads",
+    ]
+
+
+def test_a_consumer_with_several_filters_is_a_mismatch() -> None:
+    wanted = {"filter_subject": None, "filter_subjects": None}
+    assert consumer_mismatches(wanted, {"filter_subjects": []}, None) == []
+    [problem] = consumer_mismatches(wanted, {"filter_subjects": ["a.x", "a.y"]}, None)
+    assert problem == "filter_subjects is ['a.x', 'a.y'], the producer needs None"
 
 
 @pytest.mark.parametrize(

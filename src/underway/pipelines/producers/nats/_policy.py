@@ -3,7 +3,8 @@
 No I/O here: the acknowledger asks :func:`failure_action` what to do with each failed
 message, :func:`retry_delay` how long its redelivery waits, and :func:`check_ack_options`
 whether per-message options can be honoured. :func:`consumer_mismatches` compares an
-existing durable consumer with the one the producer would create.
+existing durable consumer with the one the producer would create, :func:`pull_problems`
+finds the settings of a consumer that would refuse the producer's pulls or strip payloads.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "check_backoff",
     "consumer_mismatches",
     "failure_action",
+    "pull_problems",
     "retry_delay",
 ]
 
@@ -147,11 +149,11 @@ def consumer_mismatches(
     """Describe each setting of an existing consumer that the producer cannot work with.
 
     ``wanted`` and ``actual`` map a setting's name (``ack_policy``, ``ack_wait``,
-    ``filter_subject``, ``deliver_subject``) to its value; durations are seconds and are
-    equal within a millisecond; an empty subject is no subject. ``actual["max_deliver"]``
-    must leave the producer a delivery past ``max_deliveries`` (the one on which it
-    dead-letters a message whose last handling was cut short): unlimited (``None``, ``0``
-    or ``-1``), or above ``max_deliveries``.
+    ``filter_subject``, ``filter_subjects``, ``deliver_subject``) to its value; durations
+    are seconds and are equal within a millisecond; an empty subject (or list) is none.
+    ``actual["max_deliver"]`` must leave the producer a delivery past ``max_deliveries``
+    (the one on which it dead-letters a message whose last handling was cut short):
+    unlimited (``None``, ``0`` or ``-1``), or above ``max_deliveries``.
     """
     problems: list[str] = []
     for name, want in wanted.items():
@@ -159,7 +161,7 @@ def consumer_mismatches(
         if name == "ack_wait" and want is not None and have is not None:
             if abs(float(want) - float(have)) < 0.001:
                 continue
-        elif name in ("filter_subject", "deliver_subject"):
+        elif name in ("filter_subject", "filter_subjects", "deliver_subject"):
             want, have = want or None, have or None
         if want != have:
             problems.append(f"{name} is {have!r}, the producer needs {want!r}")
@@ -170,4 +172,30 @@ def consumer_mismatches(
             f"max_deliver is {limit!r}: the server would stop delivering a message the "
             f"producer has not settled (with max_deliveries={max_deliveries!r} it needs {needed})"
         )
+    return problems
+
+
+def pull_problems(config: Mapping[str, Any], batch: int, fetch_timeout: float) -> list[str]:
+    """Describe each setting of a consumer that its pulls or its messages cannot work with.
+
+    ``config`` is the consumer's configuration as the JetStream API gives it (durations in
+    nanoseconds). The server answers a pull asking for more than ``max_batch`` messages,
+    or waiting longer than ``max_expires``, with an error and no message (the producer would
+    get nothing, ever); ``headers_only`` delivers messages without their payload.
+    """
+    problems: list[str] = []
+    max_batch = int(config.get("max_batch") or 0)
+    if 0 < max_batch < batch:
+        problems.append(
+            f"max_batch is {max_batch}: the producer pulls up to batch={batch} messages "
+            f"(pass batch <= {max_batch})"
+        )
+    max_expires = int(config.get("max_expires") or 0) / 1e9
+    if 0 < max_expires < fetch_timeout:
+        problems.append(
+            f"max_expires is {max_expires:g}s: a pull of the producer waits up to "
+            f"fetch_timeout={fetch_timeout:g}s (pass fetch_timeout <= {max_expires:g})"
+        )
+    if config.get("headers_only"):
+        problems.append("headers_only is set: the producer needs the payloads")
     return problems

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -25,7 +26,12 @@ from underway.pipelines.message import Message, decode_message
 from underway.pipelines.producers.nats._acks import NATSAcknowledger
 from underway.pipelines.producers.nats._connection import Connection, redact
 from underway.pipelines.producers.nats._options import Options, validate
-from underway.pipelines.producers.nats._policy import OnFailure, consumer_mismatches, retry_delay
+from underway.pipelines.producers.nats._policy import (
+    OnFailure,
+    consumer_mismatches,
+    pull_problems,
+    retry_delay,
+)
 
 __all__ = ["NATSProducer"]
 
@@ -211,7 +217,7 @@ class NATSProducer:
             client = await connection.open()
             js = client.jetstream(timeout=opts.request_timeout)
             await self._check_stream(js)
-            await self._ensure_consumer(js)
+            await self._ensure_consumer(js, client)
             self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
         except BaseException:
             await self.close()
@@ -250,7 +256,7 @@ class NATSProducer:
             filter_subject=opts.subject,
         )
 
-    async def _ensure_consumer(self, js: JetStreamContext) -> None:
+    async def _ensure_consumer(self, js: JetStreamContext, client: Client) -> None:
         opts = self.options
         name = f"NATS consumer {self.durable!r} of stream {self.stream!r}"
         try:
@@ -260,30 +266,57 @@ class NATSProducer:
                 raise ConfigError(
                     f"{name} does not exist (create it, or pass create_consumer=True)"
                 ) from None
+            info = None
+        except APIError as exc:
+            raise ConfigError(f"{name}: {exc}") from exc
+        if info is None:
             try:
                 await js.add_consumer(self.stream, config=self._consumer_config())
             except APIError as exc:
                 raise ConfigError(f"{name} could not be created: {exc}") from exc
+            problems = await self._pull_problems(client, name)
+            if problems:
+                raise ConfigError(
+                    f"{name} was created with limits of the server the producer cannot work "
+                    f"with: {'; '.join(problems)}"
+                )
             return
-        except APIError as exc:
-            raise ConfigError(f"{name}: {exc}") from exc
         config = info.config
         wanted = {
             "ack_policy": AckPolicy.EXPLICIT,
             "ack_wait": opts.ack_wait,
             "filter_subject": opts.subject,
+            "filter_subjects": None,
             "deliver_subject": None,
         }
         actual = {
             "ack_policy": config.ack_policy,
             "ack_wait": config.ack_wait,
             "filter_subject": config.filter_subject,
+            "filter_subjects": config.filter_subjects,
             "deliver_subject": config.deliver_subject,
             "max_deliver": config.max_deliver,
         }
         problems = consumer_mismatches(wanted, actual, opts.failure.max_deliveries)
+        problems += await self._pull_problems(client, name)
         if problems:
             raise ConfigError(f"{name} exists with other settings: {'; '.join(problems)}")
+
+    async def _pull_problems(self, client: Client, name: str) -> list[str]:
+        """The consumer's settings that would refuse the producer's pulls or strip payloads.
+
+        nats-py's consumer info leaves out the pull limits: the JetStream API is asked.
+        """
+        opts = self.options
+        subject = f"$JS.API.CONSUMER.INFO.{self.stream}.{self.durable}"
+        try:
+            reply = await client.request(subject, b"", timeout=opts.request_timeout)
+        except TimeoutError as exc:
+            raise ConnectionError(f"NATS at {self._where()} did not answer about {name}") from exc
+        answer = json.loads(reply.data)
+        if "error" in answer:
+            raise ConfigError(f"{name}: {answer['error'].get('description', answer['error'])}")
+        return pull_problems(answer.get("config") or {}, opts.batch, opts.fetch_timeout)
 
     async def prepare_for_draining(self) -> None:
         """Stop pulling; nak the messages pulled and not handed out, so they come again."""

@@ -13,6 +13,7 @@ from underway.pipelines.producers._leases import LeaseKeeper
 from underway.pipelines.producers.sqs._outage import Outage
 from underway.pipelines.producers.sqs._policy import (
     OnFailure,
+    RecentIds,
     check_ack_options,
     failure_setting,
     retry_delay,
@@ -73,6 +74,8 @@ class SQSAcknowledger:
         keeper: Extends the visibility of held messages (by id); one leaves it once settled.
         outage: Logs calls that fail.
         ops: The producer's calls, ``None`` once it is closed.
+        deleted: The ids of the messages deleted lately (shared with the producer, which
+            does not hand such a message to the pipeline again).
     """
 
     def __init__(
@@ -82,12 +85,14 @@ class SQSAcknowledger:
         keeper: LeaseKeeper[str],
         outage: Outage,
         ops: Callable[[], QueueOps | None],
+        deleted: RecentIds,
     ) -> None:
         self.policy = policy
         self._held = held
         self._keeper = keeper
         self._outage = outage
         self._ops = ops
+        self._deleted = deleted
 
     def __repr__(self) -> str:
         return f"<acknowledger of SQS queue {self.policy.queue_url}>"
@@ -121,6 +126,8 @@ class SQSAcknowledger:
                 later.setdefault(setting.visibility, []).append(held)
             else:  # "leave": it comes again once its visibility timeout runs out
                 self._keeper.discard([held.message_id])
+        for item in deletes:
+            self._deleted.add(item.message_id)
         calls = [self._settle("deleting", deletes, None)] if deletes else []
         calls += [self._settle("changing the visibility of", h, s) for s, h in later.items()]
         if calls:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -14,6 +15,7 @@ __all__ = [
     "ON_FAILURE",
     "FailureSetting",
     "OnFailure",
+    "RecentIds",
     "backoff_delay",
     "check_ack_options",
     "check_backoff",
@@ -38,6 +40,27 @@ class FailureSetting(NamedTuple):
 
     action: OnFailure
     visibility: int | None = None
+
+
+class RecentIds:
+    """The last ``limit`` ids added, for membership tests (oldest forgotten first)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
+    def add(self, item: str) -> None:
+        """Remember ``item``, forgetting the oldest beyond ``limit``."""
+        self._ids[item] = None
+        self._ids.move_to_end(item)
+        while len(self._ids) > self.limit:
+            self._ids.popitem(last=False)
 
 
 def chunks(items: Sequence[T], size: int = BATCH_SIZE) -> Iterator[Sequence[T]]:

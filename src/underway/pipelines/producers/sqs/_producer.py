@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +30,7 @@ from underway.pipelines.producers.sqs._policy import (
     MAX_VISIBILITY,
     ON_FAILURE,
     OnFailure,
+    RecentIds,
     check_backoff,
     retry_delay,
 )
@@ -43,6 +44,8 @@ _log = logging.getLogger("underway.pipelines.sqs")
 _CLOSE_GRACE = 2.0
 #: Seconds between empty receives without long polling (``wait_time_seconds=0``).
 _SHORT_POLL_PAUSE = 0.05
+#: How many ids of deleted messages are remembered, so a late duplicate is not handled.
+_DELETED_MEMORY = 10_000
 _REGION_IN_HOST = re.compile(r"^(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.")
 
 
@@ -181,8 +184,9 @@ class SQSProducer:
             self._extend, interval=1.0, name=f"sqs {self.queue_url}"
         )
         self._outage = Outage(self.queue_url)
+        self._deleted = RecentIds(_DELETED_MEMORY)
         self._acks = SQSAcknowledger(
-            self._policy, self._held, self._keeper, self._outage, lambda: self._ops
+            self._policy, self._held, self._keeper, self._outage, lambda: self._ops, self._deleted
         )
         self._ops: QueueOps | None = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -359,12 +363,18 @@ class SQSProducer:
 
         SQS delivers at least once: a message can come again while the pipeline still
         holds it (two receives at once, or its visibility ran out). It is not handed to the
-        pipeline twice; its newest receipt handle is the one extended and settled.
+        pipeline twice; its newest receipt handle is the one extended and settled. One
+        that comes again after this producer deleted it is deleted again, not handled.
         """
         messages: list[Message] = []
+        again: list[str] = []
         for record in records:
             message_id = str(record["MessageId"])
             handle = str(record["ReceiptHandle"])
+            if message_id in self._deleted:
+                _log.debug("SQS message %s received again after its deletion", message_id)
+                again.append(handle)
+                continue
             if message_id in self._held:
                 _log.debug("SQS message %s received again while held", message_id)
                 self._held[message_id] = handle
@@ -373,6 +383,8 @@ class SQSProducer:
             self._held[message_id] = handle
             self._keeper.add([message_id])
             messages.append(self._message(record))
+        if again:
+            self._in_background(self._delete_again(again), "delete-again")
         return messages
 
     def _message(self, record: dict[str, Any]) -> Message:
@@ -417,13 +429,32 @@ class SQSProducer:
 
     def _give_back(self, records: list[dict[str, Any]]) -> None:
         handles = [str(record["ReceiptHandle"]) for record in records]
-        if not handles or self._ops is None:
-            return
+        if handles and self._ops is not None:
+            self._in_background(self._make_visible(self._ops, handles), "give-back")
+
+    def _in_background(self, coro: Coroutine[Any, Any, None], what: str) -> None:
         task = asyncio.get_running_loop().create_task(
-            self._make_visible(self._ops, handles), name=f"underway-sqs-give-back {self.queue_url}"
+            coro, name=f"underway-sqs-{what} {self.queue_url}"
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _delete_again(self, handles: list[str]) -> None:
+        ops = self._ops
+        if ops is None:
+            return
+        try:
+            failures = await ops.delete(handles)
+        except CALL_ERRORS as exc:
+            _log.warning(
+                "SQS queue %s: could not delete %d message(s) received again after their "
+                "deletion (%s); they come again after their visibility timeout",
+                self.queue_url,
+                len(handles),
+                exc,
+            )
+            return
+        log_entry_failures(self.queue_url, "deleting again", failures)
 
     async def _make_visible(self, ops: QueueOps, handles: list[str]) -> None:
         try:

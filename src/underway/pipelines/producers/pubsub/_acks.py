@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from google.pubsub_v1 import SubscriberAsyncClient
@@ -12,7 +12,7 @@ from google.pubsub_v1 import SubscriberAsyncClient
 from underway.pipelines.message import Message
 from underway.pipelines.producers._leases import LeaseKeeper
 from underway.pipelines.producers.pubsub._client import OUTAGE_ERRORS, REFUSED_ERRORS, Outage
-from underway.pipelines.producers.pubsub._policy import FailurePolicy, chunks
+from underway.pipelines.producers.pubsub._policy import ACK_CHUNK, FailurePolicy, chunks
 
 __all__ = ["ACK_ATTEMPTS", "PubSubAcknowledger"]
 
@@ -30,6 +30,11 @@ class PubSubAcknowledger:
     requests, one per deadline. A request that fails on an outage is tried again
     :data:`ACK_ATTEMPTS` times in all, with backoff; after that (or once the producer is
     closed) the messages are left to their ack deadline, and delivered again.
+
+    Lease extensions go through :meth:`extend`, never for a message already settled: each
+    of its requests names only the ack ids still held, and a settlement of an ack id in
+    the extension request under way waits for its answer (the service could otherwise
+    apply the extension after the settlement, and undo a nack or shorten a delay).
 
     Args:
         subscription: The subscription's full path.
@@ -58,6 +63,8 @@ class PubSubAcknowledger:
         self.timeout = timeout
         self.client: SubscriberAsyncClient | None = None
         self.settling = 0
+        self.chunk = ACK_CHUNK  # ack ids per request
+        self._extension: tuple[frozenset[str], asyncio.Future[None]] | None = None
 
     def __repr__(self) -> str:
         return f"<acknowledger of Pub/Sub subscription {self.subscription!r}>"
@@ -88,10 +95,11 @@ class PubSubAcknowledger:
         count = len(acks) + sum(len(ids) for ids in deadlines.values())
         self.settling += count
         try:
-            for chunk in chunks(acks):
+            await self._after_extension([*acks, *(i for ids in deadlines.values() for i in ids)])
+            for chunk in chunks(acks, self.chunk):
                 await self._send(chunk, None)
             for seconds, ack_ids in deadlines.items():
-                for chunk in chunks(ack_ids):
+                for chunk in chunks(ack_ids, self.chunk):
                     await self._send(chunk, seconds)
         finally:
             self.settling -= count
@@ -116,12 +124,38 @@ class PubSubAcknowledger:
             )
         return None
 
+    async def _after_extension(self, ack_ids: Collection[str]) -> None:
+        """Wait for the extension request under way if it names any of ``ack_ids``."""
+        extension = self._extension
+        if extension is not None and not extension[0].isdisjoint(ack_ids):
+            await asyncio.shield(extension[1])
+
+    async def extend(self, ack_ids: Sequence[str], seconds: int) -> None:
+        """Set the ack deadline of those of ``ack_ids`` still held to ``seconds``.
+
+        One request per chunk, each naming the ack ids held when it is sent; a
+        settlement of one of them waits for that request's answer. Errors raise.
+        """
+        loop = asyncio.get_running_loop()
+        for chunk in chunks(ack_ids, self.chunk):
+            held = [ack_id for ack_id in chunk if ack_id in self.keeper]
+            if not held or self.client is None:
+                continue
+            done: asyncio.Future[None] = loop.create_future()
+            self._extension = (frozenset(held), done)
+            try:
+                await self.modify(held, seconds)
+            finally:
+                self._extension = None
+                if not done.done():
+                    done.set_result(None)
+
     async def modify(self, ack_ids: Sequence[str], seconds: int) -> None:
         """One ``modify_ack_deadline`` per chunk of ``ack_ids``, once each (errors raise)."""
         client = self.client
         if client is None:
             return
-        for chunk in chunks(ack_ids):
+        for chunk in chunks(ack_ids, self.chunk):
             await client.modify_ack_deadline(
                 subscription=self.subscription,
                 ack_ids=list(chunk),

@@ -6,6 +6,7 @@ Install the extra: ``pip install underway[pubsub]``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.auth.credentials import Credentials
 from google.auth.exceptions import GoogleAuthError
-from google.pubsub_v1 import SubscriberAsyncClient
+from google.pubsub_v1 import ReceivedMessage, SubscriberAsyncClient
 
 from underway.errors import ConfigError
 from underway.pipelines.message import Message
@@ -72,8 +73,11 @@ class PubSubProducer:
     acknowledger: do not change it) and ``delivery_attempt`` (counted by Pub/Sub only on
     a subscription with a dead-letter policy; ``None`` otherwise). A message with an
     ordering key gets it as ``message.ordering_key``, so the pipeline handles the
-    messages of one key one at a time, in order (keep ``producer_concurrency=1`` for
-    that: concurrent pulls may return one key's messages out of order).
+    messages of one key one at a time, in order. On a subscription with message ordering
+    enabled, the producer's pulls go one at a time, each one's messages handed to the
+    pipeline before the next pull starts: two concurrent pulls could answer in the
+    opposite order to the one the service served them in, so ``producer_concurrency``
+    above 1 does not pull more there.
 
     Successes are acknowledged in bulk. A failure is settled per ``on_failure``, or per
     the message's ``message.configure_ack(on_failure=..., delay=...)``:
@@ -185,6 +189,8 @@ class PubSubProducer:
         self._deadline = self._lease  # what the keeper's extension sets (0 at close)
         self._pulls = Pulls(self._acks, self.pull_timeout)
         self._draining = False
+        # One pull at a time on an ordered subscription (set at start).
+        self._pull_turn: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
 
     def __repr__(self) -> str:
         return f"PubSubProducer({self.subscription!r})"
@@ -230,6 +236,9 @@ class PubSubProducer:
         self._lease = self.ack_deadline or found.ack_deadline_seconds or MIN_DEADLINE
         self._deadline = self._lease
         self._keeper.interval = self._lease / 2
+        self._pull_turn = (
+            asyncio.Lock() if found.enable_message_ordering else contextlib.nullcontext()
+        )
         self._client = self._acks.client = client
         self._keeper.clear()
         self._keeper.start()
@@ -264,7 +273,11 @@ class PubSubProducer:
                 await asyncio.get_running_loop().create_future()
                 continue
             try:
-                received = await self._pulls.pull(client, min(demand, self.max_messages))
+                # On an ordered subscription the turn is held until the messages are
+                # returned: the pipeline takes them in before another pull starts.
+                async with self._pull_turn:
+                    received = await self._pulls.pull(client, min(demand, self.max_messages))
+                    messages = self._received(received)
             except gexc.DeadlineExceeded:
                 continue  # a long poll that found nothing
             except (*REFUSED_ERRORS, *OUTAGE_ERRORS) as exc:
@@ -274,14 +287,19 @@ class PubSubProducer:
                 await asyncio.sleep(pause)
                 continue
             failures = 0
-            self._outage.recovered()
-            if not received:
-                continue
-            if self.draining:  # began during the pull
-                self._pulls.release([r.ack_id for r in received])
-                continue
-            self._keeper.add(r.ack_id for r in received)
-            return [to_message(r, self.decoder, self._acks) for r in received]
+            if messages:
+                return messages
+
+    def _received(self, received: list[ReceivedMessage]) -> list[Message]:
+        """The messages to hand out of a pull's answer (none when draining began)."""
+        self._outage.recovered()
+        if not received:
+            return []
+        if self.draining:  # began during the pull
+            self._pulls.release([r.ack_id for r in received])
+            return []
+        self._keeper.add(r.ack_id for r in received)
+        return [to_message(r, self.decoder, self._acks) for r in received]
 
     async def prepare_for_draining(self) -> None:
         """Stop pulling: messages of pulls still under way are released (nacked)."""
@@ -311,4 +329,12 @@ class PubSubProducer:
             await close_client(client)
 
     async def _extend(self, ack_ids: list[str]) -> None:
-        await self._acks.modify(ack_ids, self._deadline)
+        if self._deadline == 0:  # closing: release what is still held
+            await self._acks.extend(ack_ids, 0)
+            return
+        try:
+            await self._acks.extend(ack_ids, self._deadline)
+        except OUTAGE_ERRORS as exc:  # the outage's one log line, shared with the pulls
+            self._outage.failed("extending ack deadlines", exc, self._keeper.interval)
+            return
+        self._outage.recovered()

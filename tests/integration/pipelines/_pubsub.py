@@ -1,13 +1,20 @@
 """The Pub/Sub emulator for the tests, an admin client to set it up, and the killed-consumer hooks.
 
-``emulator_fixture`` (module scope) starts one emulator per test module: a missing
+``emulator_fixture`` (imported as ``emulator``) is one emulator for the whole test session,
+started on first use and stopped (with its java child, and reaped) when the interpreter
+exits; every test makes its own topics and subscriptions, so they never meet. A test that
+kills its emulator uses ``own_emulator_fixture`` (``own_emulator``) instead. A missing
 ``gcloud`` is a skip, or a failure under ``CI=true``. :class:`Admin` creates topics and
 subscriptions, publishes in batches and pulls as a test's own subscriber; it talks to the
 emulator over an insecure channel, so no process environment is set.
+
+The emulator accepts ack deadlines below the service's 10 s floor: a test that must see a
+message come back (or not) after its deadline gives its subscription a short one.
 """
 
 from __future__ import annotations
 
+import atexit
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -35,19 +42,37 @@ __all__ = [
     "emulator_fixture",
     "killed_key",
     "killed_producer",
+    "own_emulator_fixture",
 ]
 
 PROJECT = "underway-test"
 PUBLISH_BATCH = 1000
 
 
-@pytest.fixture(name="emulator", scope="module")
-def emulator_fixture() -> Iterator[Server]:
-    """One Pub/Sub emulator for the test module, stopped (with its java child) after it."""
+_shared: list[Server] = []
+
+
+def _start() -> Server:
     try:
-        server = start_pubsub_emulator()
+        return start_pubsub_emulator()
     except ServerUnavailable as exc:
         unavailable("Pub/Sub emulator", str(exc))
+
+
+@pytest.fixture(name="emulator", scope="module")
+def emulator_fixture() -> Server:
+    """The Pub/Sub emulator shared by every Pub/Sub test of the session (never killed)."""
+    if not _shared:
+        server = _start()
+        atexit.register(server.stop)
+        _shared.append(server)
+    return _shared[0]
+
+
+@pytest.fixture(name="own_emulator")
+def own_emulator_fixture() -> Iterator[Server]:
+    """An emulator of the test alone, which it may kill; stopped and reaped after it."""
+    server = _start()
     try:
         yield server
     finally:
@@ -78,7 +103,10 @@ class Admin:
         return path
 
     async def subscription(self, topic: str, path: str | None = None, **options: Any) -> str:
-        """A new subscription to ``topic`` (``options`` as in ``Subscription``); its path."""
+        """A new subscription to ``topic`` (``options`` as in ``Subscription``); its path.
+
+        Its ack deadline is 10 s unless ``ack_deadline_seconds`` is given.
+        """
         path = path or f"projects/{PROJECT}/subscriptions/s-{uuid.uuid4().hex[:12]}"
         await self.subscriber.create_subscription(
             request={"name": path, "topic": topic, "ack_deadline_seconds": 10, **options}
@@ -139,7 +167,7 @@ class Admin:
 
 @pytest.fixture(name="admin")
 async def admin_fixture(emulator: Server) -> AsyncIterator[Admin]:
-    """The test's :class:`Admin` on the module's emulator."""
+    """The test's :class:`Admin` on the shared emulator."""
     admin = Admin(emulator.address)
     yield admin
     await admin.close()

@@ -1,8 +1,8 @@
 """The Pub/Sub producer against the emulator: demand, bulk acks, failures, leases, order.
 
-One emulator serves the module (``emulator``); each test has its own topic and
-subscription. Counts are taken at the emulator: after a run, a pull of the subscription
-returns nothing, even once the ack deadline (10 s) has passed.
+One emulator serves every test (``emulator``, shared with the other Pub/Sub modules);
+each test has its own topics and subscriptions. Counts are taken at the emulator: after a
+run, a pull of the subscription returns nothing, even once its ack deadline has passed.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from ..conftest import wait_until
 from ._pubsub import PROJECT, Admin, admin_fixture, emulator_fixture  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[3]
-ACK_DEADLINE = 10  # the subscriptions' (the least Pub/Sub allows)
+# The 10,000-message test's subscriptions' ack deadline: shorter than the service allows
+# (the emulator takes it), so waiting it out is quick; leases are extended every 2.5 s.
+ACK_DEADLINE = 5
 
 
 def payloads(count: int) -> list[bytes]:
@@ -125,8 +127,8 @@ async def test_ten_thousand_acked_once_failures_redelivered_a_slow_one_leased(
     no acknowledged message comes back, and the slow message's lease was extended.
     """
     topic, slow_topic = await admin.topic(), await admin.topic()
-    subscription = await admin.subscription(topic)
-    slow_subscription = await admin.subscription(slow_topic)
+    subscription = await admin.subscription(topic, ack_deadline_seconds=ACK_DEADLINE)
+    slow_subscription = await admin.subscription(slow_topic, ack_deadline_seconds=ACK_DEADLINE)
     await admin.publish(topic, payloads(10_000))
     await admin.publish(slow_topic, [b"slow"])
     attempts: Counter[int] = Counter()
@@ -225,7 +227,51 @@ async def test_back_pressure_and_drain(admin: Admin) -> None:
     assert sorted(rest + handled) == list(range(300))
 
 
-async def test_ordering_keys_keep_their_order_with_concurrent_processors(admin: Admin) -> None:
+async def test_messages_a_cancelled_fetch_pulled_are_released_at_once(admin: Admin) -> None:
+    """A stop cancels the fetches long-polling an empty subscription while a slow message
+    drains; what their pulls then get is nacked, not held for the (600 s) ack deadline:
+    another subscriber gets all of it while the pipeline still drains."""
+    topic = await admin.topic()
+    subscription = await admin.subscription(topic, ack_deadline_seconds=600)
+    await admin.publish(topic, [b"slow"])
+    gate = asyncio.Event()
+    handled: list[bytes] = []
+
+    async def handle(message: Message) -> Message:
+        handled.append(message.data)
+        await gate.wait()
+        return message
+
+    producer = PubSubProducer(subscription, emulator_host=admin.host)
+    pipeline = Pipeline(producer=producer, handle_message=handle, producer_concurrency=4)
+    stopping: asyncio.Task[None] | None = None
+    await pipeline.start()
+    try:
+        await wait_until(lambda: handled == [b"slow"], 30)
+        await asyncio.sleep(0.2)  # the fetch loops are long-polling again
+        stopping = asyncio.create_task(pipeline.stop(60))
+        await asyncio.sleep(0.2)  # the fetches are cancelled; their pulls go on
+        await admin.publish(topic, payloads(50))
+        taken: list[int] = []
+
+        async def taken_all() -> bool:
+            taken.extend(int(r.message.data) for r in await admin.pull(subscription))
+            return len(taken) >= 50
+
+        await wait_until(taken_all, 30)
+        assert not stopping.done()  # still draining: the releases came from the producer
+    finally:
+        gate.set()
+        await (stopping if stopping is not None else pipeline.stop())
+    assert sorted(taken) == list(range(50))
+    assert handled == [b"slow"]
+    assert producer.held == 0
+    assert await admin.pull(subscription) == []
+
+
+async def test_ordering_keys_keep_their_order_with_concurrent_fetches_and_processors(
+    admin: Admin,
+) -> None:
     topic = await admin.topic()
     subscription = await admin.subscription(topic, enable_message_ordering=True)
     keys = [f"k{i % 5}" for i in range(400)]
@@ -244,6 +290,7 @@ async def test_ordering_keys_keep_their_order_with_concurrent_processors(admin: 
         producer=PubSubProducer(subscription, emulator_host=admin.host),
         handle_message=handle,
         processors={"concurrency": 4, "max_demand": 20},
+        producer_concurrency=4,  # the ordered subscription's pulls go one at a time
     )
     async with pipeline:
         await wait_until(lambda: count >= 400, 60)

@@ -19,7 +19,7 @@ import os
 import uuid
 from typing import Any
 
-from aiobotocore.session import get_session  # type: ignore[import-untyped]
+from aiobotocore.session import get_session
 
 from underway.pipelines import Message, Pipeline
 from underway.pipelines.producers.sqs import SQSProducer

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session  # type: ignore[import-untyped]
+from aiobotocore.session import get_session
 
 from tests.servers import Server, ServerUnavailable, start_moto, unavailable
 from underway.pipelines import Message

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session  # type: ignore[import-untyped]
+from aiobotocore.session import get_session
 
 from tests.servers import Server, ServerUnavailable, free_port, start_moto, unavailable
 from underway.errors import ConfigError, DecodeError

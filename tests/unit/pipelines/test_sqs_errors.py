@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import (  # type: ignore[import-untyped]
+from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
     NoCredentialsError,

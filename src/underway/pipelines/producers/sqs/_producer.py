@@ -13,8 +13,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
-from aiobotocore.session import AioSession, get_session  # type: ignore[import-untyped]
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
 
 from underway.errors import ConfigError
 from underway.pipelines.message import Message, decode_message

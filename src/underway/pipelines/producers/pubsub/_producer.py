@@ -76,8 +76,8 @@ class PubSubProducer:
     messages of one key one at a time, in order. On a subscription with message ordering
     enabled, the producer's pulls go one at a time, each one's messages handed to the
     pipeline before the next pull starts: two concurrent pulls could answer in the
-    opposite order to the one the service served them in, so ``producer_concurrency``
-    above 1 does not pull more there.
+    opposite order to the one the service served them in. Keep ``producer_concurrency=1``
+    there: more fetch loops take turns, each pulling only its share of the demand.
 
     Successes are acknowledged in bulk. A failure is settled per ``on_failure``, or per
     the message's ``message.configure_ack(on_failure=..., delay=...)``:

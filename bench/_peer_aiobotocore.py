@@ -9,10 +9,11 @@ consumer from just before it creates its client until it has handled and deleted
 and closed the client. It runs ``--receivers`` loops at once on one client, each as AWS's
 documentation describes the consumer: ``receive_message(MaxNumberOfMessages=10,
 WaitTimeSeconds=wait)`` (a long poll), the no-op handler on each message, then one
-``delete_message_batch`` for the messages it handled. Once N messages were handled, loops
-waiting in a receive are cancelled (nothing is left to receive) and the others finish their
-delete. Afterwards the queue must hold no message, visible or in flight. Prints one JSON
-object as the last line.
+``delete_message_batch`` for the messages it handled. Once N distinct messages were handled,
+the receives under way get 2 s to return (what they bring is handled and deleted: copies of
+handled messages, which a standard queue may deliver), as ``SQSProducer.close`` gives them,
+then the loops still waiting in a receive are cancelled. Afterwards the queue must hold no
+message, visible or in flight. Prints one JSON object as the last line.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from typing import Any
 
 from _brokers import Counter, body_of, measure, report
 from _sqscommon import Queue, sqs_parser
+
+CLOSE_GRACE = 2.0
+"""Seconds receives under way get to return once N messages were handled (as underway's)."""
 
 
 async def handle(body: str) -> None:
@@ -67,6 +71,10 @@ async def consume(queue: Queue, receivers: int, wait: int, counter: Counter) -> 
         tasks = [asyncio.create_task(loop()) for _ in range(receivers)]
         try:
             await counter.wait(t0)
+            # Receives under way may still bring messages (copies of handled ones, on a
+            # standard queue): they get a short grace to return, and their messages are
+            # handled and deleted; the receives still waiting after it are cancelled.
+            await asyncio.wait(tasks, timeout=CLOSE_GRACE)
             for task in receiving:
                 task.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,7 +1,9 @@
 """The Kafka tests' broker (Tansu on loopback), its helpers, and the killed-consumer hooks.
 
-A test module imports ``kafka_fixture`` to use it as ``kafka`` (the broker's address, one
-broker per module). Every test makes its own topics and group (:func:`fresh`).
+A test module imports ``kafka_fixture`` to use it as ``kafka``: one broker for the whole
+test session, started on first use and stopped (and reaped) when the interpreter exits.
+Every test makes its own topics and group (:func:`fresh`); a test that stops or restarts
+its broker starts one of its own.
 
 Tansu answers a ``ListOffsets`` for the latest offset with the base offset of the last
 batch plus one, so :func:`end_offsets` reads the high watermark of a fetch instead.
@@ -9,8 +11,9 @@ batch plus one, so :func:`end_offsets` reads the high watermark of a fetch inste
 
 from __future__ import annotations
 
+import atexit
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -35,20 +38,23 @@ __all__ = [
     "read_all",
 ]
 
-SESSION_MS, HEARTBEAT_MS = 6_000, 300  # short group timings: fast rebalances
+SESSION_MS, HEARTBEAT_MS = 2_000, 200  # short group timings: Tansu joins within 1 s
+
+
+_shared: list[Server] = []
 
 
 @pytest.fixture(name="kafka", scope="module")
-def kafka_fixture() -> Iterator[Server]:
-    """A Tansu broker (memory storage) for the module's tests."""
-    try:
-        server = start_tansu()
-    except ServerUnavailable as exc:
-        unavailable("Kafka (Tansu)", str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+def kafka_fixture() -> Server:
+    """The Tansu broker (memory storage) shared by every Kafka test of the session."""
+    if not _shared:
+        try:
+            server = start_tansu()
+        except ServerUnavailable as exc:
+            unavailable("Kafka (Tansu)", str(exc))
+        atexit.register(server.stop)
+        _shared.append(server)
+    return _shared[0]
 
 
 def fresh(prefix: str = "uw") -> str:
@@ -59,8 +65,8 @@ def fresh(prefix: str = "uw") -> str:
 async def create_topics(address: str, topics: dict[str, int]) -> None:
     """Create ``{topic: partitions}``."""
     admin = AIOKafkaAdminClient(bootstrap_servers=address)
-    await admin.start()
-    try:
+    try:  # closed even when cancelled while starting
+        await admin.start()
         await admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()])
     finally:
         await admin.close()
@@ -76,8 +82,8 @@ async def produce(
 ) -> None:
     """Write ``values[i]`` to partition ``i % partitions``, in order, in batches."""
     producer = AIOKafkaProducer(bootstrap_servers=address, linger_ms=5, max_batch_size=batch_bytes)
-    await producer.start()
     try:
+        await producer.start()
         futures = [
             await producer.send(topic, value, partition=i % partitions)
             for i, value in enumerate(values)
@@ -91,8 +97,8 @@ async def produce(
 async def committed(address: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The group's committed offset of each partition (-1: none), read at the broker."""
     consumer = AIOKafkaConsumer(bootstrap_servers=address, group_id=group)
-    await consumer.start()
-    try:
+    try:  # stopped even when cancelled while starting (a polling task is cancelled)
+        await consumer.start()
         result: dict[int, int] = {}
         for p in range(partitions):
             offset = await consumer.committed(TopicPartition(topic, p))
@@ -105,8 +111,8 @@ async def committed(address: str, group: str, topic: str, partitions: int) -> di
 async def read_all(address: str, topic: str, partitions: int) -> list[Any]:
     """Every record of ``topic``, read without a group (ends at each high watermark)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=address, auto_offset_reset="earliest")
-    await consumer.start()
     try:
+        await consumer.start()
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         records: list[Any] = []

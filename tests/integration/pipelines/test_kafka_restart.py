@@ -1,4 +1,4 @@
-"""The Kafka producer across a killed consumer and across a broker restart."""
+"""The Kafka producer across a killed consumer, a broker restart, and a broker gone at stop."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,13 +67,19 @@ async def test_a_killed_consumer_loses_nothing(kafka: Server, tmp_path: Path) ->
     assert await committed(kafka.address, group, topic, partitions) == ends
 
 
-async def test_a_broker_restart_does_not_stop_the_pipeline(own_kafka: Server) -> None:
+async def test_a_broker_restart_then_a_stop_with_the_broker_gone(own_kafka: Server) -> None:
+    """The pipeline goes on across a broker restart; stopped once the broker is gone (with
+    a message settled, not committed), it returns and leaves no Kafka client task behind."""
     topic, group = fresh(), fresh("g")
     await create_topics(own_kafka.address, {topic: 1})
     await produce(own_kafka.address, topic, [f"before-{i}".encode() for i in range(20)], 1)
     handled: set[str] = set()
+    last_started, release = asyncio.Event(), asyncio.Event()
 
     async def handle(message: Message) -> Message:
+        if message.data == b"last":
+            last_started.set()
+            await release.wait()
         handled.add(message.data.decode())
         return message
 
@@ -84,15 +91,23 @@ async def test_a_broker_restart_does_not_stop_the_pipeline(own_kafka: Server) ->
             on_failure="ack",
             commit_interval=0.2,
             retry_interval=0.2,
-            connect_timeout=3,
+            connect_timeout=2,
             session_timeout_ms=SESSION_MS,
             heartbeat_interval_ms=HEARTBEAT_MS,
         ),
         handle_message=handle,
     )
-    async with pipeline:
+    await pipeline.start()
+    try:
         await wait_until(lambda: len(handled) == 20, timeout=30, message="handled before")
-        await asyncio.to_thread(own_kafka.restart)  # memory storage: the log is lost
+
+        async def before_committed() -> bool:
+            return await committed(own_kafka.address, group, topic, 1) == {0: 20}
+
+        # Else the commit would reach the new broker, past the offsets of its new log.
+        await wait_until(before_committed, timeout=30, message="committed before")
+        own_kafka.kill()  # a crash; memory storage: the log is lost
+        await asyncio.to_thread(own_kafka.start)  # on the same port
         await create_topics(own_kafka.address, {topic: 1})
         after = [f"after-{i}".encode() for i in range(20)]
         await produce(own_kafka.address, topic, after, 1)
@@ -100,3 +115,20 @@ async def test_a_broker_restart_does_not_stop_the_pipeline(own_kafka: Server) ->
             lambda: {a.decode() for a in after} <= handled, timeout=60, message="handled after"
         )
         assert pipeline.running
+        await produce(own_kafka.address, topic, [b"last"], 1)
+        await asyncio.wait_for(last_started.wait(), 30)
+        own_kafka.kill()
+        release.set()  # settled now, its offset is committed by the stop, which fails
+        async with asyncio.timeout(60):
+            await pipeline.stop()
+    finally:
+        await pipeline.stop_now()
+    assert "last" in handled
+
+    def left() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    try:
+        await wait_until(lambda: not left(), timeout=10)
+    except AssertionError:
+        raise AssertionError(f"tasks left behind: {left()}") from None

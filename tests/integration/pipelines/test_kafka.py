@@ -1,11 +1,17 @@
-"""The Kafka producer against a real broker (Tansu): counts, commits, dead letters, order."""
+"""The Kafka producer against a real broker (Tansu): counts, commits, dead letters, order.
+
+The example runs in a process of its own while the other tests run (joining its group
+takes the broker seconds); :func:`test_example_runs` checks what it printed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,30 @@ from ._kafka import (
 )
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(name="example", scope="module", autouse=True)
+def example_fixture(
+    kafka: Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``examples/pipeline_kafka.py`` started against the broker, and the file of its
+    output (stdout then stderr); killed if still running, and reaped, after the module."""
+    out = tmp_path_factory.mktemp("example") / "output"
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "pipeline_kafka.py")],
+            cwd=ROOT,
+            env={"UNDERWAY_KAFKA": kafka.address, "PATH": "/usr/bin:/bin"},
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process, out
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 def producer(kafka: Server, topic: str, group: str, **options: Any) -> KafkaProducer:
@@ -324,21 +354,14 @@ def test_options_are_checked() -> None:
     assert message.configure_ack(on_failure="stop").ack_options == {"on_failure": "stop"}
 
 
-async def test_example_runs(kafka: Server) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "examples" / "pipeline_kafka.py"),
-        cwd=ROOT,
-        env={"UNDERWAY_KAFKA": kafka.address, "PATH": "/usr/bin:/bin"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+async def test_example_runs(example: tuple[subprocess.Popen[bytes], Path]) -> None:
+    process, out = example
     try:
-        async with asyncio.timeout(60):
-            out, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, err.decode()
-    assert out.decode().splitlines()[-1] == "handled 100, dead-lettered 5, committed 100"
+        code = await asyncio.to_thread(process.wait, 60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"the example did not finish within 60 s:\n{out.read_text()}"
+        ) from None
+    output = out.read_text()
+    assert code == 0, output
+    assert "handled 100, dead-lettered 5, committed 100" in output.splitlines()

@@ -323,6 +323,22 @@ async def test_missing_dead_letter_topic_fails_start(kafka: Server) -> None:
         await pipeline.start()
 
 
+async def test_dead_letter_per_message_needs_the_topic(kafka: Server) -> None:
+    """Without the dead-letter topic at start, ``on_failure="dead_letter"`` is refused at
+    ``configure_ack`` (a broker that does not create topics would never take one)."""
+    topic = fresh()
+    await create_topics(kafka.address, {topic: 1})
+    kafka_producer = producer(kafka, topic, fresh("g"), on_failure="ack")
+    await kafka_producer.prepare_for_start(10)
+    try:
+        message = Message(data=b"x", acknowledger=kafka_producer._acks)
+        with pytest.raises(ConfigError, match=rf"{topic}\.dead"):
+            message.configure_ack(on_failure="dead_letter")
+        assert message.configure_ack(on_failure="stop").ack_options == {"on_failure": "stop"}
+    finally:
+        await kafka_producer.close()
+
+
 async def test_unreachable_broker_fails_start() -> None:
     port = free_port()
     pipeline = Pipeline(

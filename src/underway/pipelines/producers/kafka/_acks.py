@@ -100,6 +100,8 @@ class KafkaAcknowledger:
         self._stop_partition = stop_partition
         self._settled = settled
         self._owner = owner
+        #: Dead-letter topics missing at the last start: ``"dead_letter"`` is refused.
+        self.missing_dead_letter_topics: list[str] = []
 
     def __repr__(self) -> str:
         return f"<acknowledger of {self._owner}>"
@@ -114,6 +116,11 @@ class KafkaAcknowledger:
             raise ConfigError(f"on_failure={action!r} is not one of {ON_FAILURE}")
         if action == "dead_letter" and not self._dead_letter:
             raise ConfigError("on_failure='dead_letter' but the producer has no dead-letter topic")
+        if action == "dead_letter" and self.missing_dead_letter_topics:
+            raise ConfigError(
+                f"on_failure='dead_letter' but the dead-letter topic(s) "
+                f"{self.missing_dead_letter_topics} did not exist when the producer started"
+            )
 
     def ack(self, successful: Sequence[Message], failed: Sequence[Message]) -> None:
         """Mark ``successful`` done; settle ``failed`` per their ``on_failure``.
@@ -157,7 +164,9 @@ class KafkaAcknowledger:
 
     def _failure_action(self, message: Message) -> OnFailure:
         action = message.ack_options.get("on_failure", self.on_failure)
-        if action not in ON_FAILURE or (action == "dead_letter" and not self._dead_letter):
+        if action not in ON_FAILURE or (
+            action == "dead_letter" and (not self._dead_letter or self.missing_dead_letter_topics)
+        ):
             _log.error(
                 "%s: on_failure=%r cannot be honoured; settled per the producer's %r",
                 self._owner,

@@ -89,7 +89,9 @@ class KafkaProducer:
         dead_letter_topic: Where dead letters go: a topic for all, default
             ``f"{topic}.dead"`` for each origin topic; ``False``: none
             (``on_failure="dead_letter"`` is then invalid). With ``on_failure="dead_letter"``
-            the dead-letter topics must exist at start.
+            the dead-letter topics must exist at start; with another ``on_failure``, a
+            message's ``configure_ack(on_failure="dead_letter")`` raises ``ConfigError``
+            if they did not.
         auto_offset_reset: Where a partition without a committed offset starts.
         commit_interval: Seconds between commits.
         commit_batch: Settled messages that trigger a commit sooner.
@@ -285,14 +287,17 @@ class KafkaProducer:
         missing = [t for t in self.topics if t not in existing]
         if missing:
             raise ConfigError(f"Kafka topic(s) {missing} do not exist at {self._servers}")
-        if self.on_failure == "dead_letter":
+        self._acks.missing_dead_letter_topics = []
+        if self.dead_letter_topic is not False:
             dead = sorted({self.dead_letter_topic_for(t) for t in self.topics} - existing)
-            if dead:
+            if dead and self.on_failure == "dead_letter":
                 raise ConfigError(
                     f"dead-letter topic(s) {dead} do not exist at {self._servers} (create "
                     f"them, or choose another on_failure or dead_letter_topic)"
                 )
-        if self.dead_letter_topic is not False:
+            # A broker that does not create topics would never take a dead letter: a
+            # message's on_failure="dead_letter" is refused at configure_ack.
+            self._acks.missing_dead_letter_topics = dead
             await self._start_dead_letters()
         consumer.subscribe(list(self.topics), listener=self._listener())
 

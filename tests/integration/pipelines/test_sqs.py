@@ -154,7 +154,10 @@ async def test_successes_deleted_once_failures_retried_and_decode_errors_settled
     assert {n for n, c in handled.items() if c == 2} == retried
     assert {n for n, c in handled.items() if c == 1} == set(range(total)) - retried
     decode = [m for m in failed if isinstance(m.reason, DecodeError)]
-    assert [m.data for m in decode] == ["not a number"]
+    # Made visible again at once, it may have failed again before the pipeline stopped.
+    assert decode
+    assert {m.data for m in decode} == {"not a number"}
+    assert sorted(m.data for m in failed if m not in decode) == sorted(retried)
     # The undecodable one was made visible again (retry_now); the rest were deleted.
     assert await admin.total(url) == 1
 

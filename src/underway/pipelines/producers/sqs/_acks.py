@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -76,6 +76,8 @@ class SQSAcknowledger:
         ops: The producer's calls, ``None`` once it is closed.
         deleted: The ids of the messages deleted lately (shared with the producer, which
             does not hand such a message to the pipeline again).
+        extension_over: Waits for the visibility extensions under way that name the given
+            message ids: a change of visibility is sent after them, or they would undo it.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class SQSAcknowledger:
         outage: Outage,
         ops: Callable[[], QueueOps | None],
         deleted: RecentIds,
+        extension_over: Callable[[Iterable[str]], Awaitable[None]],
     ) -> None:
         self.policy = policy
         self._held = held
@@ -93,6 +96,7 @@ class SQSAcknowledger:
         self._outage = outage
         self._ops = ops
         self._deleted = deleted
+        self._extension_over = extension_over
 
     def __repr__(self) -> str:
         return f"<acknowledger of SQS queue {self.policy.queue_url}>"
@@ -149,12 +153,15 @@ class SQSAcknowledger:
     async def _settle(self, what: str, items: list[Held], seconds: int | None) -> None:
         """Send one settling call (in chunks), retrying while SQS cannot be reached.
 
-        The handles' visibility is extended until the call is over, so a message is not
-        delivered again while its deletion is retried.
+        The messages are no longer held, so no extension names them any more; a change of
+        visibility waits for an extension under way that does. A message delivered again
+        while its deletion is retried is deleted again by the producer, not handled.
         """
         policy = self.policy
         handles = [item.receipt_handle for item in items]
         try:
+            if seconds is not None:
+                await self._extension_over(item.message_id for item in items)
             for attempt in range(1, ACK_ATTEMPTS + 1):
                 ops = self._ops()
                 if ops is None:

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,7 +34,12 @@ from underway.pipelines.producers.sqs._policy import (
     check_backoff,
     retry_delay,
 )
-from underway.pipelines.producers.sqs._queue import CALL_ERRORS, QueueOps, start_error
+from underway.pipelines.producers.sqs._queue import (
+    CALL_ERRORS,
+    TRANSIENT_ERRORS,
+    QueueOps,
+    start_error,
+)
 
 __all__ = ["SQSProducer"]
 
@@ -185,8 +190,15 @@ class SQSProducer:
         )
         self._outage = Outage(self.queue_url)
         self._deleted = RecentIds(_DELETED_MEMORY)
+        self._extending: dict[str, asyncio.Future[None]] = {}
         self._acks = SQSAcknowledger(
-            self._policy, self._held, self._keeper, self._outage, lambda: self._ops, self._deleted
+            self._policy,
+            self._held,
+            self._keeper,
+            self._outage,
+            lambda: self._ops,
+            self._deleted,
+            self._extension_over,
         )
         self._ops: QueueOps | None = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -359,14 +371,23 @@ class SQSProducer:
         )
 
     def _take(self, records: list[dict[str, Any]]) -> list[Message]:
-        """The messages of ``records``, held; a message already held only renews its handle.
+        """The messages of ``records`` not held yet, now held (see :meth:`_sort`)."""
+        messages: list[Message] = []
+        for record in self._sort(records):
+            self._held[str(record["MessageId"])] = str(record["ReceiptHandle"])
+            self._keeper.add([str(record["MessageId"])])
+            messages.append(self._message(record))
+        return messages
+
+    def _sort(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of messages neither held nor deleted lately; the others dealt with.
 
         SQS delivers at least once: a message can come again while the pipeline still
         holds it (two receives at once, or its visibility ran out). It is not handed to the
         pipeline twice; its newest receipt handle is the one extended and settled. One
         that comes again after this producer deleted it is deleted again, not handled.
         """
-        messages: list[Message] = []
+        new: list[dict[str, Any]] = []
         again: list[str] = []
         for record in records:
             message_id = str(record["MessageId"])
@@ -374,18 +395,15 @@ class SQSProducer:
             if message_id in self._deleted:
                 _log.debug("SQS message %s received again after its deletion", message_id)
                 again.append(handle)
-                continue
-            if message_id in self._held:
+            elif message_id in self._held:
                 _log.debug("SQS message %s received again while held", message_id)
                 self._held[message_id] = handle
                 self._keeper.add([message_id])
-                continue
-            self._held[message_id] = handle
-            self._keeper.add([message_id])
-            messages.append(self._message(record))
+            else:
+                new.append(record)
         if again:
             self._in_background(self._delete_again(again), "delete-again")
-        return messages
+        return new
 
     def _message(self, record: dict[str, Any]) -> Message:
         attributes: dict[str, str] = dict(record.get("Attributes", {}))
@@ -409,18 +427,45 @@ class SQSProducer:
         return message
 
     async def _extend(self, message_ids: list[str]) -> None:
-        """Extend the visibility of held messages (the keeper's call); log refused entries."""
+        """Extend the visibility of held messages (the keeper's call); log refused entries.
+
+        A settlement that changes the visibility of one of them waits for the answer
+        (:meth:`_extension_over`): an extension that reached SQS after it would undo it.
+        An endpoint that cannot be reached is an outage, logged with the receives' own.
+        """
         ops = self._ops
         ids = {self._held[i]: i for i in message_ids if i in self._held}
         if ops is None or not ids:
             return
-        async with asyncio.timeout(max(1.0, self._keeper.interval)):
-            failures = await ops.change_visibility(list(ids), self._visibility)
+        answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for message_id in ids.values():
+            self._extending[message_id] = answered
+        try:
+            async with asyncio.timeout(max(1.0, self._keeper.interval)):
+                failures = await ops.change_visibility(list(ids), self._visibility)
+        except TRANSIENT_ERRORS as exc:
+            self._outage.failed(f"extending the visibility of {len(ids)} message(s)", exc)
+            return
+        finally:
+            for message_id in ids.values():
+                if self._extending.get(message_id) is answered:
+                    del self._extending[message_id]
+            answered.set_result(None)
+        self._outage.recovered()
         # A message settled meanwhile is no longer held: its refusal is expected.
         lost = [f for f in failures if self._held.get(ids[f.receipt_handle]) == f.receipt_handle]
         if lost:
             self._keeper.discard(ids[f.receipt_handle] for f in lost)
             log_entry_failures(self.queue_url, "extending the visibility of", lost)
+
+    async def _extension_over(self, message_ids: Iterable[str]) -> None:
+        """Wait for the answer to the extensions under way that name ``message_ids``.
+
+        Bounded: an extension gives up after the keeper's interval (at least a second).
+        """
+        waits = {self._extending[i] for i in message_ids if i in self._extending}
+        if waits:
+            await asyncio.wait(waits)
 
     def _orphaned(self, task: asyncio.Task[list[dict[str, Any]]]) -> None:
         if task.cancelled() or task.exception() is not None:
@@ -428,9 +473,17 @@ class SQSProducer:
         self._give_back(task.result())
 
     def _give_back(self, records: list[dict[str, Any]]) -> None:
-        handles = [str(record["ReceiptHandle"]) for record in records]
-        if handles and self._ops is not None:
-            self._in_background(self._make_visible(self._ops, handles), "give-back")
+        """Make visible again at once the messages of ``records`` that are not held.
+
+        A message received again while held keeps being handled (with its newest receipt
+        handle): making it visible would let it be handled twice at once.
+        """
+        ops = self._ops
+        if ops is None:
+            return
+        handles = [str(record["ReceiptHandle"]) for record in self._sort(records)]
+        if handles:
+            self._in_background(self._make_visible(ops, handles), "give-back")
 
     def _in_background(self, coro: Coroutine[Any, Any, None], what: str) -> None:
         task = asyncio.get_running_loop().create_task(

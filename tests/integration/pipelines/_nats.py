@@ -8,6 +8,7 @@ A test module imports the fixtures (``js_fixture``, ``stream_fixture``) to use t
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -52,12 +53,17 @@ class AckLog:
 
     def __init__(self) -> None:
         self.by_seq: defaultdict[int, list[tuple[str, int]]] = defaultdict(list)
+        self.naks: defaultdict[int, list[float]] = defaultdict(list)
         self.count = 0
 
     async def watch(self, nc: Client, stream: str) -> None:
         """Start counting (the subscription is in place when this returns)."""
         await nc.subscribe(f"$JS.ACK.{stream}.>", cb=self._on_ack)
         await nc.flush()
+
+    def nak_delays(self, seq: int) -> list[float]:
+        """The delay (seconds; 0: none) each ``-NAK`` of message ``seq`` asked for."""
+        return self.naks[seq]
 
     def kinds(self, seq: int) -> list[str]:
         """The kinds of acknowledgement (``+ACK``, ``-NAK``, ``+TERM``) of message ``seq``."""
@@ -66,9 +72,13 @@ class AckLog:
     async def _on_ack(self, msg: Msg) -> None:
         tokens = msg.subject.split(".")
         delivered, seq = (tokens[4], tokens[5]) if len(tokens) == 9 else (tokens[6], tokens[7])
-        kind = msg.data.split(b" ", 1)[0].decode() or "+ACK"  # an empty payload is an ack
-        if kind != "+WPI":
-            self.by_seq[int(seq)].append((kind, int(delivered)))
+        kind, _, options = msg.data.partition(b" ")
+        kind = kind or b"+ACK"  # an empty payload is an ack
+        if kind == b"-NAK":
+            delay = json.loads(options).get("delay", 0) if options else 0
+            self.naks[int(seq)].append(delay / 1e9)
+        if kind != b"+WPI":
+            self.by_seq[int(seq)].append((kind.decode(), int(delivered)))
             self.count += 1
 
 

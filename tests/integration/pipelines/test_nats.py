@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -164,6 +165,8 @@ async def test_ten_thousand_messages_each_success_acked_once_failures_retried(
     # At the broker: one +ACK per success; a -NAK then a +ACK per failure; nothing else.
     by_id = {i: acks.kinds(seq) for i, seq in enumerate(seqs)}
     assert {i for i, kinds in by_id.items() if kinds == ["-NAK", "+ACK"]} == failing
+    # Each nak asked for the backoff of a first delivery: base * 2 ** 0.
+    assert {acks.nak_delays(seqs[i])[0] for i in failing} == {0.01}
     assert {i for i, kinds in by_id.items() if kinds == ["+ACK"]} == set(range(total)) - failing
     state = await consumer_state(js, stream.name)
     assert state["ack_pending"] == 0
@@ -234,9 +237,11 @@ async def read_all(js: JetStreamContext, subject: str) -> list[Msg]:
 
 
 async def test_retries_up_to_max_deliveries_then_dead_letters(
-    js: JetStreamContext, stream: Stream
+    nc: Client, js: JetStreamContext, stream: Stream
 ) -> None:
-    await publish(js, stream.subject(), [b"poison", b"fine"])
+    [poison, _] = await publish(js, stream.subject(), [b"poison", b"fine"])
+    acks = AckLog()
+    await acks.watch(nc, stream.name)
     deliveries: list[tuple[bytes, int]] = []
 
     def handle(message: Message) -> Message:
@@ -255,6 +260,9 @@ async def test_retries_up_to_max_deliveries_then_dead_letters(
         await wait_until(lambda: len(deliveries) == 4, 20)
         await wait_until(lambda: drained(js, stream.name), 20)
     assert sorted(deliveries) == [(b"fine", 1), (b"poison", 1), (b"poison", 2), (b"poison", 3)]
+    # Retried with the backoff of each delivery (base 0.01 doubled), then terminated.
+    await wait_until(lambda: acks.kinds(poison) == ["-NAK", "-NAK", "+TERM"], 20)
+    assert acks.nak_delays(poison) == [0.01, 0.02]
     [dead] = await read_all(js, stream.dead_subject)
     assert dead.data == b"poison"
     assert (dead.headers or {})["Underway-Deliveries"] == "3"
@@ -391,7 +399,7 @@ async def test_drain_on_stop_acks_in_flight_and_gives_back_the_rest(
     nc: Client, js: JetStreamContext, stream: Stream
 ) -> None:
     total = 100
-    await publish(js, stream.subject(), [str(i).encode() for i in range(total)])
+    seqs = await publish(js, stream.subject(), [str(i).encode() for i in range(total)])
     acks = AckLog()
     await acks.watch(nc, stream.name)
     first: list[int] = []
@@ -400,7 +408,8 @@ async def test_drain_on_stop_acks_in_flight_and_gives_back_the_rest(
         await asyncio.sleep(0.1)
         first.append(int(message.data))
 
-    producer = NATSProducer(stream.name, "d", servers=URL, batch=20, fetch_timeout=1.0)
+    # ack_wait far above every wait here: only a message given back can come again.
+    producer = NATSProducer(stream.name, "d", servers=URL, batch=20, ack_wait=120.0)
     pipeline = Pipeline(
         producer=producer, handle_message=slow, processors={"concurrency": 2, "max_demand": 5}
     )
@@ -408,15 +417,52 @@ async def test_drain_on_stop_acks_in_flight_and_gives_back_the_rest(
     await wait_until(lambda: len(first) >= 10, 20)
     await pipeline.stop()
     handled_first = list(first)
-    assert (await consumer_state(js, stream.name))["ack_pending"] == 0
     second: list[int] = []
-    again = NATSProducer(stream.name, "d", servers=URL, fetch_timeout=1.0)
+    again = NATSProducer(stream.name, "d", servers=URL, ack_wait=120.0)
     async with Pipeline(producer=again, handle_message=lambda m: second.append(int(m.data))):
         await wait_until(lambda: len(handled_first) + len(second) >= total, 20)
         await wait_until(lambda: drained(js, stream.name), 20)
     assert not set(handled_first) & set(second)
     assert sorted(handled_first + second) == list(range(total))
-    assert all(acks.kinds(seq) == ["+ACK"] for seq in acks.by_seq)
+    # At the broker: one +ACK each, after a -NAK for those pulled and given back at stop.
+    await wait_until(lambda: all(acks.kinds(seq)[-1:] == ["+ACK"] for seq in seqs), 20)
+    assert all(acks.kinds(seqs[i]) == ["+ACK"] for i in handled_first)
+    assert all(acks.kinds(seqs[i]) in (["+ACK"], ["-NAK", "+ACK"]) for i in second)
+
+
+async def test_messages_of_a_pull_under_way_at_stop_are_given_back(
+    js: JetStreamContext, stream: Stream
+) -> None:
+    # ack_wait far above every wait here: a message not given back stays out of reach.
+    producer = NATSProducer(stream.name, "d", servers=URL, ack_wait=120.0, fetch_timeout=5.0)
+    await producer.prepare_for_start(10)
+    try:
+        fetching = asyncio.create_task(producer.fetch(10))
+        await wait_until(lambda: num_waiting(js, stream.name), 20)  # the pull is at the server
+        # Five of the ten asked for: the pull is still under way when the pipeline stops.
+        await publish(js, stream.subject(), [str(i).encode() for i in range(5)])
+        await producer.prepare_for_draining()
+        fetching.cancel()
+        await asyncio.gather(fetching, return_exceptions=True)
+    finally:
+        await producer.close()
+    # Each was handed out (then nak'd at close, its handling cut short) or given back.
+    sub = await js.pull_subscribe_bind(durable="d", stream=stream.name)
+    again: set[bytes] = set()
+
+    async def all_back() -> bool:
+        with contextlib.suppress(TimeoutError):
+            for msg in await sub.fetch(5, timeout=0.5):
+                again.add(msg.data)
+                await msg.ack()
+        return len(again) == 5
+
+    await wait_until(all_back, 30)
+    await sub.unsubscribe()
+
+
+async def num_waiting(js: JetStreamContext, stream: str) -> bool:
+    return bool((await js.consumer_info(stream, "d")).num_waiting)
 
 
 # -- the example ---------------------------------------------------------------------

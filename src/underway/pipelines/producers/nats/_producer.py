@@ -32,6 +32,7 @@ from underway.pipelines.producers.nats._policy import (
     pull_problems,
     retry_delay,
 )
+from underway.pipelines.producers.nats._pull import Pulls, remaining
 
 __all__ = ["NATSProducer"]
 
@@ -60,7 +61,8 @@ class NATSProducer:
     producer's ``on_failure``:
 
     - ``"retry"``: nak'd with a delay, ``base * 2 ** (num_delivered - 1)`` capped at
-      ``max`` (``backoff=(base, max)``, or the message's ``delay``), and delivered again;
+      ``max`` (``backoff=(base, max)``, or the message's ``delay``), and delivered again
+      once the delay has passed (the server holds it meanwhile);
     - ``"term"``: terminated (``+TERM``): never delivered again;
     - ``"dead_letter"``: published to ``dead_letter_subject`` (with its headers and
       ``Underway-Origin-Stream``, ``-Subject``, ``-Sequence``, ``-Consumer``,
@@ -69,7 +71,12 @@ class NATSProducer:
 
     A retry on the ``max_deliveries``-th delivery is dead-lettered instead (terminated
     without a ``dead_letter_subject``); so is a message delivered more often than that (its
-    handler died, or its ``ack_wait`` ran out), before it reaches the pipeline. While the
+    handler died, or its ``ack_wait`` ran out), before it reaches the pipeline. That is why
+    the consumer has no delivery limit on the server (``max_deliver=-1``): a server limit
+    would leave such a message unacknowledged in the stream, neither delivered nor
+    dead-lettered. A pull consumer delivers only to pulls, so nothing is redelivered while
+    no producer runs; another client pulling from the same consumer is not held to
+    ``max_deliveries``. While the
     pipeline still holds a message, the producer tells the server every ``ack_wait / 2``
     seconds that it is in progress (``+WPI``), so a slow handler does not cause a
     redelivery.
@@ -88,9 +95,9 @@ class NATSProducer:
     nothing, the producer checks every few seconds that its consumer still exists (a pull
     for a deleted consumer gets no answer): with ``create_consumer`` it creates it again,
     which delivers the stream from its start, else it logs an error once and keeps
-    checking. Messages pulled but not handed out
-    when draining begins, and messages still held at :meth:`close`, are nak'd so they come
-    again at once (each such delivery counts in ``num_delivered``).
+    checking. Messages pulled but not handed out when the pipeline drains (including those
+    a pull under way still brings) and messages still held at :meth:`close` are nak'd at
+    close, so they come again at once (each such delivery counts in ``num_delivered``).
 
     Args:
         stream: The JetStream stream (must exist).
@@ -169,11 +176,11 @@ class NATSProducer:
             timeout=self.options.request_timeout,
         )
         self._connection: Connection | None = None
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._pulls: Pulls | None = None
         self._buffer: deque[Msg] = deque()
-        self._pull: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._errors = 0
+        self._retry_at = 0.0
         self._draining = False
         self._checked = 0.0
         self._missing = False
@@ -205,6 +212,7 @@ class NATSProducer:
         opts = self.options
         self._draining = False
         self._errors = 0
+        self._retry_at = 0.0
         connection = Connection(
             opts.servers,
             name=f"underway-{self.durable}-{socket.gethostname()}-{os.getpid()}",
@@ -218,7 +226,15 @@ class NATSProducer:
             js = client.jetstream(timeout=opts.request_timeout)
             await self._check_stream(js)
             await self._ensure_consumer(js, client)
-            self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+            pulls = Pulls(
+                client,
+                self.stream,
+                self.durable,
+                expires=opts.fetch_timeout,
+                deliver=self._on_delivery,
+            )
+            await pulls.start()
+            self._pulls = pulls
         except BaseException:
             await self.close()
             raise
@@ -319,44 +335,62 @@ class NATSProducer:
         return pull_problems(answer.get("config") or {}, opts.batch, opts.fetch_timeout)
 
     async def prepare_for_draining(self) -> None:
-        """Stop pulling; nak the messages pulled and not handed out, so they come again."""
+        """Stop pulling: no more messages are handed out.
+
+        Messages pulled and not handed out, and those a pull under way still brings, are
+        given back at :meth:`close` (not now: the server would deliver them again at once
+        to that pull, and again, each time counting a delivery).
+        """
         self._draining = True
-        self._give_back(list(self._buffer))
-        self._buffer.clear()
 
     async def close(self) -> None:
         """Stop pulling, nak what is buffered or still held, unsubscribe and disconnect.
 
-        Messages still held (their handling was cut short) are nak'd: they come again at
-        once. Late acknowledgements of them are not sent.
+        The pulls' inbox is closed first: every message the server sent to it before it
+        knew is read, and given back with the others. Messages still held (their handling
+        was cut short) are nak'd too: they come again at once. Late acknowledgements of
+        them are not sent.
         """
         self._draining = True
-        pull, self._pull = self._pull, None
-        if pull is not None:
-            pull.cancel()
-            await asyncio.wait({pull}, timeout=_CLOSE_BOUND)
+        pulls, self._pulls = self._pulls, None
+        if pulls is not None:
+            await pulls.stop(_CLOSE_BOUND)
+            await self._forget_pull()
         await self._acks.leases.stop()
         left = list(self._buffer) + self._acks.release_all()
         self._buffer.clear()
         self._give_back(left)
         if self._background:
             await asyncio.wait(set(self._background), timeout=_CLOSE_BOUND)
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(sub.unsubscribe(), _CLOSE_BOUND)
         connection, self._connection = self._connection, None
         self._acks.client = self._acks.js = None
         if connection is not None:
             await connection.close()  # flushes the naks written above
+
+    async def _forget_pull(self) -> None:
+        """Have the server drop the pull of the closed inbox before anything is nak'd.
+
+        The server drops a pull whose inbox is gone when it next looks at its waiting
+        pulls: asking for the consumer's info makes it look now. Were a nak'd message
+        offered to that pull first, some servers (2.9) lose track of it until ``ack_wait``
+        runs out.
+        """
+        js = self._acks.js
+        if js is None or self._acks.client is None or not self._acks.client.is_connected:
+            return
+        try:
+            await js.consumer_info(self.stream, self.durable, timeout=self.options.request_timeout)
+        except (NATSError, OSError, TimeoutError) as exc:
+            _log.debug("%s: asking for the consumer's info at close failed: %r", self, exc)
 
     # -- fetching --------------------------------------------------------------------
 
     async def fetch(self, demand: int) -> list[Message]:
         """Return between 1 and ``demand`` messages, pulling while there are none.
 
-        Safe to call concurrently and to cancel: one pull runs at a time, in a task of the
-        producer; what a cancelled caller's pull brings is kept for the next call.
+        Safe to call concurrently and to cancel: every delivery lands in the producer's
+        buffer; one pull is under way at a time, for no more than ``min(demand, batch)``
+        less what the buffer holds.
         """
         size = max(1, min(demand, self.options.batch))
         while True:
@@ -364,12 +398,74 @@ class NATSProducer:
                 await asyncio.get_running_loop().create_future()
             if self._buffer:
                 return self._hand_out(size)
-            pull = self._pull
-            if pull is None or pull.done():
-                pull = self._pull = asyncio.get_running_loop().create_task(
-                    self._pull_once(size), name=f"underway-nats-pull-{self.durable}"
-                )
-            await asyncio.shield(pull)
+            pulls = self._pulls
+            if pulls is None:
+                await asyncio.sleep(_FETCH_BACKOFF[0])
+                continue
+            changed = pulls.changed
+            await self._pull(pulls, size)
+            if self._buffer or self._draining:
+                continue
+            retry = max(0.0, self._retry_at - time.monotonic())
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that comes as the event is set, and the caller never stops.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining(pulls.deadline, retry)):
+                    await changed.wait()
+            pulls.expire()
+            await self._after_pull(pulls)
+
+    async def _pull(self, pulls: Pulls, size: int) -> None:
+        """Unless a pull is under way, ask for what ``size`` leaves once the buffer is counted."""
+        wanted = size - len(self._buffer)
+        if pulls.under_way or wanted <= 0 or time.monotonic() < self._retry_at:
+            return
+        if not pulls.client.is_connected:
+            # Reconnecting (the client logs that outage): a pull sent now would be sent
+            # on reconnection, long after its caller gave up on it.
+            self._retry_at = time.monotonic() + _FETCH_BACKOFF[0]
+            return
+        try:
+            await pulls.request(wanted)
+        except NATSError as exc:
+            self._failed(f"pulling from consumer {self.durable!r}", exc)
+
+    async def _after_pull(self, pulls: Pulls) -> None:
+        """Tell a refused pull (as an outage); check the consumer after unanswered ones."""
+        refused, pulls.refused = pulls.refused, None
+        if refused is not None:
+            self._failed(f"consumer {self.durable!r} refused a pull ({refused})")
+        if pulls.unanswered:
+            pulls.unanswered = False
+            # No connection (the client logs that outage), or the consumer was deleted on
+            # the server: a pull for a missing consumer gets no answer at all, so look
+            # for it now and then.
+            if time.monotonic() - self._checked >= _CHECK_INTERVAL:
+                await self._check_consumer()
+
+    def _failed(self, doing: str, exc: BaseException | None = None) -> None:
+        self._errors += 1
+        self._retry_at = time.monotonic() + retry_delay(self._errors, _FETCH_BACKOFF)
+        connection = self._connection
+        if connection is not None:
+            connection.outage.failed(doing, exc)
+
+    def _on_delivery(self, msg: Msg) -> None:
+        """Take one message a pull brought: bury it if delivered too often, else buffer it.
+
+        Buffered messages are handed out by :meth:`fetch`, or given back at :meth:`close`
+        once the pipeline drains.
+        """
+        if self._errors:
+            self._errors = 0
+            self._retry_at = 0.0
+            if self._connection is not None:
+                self._connection.outage.recovered()
+        limit = self.options.failure.max_deliveries
+        if not self._draining and limit is not None and msg.metadata.num_delivered > limit:
+            self._bury([msg])
+            return
+        self._buffer.append(msg)
 
     def _hand_out(self, size: int) -> list[Message]:
         decoder = self.options.decoder
@@ -380,40 +476,6 @@ class NATSProducer:
             self._acks.hold(message, msg)
             messages.append(message)
         return messages
-
-    async def _pull_once(self, size: int) -> None:
-        sub = self._sub
-        if sub is None:
-            await asyncio.sleep(_FETCH_BACKOFF[0])
-            return
-        try:
-            msgs = await sub.fetch(size, timeout=self.options.fetch_timeout)
-        except TimeoutError:
-            # Nothing to deliver, no connection (the client logs that outage), or the
-            # consumer was deleted on the server: a pull for a missing consumer gets no
-            # answer at all, so look for it now and then.
-            if time.monotonic() - self._checked >= _CHECK_INTERVAL:
-                await self._check_consumer()
-            return
-        except (NATSError, OSError) as exc:
-            self._errors += 1
-            connection = self._connection
-            if connection is not None:
-                connection.outage.failed(f"pulling from consumer {self.durable!r}", exc)
-            await asyncio.sleep(retry_delay(self._errors, _FETCH_BACKOFF))
-            return
-        if self._errors:
-            self._errors = 0
-            if self._connection is not None:
-                self._connection.outage.recovered()
-        if self._draining:
-            self._give_back(msgs)
-            return
-        limit = self.options.failure.max_deliveries
-        over = [m for m in msgs if limit is not None and m.metadata.num_delivered > limit]
-        if over:
-            self._bury(over)
-        self._buffer.extend(m for m in msgs if limit is None or m.metadata.num_delivered <= limit)
 
     async def _check_consumer(self) -> None:
         """Create the consumer again if the server lost it (else log that it is missing)."""

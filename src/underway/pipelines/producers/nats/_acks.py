@@ -281,7 +281,8 @@ class NATSAcknowledger:
         if self.outage is not None and self.outage.since is not None:
             return  # unreachable: the outage is logged already; the next tick tries again
         for reply in replies:
-            await client.publish(reply, PROGRESS)
+            if reply in self.leases:  # not settled while an earlier signal was sent
+                await client.publish(reply, PROGRESS)
         await client.flush(timeout=_FLUSH_TIMEOUT)  # type: ignore[arg-type]
 
 

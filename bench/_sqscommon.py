@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiobotocore.session import get_session  # type: ignore[import-untyped]
+from aiobotocore.session import get_session
 
 from _brokers import TIMEOUT, fresh_name, parser
 

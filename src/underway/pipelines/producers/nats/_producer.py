@@ -435,11 +435,11 @@ class NATSProducer:
         refused, pulls.refused = pulls.refused, None
         if refused is not None:
             self._failed(f"consumer {self.durable!r} refused a pull ({refused})")
-        if pulls.unanswered:
+        if pulls.unanswered or refused is not None:
             pulls.unanswered = False
             # No connection (the client logs that outage), or the consumer was deleted on
-            # the server: a pull for a missing consumer gets no answer at all, so look
-            # for it now and then.
+            # the server: a pull for a missing consumer is refused or gets no answer at
+            # all, so look for it now and then.
             if time.monotonic() - self._checked >= _CHECK_INTERVAL:
                 await self._check_consumer()
 

@@ -131,3 +131,90 @@ def test_random_settle_order_never_commits_past_an_unsettled_offset() -> None:
         assert all(o in settled for o in range(point))  # everything before it is settled
         assert point == 500 or point not in settled  # and it stops at the first gap
     assert state.commit_point() == 500
+
+
+class _Model:
+    """The tracker's meaning, spelled out with a set: what the fast structure must match."""
+
+    def __init__(self) -> None:
+        self.pending: set[int] = set()
+        self.stopped: set[int] = set()
+        self.next: int | None = None
+
+    def add(self, offset: int) -> None:
+        self.pending.add(offset)
+        self.next = offset + 1 if self.next is None else max(self.next, offset + 1)
+
+    def settle(self, offset: int) -> bool:
+        if offset not in self.pending or offset in self.stopped:
+            return False
+        self.pending.discard(offset)
+        return True
+
+    def stop(self, offset: int) -> bool:
+        if offset not in self.pending:
+            return False
+        self.stopped.add(offset)
+        return True
+
+    def point(self) -> int | None:
+        return min(self.pending) if self.pending else self.next
+
+
+def test_matches_the_set_model_under_random_operations() -> None:
+    rng = random.Random(11)
+    for _ in range(30):
+        state, model = PartitionOffsets(generation=1), _Model()
+        top = 0
+        for _ in range(3000):
+            roll = rng.random()
+            if roll < 0.35:  # mostly increasing, sometimes with gaps
+                top += rng.choice((1, 1, 1, 2, 5))
+                state.add(top)
+                model.add(top)
+            elif roll < 0.4:  # out of order, or handed out again
+                offset = rng.randrange(top + 1)
+                state.add(offset)
+                model.add(offset)
+            elif roll < 0.8:
+                offset = rng.randrange(top + 2)
+                assert state.settle(offset) == model.settle(offset)
+            elif roll < 0.97:  # a group of one processor's chunk, in any order
+                some = [rng.randrange(max(0, top - 20), top + 2) for _ in range(rng.randrange(8))]
+                assert state.settle_all(some) == sum(model.settle(o) for o in some)
+            else:
+                offset = rng.randrange(top + 2)
+                assert state.stop(offset) == model.stop(offset)
+            assert state.commit_point() == model.point()
+            assert state.in_flight == len(model.pending) - len(model.stopped)
+        assert state.stopped == model.stopped
+
+
+def test_add_all_and_settle_all_in_bulk() -> None:
+    state = PartitionOffsets(generation=1)
+    state.add_all(list(range(0, 5000)))
+    state.add_all([4990, 5001, 5003])  # overlaps what is held: added one at a time
+    state.add_all([5003, 5002])  # not increasing: one at a time
+    assert state.in_flight == 5003
+    assert state.settle_all(range(1, 5004)) == 5003 - 1
+    assert state.commit_point() == 0
+    assert state.settle_all([0, 0]) == 1
+    assert state.commit_point() == 5004
+    assert state.in_flight == 0
+
+
+def test_long_in_order_runs_keep_the_point_and_compact() -> None:
+    state = PartitionOffsets(generation=1)
+    state.add(0)  # held back: everything after it waits
+    state.add_all(list(range(1, 10_001)))
+    assert state.settle_all(range(1, 10_001)) == 10_000
+    assert state.commit_point() == 0
+    state.settle(0)
+    assert state.commit_point() == 10_001
+    for offset in range(10_001, 20_001):  # settled as they come, past several compactions
+        state.add(offset)
+        if offset % 3 == 0:
+            assert state.settle(offset - 1)
+    assert state.settle_all(range(10_001, 20_001)) == 10_000 - 3333
+    assert state.commit_point() == 20_001
+    assert state.to_commit() == 20_001

@@ -128,9 +128,7 @@ class KafkaAcknowledger:
         Nothing is sent here: the committer commits the offsets that became contiguous,
         and dead letters are published in the background (each is settled once sent).
         """
-        count = 0
-        for message in successful:
-            count += self.settle(message_place(message))
+        count = self._settle_successful(successful) if successful else 0
         dead: list[Delivery] = []
         for message in failed:
             place = message_place(message)
@@ -149,6 +147,44 @@ class KafkaAcknowledger:
             self._publish(dead)
         if count:
             self._settled(count)
+
+    def _settle_successful(self, messages: Sequence[Message]) -> int:
+        """Settle ``messages``, grouped by partition and generation; returns how many."""
+        groups: dict[tuple[Any, Any, Any], list[int]] = {}
+        for message in messages:
+            meta = message.metadata
+            try:
+                key = (meta["topic"], meta["partition"], meta["generation"])
+                offset = meta["offset"]
+                if type(offset) is not int and not isinstance(offset, int):
+                    raise TypeError(offset)
+                group = groups.get(key)
+            except (KeyError, TypeError):  # missing, or not a hashable key
+                self.settle(None)
+                continue
+            if group is None:
+                groups[key] = [offset]
+            else:
+                group.append(offset)
+        count = 0
+        records = self._records
+        for (topic, partition, generation), offsets in groups.items():
+            if not (
+                isinstance(topic, str)
+                and isinstance(partition, int)
+                and isinstance(generation, int)
+            ):
+                for _ in offsets:
+                    self.settle(None)
+                continue
+            tp = TopicPartition(topic, partition)
+            if records:
+                for offset in offsets:
+                    records.pop((tp, generation, offset), None)
+            state = self._tracker.get(tp, generation)
+            if state is not None:  # else revoked since: its new owner reads them again
+                count += state.settle_all(offsets)
+        return count
 
     def settle(self, place: tuple[TopicPartition, int, int] | None) -> int:
         """Mark one message settled; returns 1, or 0 if its partition is no longer owned."""

@@ -14,9 +14,9 @@ commits for messages of a partition it no longer owns.
 
 from __future__ import annotations
 
-import heapq
+import bisect
+import operator
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 __all__ = ["OffsetTracker", "PartitionOffsets"]
@@ -24,57 +24,188 @@ __all__ = ["OffsetTracker", "PartitionOffsets"]
 P = TypeVar("P", bound=Hashable)
 
 
-@dataclass
+_PENDING = 0
+_SETTLED = 1
+_STOPPED = 2
+# Settled entries at the front are dropped once there are this many and they are at least
+# half of what is held (so a long run of unsettled work is not copied over and over).
+_COMPACT = 1024
+
+
 class PartitionOffsets:
     """The offsets of one partition, for one assignment of it (one generation).
+
+    Offsets handed out are kept in increasing order, each with its state (pending,
+    settled, stopped), from the first one not settled on: the commit point is the first
+    of them, and settling in order (the usual case) only moves it on. Offsets normally
+    come in increasing order; one that does not is inserted in its place.
 
     Attributes:
         generation: Which assignment these offsets belong to.
         committed: The last offset committed by this consumer in this generation.
-        stopped: Offsets failed with ``on_failure="stop"``: pending for good.
     """
 
-    generation: int
-    committed: int | None = None
-    stopped: set[int] = field(default_factory=set)
-    _pending: set[int] = field(default_factory=set)
-    _heap: list[int] = field(default_factory=list)
-    _next: int | None = None
+    __slots__ = ("_head", "_in_flight", "_next", "_offsets", "_states", "committed", "generation")
+
+    def __init__(self, generation: int, committed: int | None = None) -> None:
+        self.generation = generation
+        self.committed = committed
+        self._offsets: list[int] = []  # increasing; those before _head are settled
+        self._states = bytearray()  # the state of each of _offsets
+        self._head = 0  # index of the first offset not settled
+        self._next: int | None = None  # one past the highest offset added
+        self._in_flight = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<PartitionOffsets generation={self.generation} committed={self.committed} "
+            f"point={self.commit_point()} in_flight={self._in_flight}>"
+        )
 
     def add(self, offset: int) -> None:
         """Record ``offset`` as handed to the pipeline (offsets come in increasing order)."""
-        if offset in self._pending:
+        offsets = self._offsets
+        if not offsets or offset > offsets[-1]:
+            offsets.append(offset)
+            self._states.append(_PENDING)
+            self._in_flight += 1
+            if self._next is None or offset >= self._next:
+                self._next = offset + 1
             return
-        self._pending.add(offset)
-        heapq.heappush(self._heap, offset)
+        self._insert(offset)
+
+    def add_all(self, offsets: list[int]) -> None:
+        """:meth:`add` each of ``offsets``, in one step when they extend what is held."""
+        if not offsets:
+            return
+        held = self._offsets
+        if (not held or offsets[0] > held[-1]) and all(map(operator.lt, offsets, offsets[1:])):
+            held.extend(offsets)
+            self._states.extend(bytes(len(offsets)))  # _PENDING is 0
+            self._in_flight += len(offsets)
+            if self._next is None or offsets[-1] >= self._next:
+                self._next = offsets[-1] + 1
+            return
+        for offset in offsets:
+            self.add(offset)
+
+    def _insert(self, offset: int) -> None:
+        offsets, states = self._offsets, self._states
+        i = bisect.bisect_left(offsets, offset)
+        if i < len(offsets) and offsets[i] == offset:
+            if states[i] != _SETTLED:
+                return  # handed out already
+            states[i] = _PENDING  # handed out again after it was settled
+        else:
+            offsets.insert(i, offset)
+            states.insert(i, _PENDING)
+            if i < self._head:
+                self._head += 1
+        self._head = min(self._head, i)
+        self._in_flight += 1
         if self._next is None or offset >= self._next:
             self._next = offset + 1
 
+    def _find(self, offset: int) -> int:
+        """The index of ``offset`` at or after the head, or -1 when it is not held there."""
+        offsets = self._offsets
+        head = self._head
+        n = len(offsets)
+        if head >= n:
+            return -1
+        i = head + offset - offsets[head]  # right when offsets are contiguous
+        if head <= i < n and offsets[i] == offset:
+            return i
+        i = bisect.bisect_left(offsets, offset, head)
+        if i < n and offsets[i] == offset:
+            return i
+        return -1
+
     def settle(self, offset: int) -> bool:
         """Mark ``offset`` settled; returns whether it was pending."""
-        if offset not in self._pending or offset in self.stopped:
+        i = self._find(offset)
+        states = self._states
+        if i < 0 or states[i] != _PENDING:
             return False
-        self._pending.discard(offset)
-        while self._heap and self._heap[0] not in self._pending:
-            heapq.heappop(self._heap)
+        states[i] = _SETTLED
+        self._in_flight -= 1
+        if i == self._head:
+            self._advance()
         return True
+
+    def settle_all(self, offsets: Iterable[int]) -> int:
+        """:meth:`settle` each of ``offsets``; returns how many were pending."""
+        held, states = self._offsets, self._states
+        count = 0
+        for offset in offsets:  # _find and settle inlined: this runs for every message
+            head = self._head
+            n = len(held)
+            if head >= n:
+                continue
+            i = head + offset - held[head]
+            if not (head <= i < n and held[i] == offset):
+                i = bisect.bisect_left(held, offset, head)
+                if i >= n or held[i] != offset:
+                    continue
+            if states[i] != _PENDING:
+                continue
+            states[i] = _SETTLED
+            count += 1
+            if i == head:
+                self._advance()
+        self._in_flight -= count
+        return count
+
+    def _advance(self) -> None:
+        states = self._states
+        n = len(states)
+        head = self._head + 1
+        while head < n and states[head] == _SETTLED:
+            head += 1
+        if head == n:
+            self._offsets.clear()
+            states.clear()
+            head = 0
+        elif head >= _COMPACT and 2 * head >= n:
+            del self._offsets[:head]
+            del states[:head]
+            head = 0
+        self._head = head
 
     def stop(self, offset: int) -> bool:
         """Keep ``offset`` pending for good (a failure that stops the partition)."""
-        if offset not in self._pending:
+        i = self._find(offset)
+        if i < 0 or self._states[i] == _SETTLED:
             return False
-        self.stopped.add(offset)
+        if self._states[i] == _PENDING:
+            self._states[i] = _STOPPED
+            self._in_flight -= 1
         return True
+
+    def is_pending(self, offset: int) -> bool:
+        """Whether ``offset`` was handed out and is neither settled nor stopped."""
+        i = self._find(offset)
+        return i >= 0 and self._states[i] == _PENDING
+
+    @property
+    def stopped(self) -> set[int]:
+        """Offsets failed with ``on_failure="stop"``: pending for good."""
+        head = self._head
+        return {
+            o
+            for o, s in zip(self._offsets[head:], self._states[head:], strict=True)
+            if s == _STOPPED
+        }
 
     @property
     def in_flight(self) -> int:
         """Offsets handed out and neither settled nor stopped."""
-        return len(self._pending) - len(self.stopped)
+        return self._in_flight
 
     def commit_point(self) -> int | None:
         """The offset to commit (the next one to read), or ``None`` when nothing was read."""
-        if self._heap:
-            return self._heap[0]
+        if self._head < len(self._offsets):
+            return self._offsets[self._head]
         return self._next
 
     def to_commit(self) -> int | None:

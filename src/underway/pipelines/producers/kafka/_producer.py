@@ -406,27 +406,44 @@ class KafkaProducer:
                 if state is not None:  # kept: read them again later
                     consumer.seek(tp, records[0].offset)
                 continue
-            for record in records:
-                state.add(record.offset)
-                if self.dead_letter_topic is not False:
-                    self._records[(tp, state.generation, record.offset)] = record
-                messages.append(self._message(record, state.generation))
+            generation = state.generation
+            state.add_all([record.offset for record in records])
+            if self.dead_letter_topic is not False:
+                kept = self._records
+                for record in records:
+                    kept[(tp, generation, record.offset)] = record
+            messages.extend(self._messages(tp, generation, records))
         return messages
 
-    def _message(self, record: ConsumerRecord[Any, Any], generation: int) -> Message:
-        metadata = {
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "key": record.key,
-            "headers": list(record.headers or ()),
-            "timestamp": record.timestamp,
-            "generation": generation,
-        }
-        decoder = self._decoder if record.value is not None else None
-        message = decode_message(record.value, decoder, self._acks, metadata)
-        message.ordering_key = (record.topic, record.partition)
-        return message
+    def _messages(
+        self, tp: TopicPartition, generation: int, records: list[ConsumerRecord[Any, Any]]
+    ) -> list[Message]:
+        """The messages of one partition's ``records`` (built in one loop: the hot path)."""
+        topic, partition = tp.topic, tp.partition
+        ordering_key = (topic, partition)
+        acks = self._acks
+        decoder = self._decoder
+        messages: list[Message] = []
+        append = messages.append
+        for record in records:
+            headers = record.headers
+            metadata = {
+                "topic": topic,
+                "partition": partition,
+                "offset": record.offset,
+                "key": record.key,
+                "headers": list(headers) if headers else [],
+                "timestamp": record.timestamp,
+                "generation": generation,
+            }
+            value = record.value
+            if decoder is None or value is None:  # a tombstone is never decoded
+                message = Message(value, metadata, acks, ordering_key=ordering_key)
+            else:
+                message = decode_message(value, decoder, acks, metadata)
+                message.ordering_key = ordering_key
+            append(message)
+        return messages
 
     # -- partitions ------------------------------------------------------------------
 

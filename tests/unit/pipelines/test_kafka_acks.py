@@ -1,0 +1,102 @@
+"""The Kafka acknowledger settles by partition and generation; mangled or stale acks drop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from underway.pipelines import Message
+from underway.pipelines.producers.kafka._acks import Delivery, KafkaAcknowledger, RecordKey
+from underway.pipelines.producers.kafka._offsets import OffsetTracker
+
+A, B = TopicPartition("t", 0), TopicPartition("t", 1)
+
+
+def _setup() -> tuple[KafkaAcknowledger, OffsetTracker[TopicPartition], list[int]]:
+    tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+    tracker.assign([A, B])
+    counts: list[int] = []
+    records: dict[RecordKey, Any] = {}
+
+    def publish(deliveries: list[Delivery]) -> None:
+        raise AssertionError("no dead letters here")
+
+    acks = KafkaAcknowledger(
+        tracker=tracker,
+        records=records,
+        on_failure="ack",
+        dead_letter=False,
+        publish=publish,
+        stop_partition=lambda tp: None,
+        settled=counts.append,
+        owner="test",
+    )
+    return acks, tracker, counts
+
+
+def _message(acks: KafkaAcknowledger, tp: TopicPartition, offset: int, generation: int) -> Message:
+    metadata = {
+        "topic": tp.topic,
+        "partition": tp.partition,
+        "offset": offset,
+        "generation": generation,
+    }
+    return Message(None, metadata, acks)
+
+
+def _generation(tracker: OffsetTracker[TopicPartition], tp: TopicPartition) -> int:
+    state = tracker.get(tp)
+    assert state is not None
+    return state.generation
+
+
+def test_acks_of_several_partitions_settle_each_one() -> None:
+    acks, tracker, counts = _setup()
+    messages = []
+    for tp in (A, B):
+        state = tracker.get(tp)
+        assert state is not None
+        state.add_all(list(range(10)))
+        messages += [_message(acks, tp, o, state.generation) for o in range(10)]
+    acks.ack(messages[::2], [])  # interleaved: every other offset of each partition
+    acks.ack(messages[1::2], [])
+    assert counts == [10, 10]
+    assert tracker.to_commit() == {
+        A: (10, _generation(tracker, A)),
+        B: (10, _generation(tracker, B)),
+    }
+
+
+def test_acks_of_an_older_generation_are_dropped() -> None:
+    acks, tracker, counts = _setup()
+    old = _generation(tracker, A)
+    tracker.revoke([A])
+    tracker.assign([A])
+    state = tracker.get(A)
+    assert state is not None
+    state.add_all([0, 1])
+    acks.ack([_message(acks, A, 0, old), _message(acks, A, 1, state.generation)], [])
+    assert counts == [1]
+    assert state.commit_point() == 0  # offset 0 of this generation is still in flight
+
+
+def test_mangled_metadata_is_not_acknowledged() -> None:
+    acks, tracker, counts = _setup()
+    state = tracker.get(A)
+    assert state is not None
+    state.add_all([0, 1, 2, 3, 4])
+    generation = state.generation
+    missing = _message(acks, A, 0, generation)
+    del missing.metadata["offset"]
+    wrong_offset = _message(acks, A, 1, generation)
+    wrong_offset.metadata["offset"] = "1"
+    unhashable = _message(acks, A, 2, generation)
+    unhashable.metadata["topic"] = ["t"]
+    wrong_partition = _message(acks, A, 3, generation)
+    wrong_partition.metadata["partition"] = "0"
+    good = _message(acks, A, 4, generation)
+    acks.ack([missing, wrong_offset, unhashable, wrong_partition, good], [])
+    assert counts == [1]
+    assert state.in_flight == 4
+    assert state.commit_point() == 0

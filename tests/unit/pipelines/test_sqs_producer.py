@@ -33,6 +33,7 @@ class ScriptedSQS:
             (f"m{n}", body) for n, body in enumerate(bodies)
         )
         self.visibility = visibility
+        self.receive_count = 1
         self.receipts = 0
         self.events: list[tuple[str, Any, tuple[str, ...]]] = []
         self.gate: asyncio.Event | None = None
@@ -67,7 +68,7 @@ class ScriptedSQS:
                     "MessageId": message_id,
                     "ReceiptHandle": f"{message_id}#{self.receipts}",
                     "Body": body,
-                    "Attributes": {"ApproximateReceiveCount": "1"},
+                    "Attributes": {"ApproximateReceiveCount": str(self.receive_count)},
                 }
             )
         if self.receive_gate is not None:
@@ -197,5 +198,45 @@ async def test_a_held_message_a_cancelled_receive_returns_is_not_made_visible() 
         assert sqs._held == {"m0": "m0#2"}
         await sqs._acks.ack([message], [])
         assert client.events == [("delete", None, ("m0#2",))]
+    finally:
+        await sqs.close()
+
+
+async def test_backoff_grows_with_the_approximate_receive_count() -> None:
+    client = ScriptedSQS(["a", "b"])
+    client.receive_count = 3
+    sqs = scripted(client, on_failure="backoff", backoff=(10, 900))
+    await sqs.prepare_for_start(10)
+    try:
+        first, second = await sqs.fetch(10)
+        assert first.metadata["receive_count"] == 3
+        second.configure_ack(delay=5)
+        await sqs._acks.ack([], [first.failed("later"), second.failed("sooner")])
+        assert sorted(e for e in client.events if e[0] == "visibility") == [
+            ("visibility", 5, ("m1#2",)),
+            ("visibility", 40, ("m0#1",)),  # 10 * 2 ** (3 - 1)
+        ]
+    finally:
+        await sqs.close()
+
+
+async def test_slow_extensions_while_receives_work_are_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not an outage: receives answering in between do not log its end each time."""
+    client = ScriptedSQS(["a"])
+    sqs = scripted(client, visibility_timeout=2)  # extensions give up after a second
+    await sqs.prepare_for_start(10)
+    try:
+        [message] = await sqs.fetch(10)
+        client.gate, client.gated = asyncio.Event(), {2}
+        with caplog.at_level(logging.INFO, logger="underway.pipelines"):
+            for n in range(1, 3):
+                await sqs._keeper.extend_now()
+                client.visible.append((f"m{n}", "b"))
+                assert len(await sqs.fetch(10)) == 1
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1, [r.getMessage() for r in warnings]
+        assert message.metadata["message_id"] in sqs._held
     finally:
         await sqs.close()

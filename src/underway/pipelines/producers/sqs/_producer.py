@@ -431,7 +431,8 @@ class SQSProducer:
 
         A settlement that changes the visibility of one of them waits for the answer
         (:meth:`_extension_over`): an extension that reached SQS after it would undo it.
-        An endpoint that cannot be reached is an outage, logged with the receives' own.
+        An endpoint that cannot be reached is an outage, logged with the receives' own; an
+        answer slower than the keeper's interval is the keeper's to log (once per run).
         """
         ops = self._ops
         ids = {self._held[i]: i for i in message_ids if i in self._held}
@@ -440,11 +441,17 @@ class SQSProducer:
         answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for message_id in ids.values():
             self._extending[message_id] = answered
+        what = f"extending the visibility of {len(ids)} message(s)"
         try:
             async with asyncio.timeout(max(1.0, self._keeper.interval)):
                 failures = await ops.change_visibility(list(ids), self._visibility)
+        except TimeoutError as exc:
+            if self._outage.since is None:
+                raise  # a slow answer, not an outage: the keeper logs it once per run
+            self._outage.failed(what, exc)
+            return
         except TRANSIENT_ERRORS as exc:
-            self._outage.failed(f"extending the visibility of {len(ids)} message(s)", exc)
+            self._outage.failed(what, exc)
             return
         finally:
             for message_id in ids.values():

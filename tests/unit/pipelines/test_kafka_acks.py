@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiokafka import TopicPartition
 
 from underway.pipelines import Message
-from underway.pipelines.producers.kafka._acks import Delivery, KafkaAcknowledger, RecordKey
+from underway.pipelines.producers.kafka._acks import Delivery, KafkaAcknowledger
 from underway.pipelines.producers.kafka._offsets import OffsetTracker
 
 A, B = TopicPartition("t", 0), TopicPartition("t", 1)
@@ -17,14 +15,13 @@ def _setup() -> tuple[KafkaAcknowledger, OffsetTracker[TopicPartition], list[int
     tracker: OffsetTracker[TopicPartition] = OffsetTracker()
     tracker.assign([A, B])
     counts: list[int] = []
-    records: dict[RecordKey, Any] = {}
 
     def publish(deliveries: list[Delivery]) -> None:
         raise AssertionError("no dead letters here")
 
     acks = KafkaAcknowledger(
         tracker=tracker,
-        records=records,
+        record=lambda tp, generation, offset: None,
         on_failure="ack",
         dead_letter=False,
         publish=publish,
@@ -100,3 +97,28 @@ def test_mangled_metadata_is_not_acknowledged() -> None:
     assert counts == [1]
     assert state.in_flight == 4
     assert state.commit_point() == 0
+
+
+def test_a_dead_letter_carries_its_record_while_unsettled() -> None:
+    tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+    tracker.assign([A])
+    state = tracker.get(A)
+    assert state is not None
+    state.add_all([0, 1])
+    published: list[Delivery] = []
+    acks = KafkaAcknowledger(
+        tracker=tracker,
+        record=lambda tp, generation, offset: f"record {offset}",
+        on_failure="dead_letter",
+        dead_letter=True,
+        publish=published.extend,
+        stop_partition=lambda tp: None,
+        settled=lambda count: None,
+        owner="test",
+    )
+    failing = _message(acks, A, 0, state.generation).failed("boom")
+    settled = _message(acks, A, 1, state.generation).failed("boom")
+    acks.settle((A, state.generation, 1))  # settled already: no dead letter
+    acks.ack([], [failing, settled])
+    assert [(d.tp, d.record, d.reason) for d in published] == [(A, "record 0", "boom")]
+    assert state.commit_point() == 0  # settled only once the dead letter is published

@@ -19,7 +19,7 @@ __all__ = [
     "Delivery",
     "KafkaAcknowledger",
     "OnFailure",
-    "RecordKey",
+    "RecordLookup",
     "describe",
     "message_place",
 ]
@@ -29,8 +29,9 @@ _log = logging.getLogger("underway.pipelines.kafka")
 OnFailure = Literal["ack", "dead_letter", "stop"]
 ON_FAILURE: tuple[OnFailure, ...] = ("ack", "dead_letter", "stop")
 
-#: Raw records of messages in flight, kept for dead-lettering: ``(tp, generation, offset)``.
-RecordKey = tuple[TopicPartition, int, int]
+#: Finds the raw record of a message in flight (for dead-lettering): ``(tp, generation,
+#: offset)`` to the record, or ``None`` when it is no longer kept.
+RecordLookup = Callable[[TopicPartition, int, int], "ConsumerRecord[Any, Any] | None"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class KafkaAcknowledger:
 
     Args:
         tracker: The offsets of the partitions the producer owns.
-        records: Raw records of the messages in flight (for dead-lettering), by place.
+        record: Finds the raw record of a message in flight (for dead-lettering).
         on_failure: The producer's failure policy.
         dead_letter: Whether the producer has a dead-letter topic.
         publish: Starts publishing failed messages to the dead-letter topic; each is
@@ -84,7 +85,7 @@ class KafkaAcknowledger:
         self,
         *,
         tracker: OffsetTracker[TopicPartition],
-        records: dict[RecordKey, ConsumerRecord[Any, Any]],
+        record: RecordLookup,
         on_failure: OnFailure,
         dead_letter: bool,
         publish: Callable[[list[Delivery]], None],
@@ -94,7 +95,7 @@ class KafkaAcknowledger:
     ) -> None:
         self.on_failure = on_failure
         self._tracker = tracker
-        self._records = records
+        self._record = record
         self._dead_letter = dead_letter
         self._publish = publish
         self._stop_partition = stop_partition
@@ -139,8 +140,9 @@ class KafkaAcknowledger:
                 self._stop(place, message)
             elif (
                 place is not None
-                and (record := self._records.get(place)) is not None
-                and self._tracker.get(place[0], place[1]) is not None
+                and (state := self._tracker.get(place[0], place[1])) is not None
+                and state.unsettled(place[2])
+                and (record := self._record(*place)) is not None
             ):
                 dead.append(Delivery(place[0], place[1], record, describe(message.reason)))
         if dead:
@@ -167,7 +169,6 @@ class KafkaAcknowledger:
             else:
                 group.append(offset)
         count = 0
-        records = self._records
         for (topic, partition, generation), offsets in groups.items():
             if not (
                 isinstance(topic, str)
@@ -177,11 +178,7 @@ class KafkaAcknowledger:
                 for _ in offsets:
                     self.settle(None)
                 continue
-            tp = TopicPartition(topic, partition)
-            if records:
-                for offset in offsets:
-                    records.pop((tp, generation, offset), None)
-            state = self._tracker.get(tp, generation)
+            state = self._tracker.get(TopicPartition(topic, partition), generation)
             if state is not None:  # else revoked since: its new owner reads them again
                 count += state.settle_all(offsets)
         return count
@@ -192,7 +189,6 @@ class KafkaAcknowledger:
             _log.warning("%s: a message's metadata was changed; not acknowledged", self._owner)
             return 0
         tp, generation, offset = place
-        self._records.pop(place, None)
         state = self._tracker.get(tp, generation)
         if state is None:
             return 0  # revoked since: the partition's new owner reads it again

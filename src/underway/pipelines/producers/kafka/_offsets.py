@@ -151,8 +151,19 @@ class PartitionOffsets:
                 continue
             states[i] = _SETTLED
             count += 1
-            if i == head:
-                self._advance()
+            if i == head:  # the commit point moves on (as in _advance)
+                head += 1
+                while head < n and states[head] == _SETTLED:
+                    head += 1
+                if head == n:
+                    held.clear()
+                    states.clear()
+                    head = 0
+                elif head >= _COMPACT and 2 * head >= n:
+                    del held[:head]
+                    del states[:head]
+                    head = 0
+                self._head = head
         self._in_flight -= count
         return count
 
@@ -182,10 +193,10 @@ class PartitionOffsets:
             self._in_flight -= 1
         return True
 
-    def is_pending(self, offset: int) -> bool:
-        """Whether ``offset`` was handed out and is neither settled nor stopped."""
+    def unsettled(self, offset: int) -> bool:
+        """Whether ``offset`` was handed out and not settled (in flight, or stopped)."""
         i = self._find(offset)
-        return i >= 0 and self._states[i] == _PENDING
+        return i >= 0 and self._states[i] != _SETTLED
 
     @property
     def stopped(self) -> set[int]:

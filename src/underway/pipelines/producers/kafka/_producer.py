@@ -25,7 +25,6 @@ from underway.pipelines.producers.kafka._acks import (
     Delivery,
     KafkaAcknowledger,
     OnFailure,
-    RecordKey,
 )
 from underway.pipelines.producers.kafka._committer import Committer
 from underway.pipelines.producers.kafka._dead_letters import DeadLetters
@@ -33,6 +32,7 @@ from underway.pipelines.producers.kafka._offsets import OffsetTracker
 from underway.pipelines.producers.kafka._outage import Outage
 from underway.pipelines.producers.kafka._partitions import Partitions
 from underway.pipelines.producers.kafka._rebalance import Rebalance
+from underway.pipelines.producers.kafka._records import KeptRecords
 
 __all__ = ["KafkaProducer"]
 
@@ -188,7 +188,7 @@ class KafkaProducer:
         self._servers = servers if isinstance(servers, str) else ",".join(servers)
         self._outage = Outage(self._servers)
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self._records: dict[RecordKey, ConsumerRecord[Any, Any]] = {}
+        self._records = KeptRecords()
         self._consumer: AIOKafkaConsumer[Any, Any] | None = None
         self._dlq_producer: AIOKafkaProducer[Any, Any] | None = None
         self._dead_letters: DeadLetters | None = None
@@ -211,7 +211,7 @@ class KafkaProducer:
         )
         self._acks = KafkaAcknowledger(
             tracker=self._tracker,
-            records=self._records,
+            record=self._records.find,
             on_failure=on_failure,
             dead_letter=dead_letter_topic is not False,
             publish=self._publish,
@@ -407,11 +407,9 @@ class KafkaProducer:
                     consumer.seek(tp, records[0].offset)
                 continue
             generation = state.generation
-            state.add_all([record.offset for record in records])
             if self.dead_letter_topic is not False:
-                kept = self._records
-                for record in records:
-                    kept[(tp, generation, record.offset)] = record
+                self._records.keep(tp, generation, records, state.commit_point())
+            state.add_all([record.offset for record in records])
             messages.extend(self._messages(tp, generation, records))
         return messages
 
@@ -449,8 +447,7 @@ class KafkaProducer:
 
     def _forget(self, partitions: set[TopicPartition]) -> None:
         self._partitions.forget(partitions)
-        for key in [k for k in self._records if k[0] in partitions]:
-            del self._records[key]
+        self._records.forget(partitions)
 
     def _on_assigned(self, partitions: set[TopicPartition]) -> None:
         self._outage.recovered()  # the group coordinator answered

@@ -22,6 +22,7 @@ from underway.pipelines.producers.sqs import SQSProducer
 
 __all__ = [
     "CREDENTIALS",
+    "SESSION",
     "Admin",
     "admin_fixture",
     "killed_key",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 REGION = "us-east-1"
+#: One aiobotocore session for every client of the tests: it loads SQS's model once.
+SESSION = get_session()
 ACCESS_KEY = SECRET_KEY = "test"
 CREDENTIALS = {"aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY}
 
@@ -129,15 +132,20 @@ class Admin:
 async def admin_fixture(moto: Server) -> AsyncIterator[Admin]:
     """An :class:`Admin` on the module's server."""
     url = endpoint(moto)
-    async with get_session().create_client(
+    async with SESSION.create_client(
         "sqs", region_name=REGION, endpoint_url=url, **CREDENTIALS
     ) as client:
         yield Admin(client, url)
 
 
 def producer(server_url: str, queue_url: str, **options: Any) -> SQSProducer:
-    """An :class:`SQSProducer` on the test server, polling briefly (tests stop quickly)."""
+    """An :class:`SQSProducer` on the test server, polling briefly (tests stop quickly).
+
+    ``close`` waits for the receives under way, so a test whose long polls prove nothing
+    passes ``wait_time_seconds=0``.
+    """
     options.setdefault("wait_time_seconds", 1)
+    options.setdefault("session", SESSION)
     options.setdefault("reconnect_interval", 0.1)
     options.setdefault("max_reconnect_interval", 0.5)
     return SQSProducer(
@@ -156,6 +164,7 @@ def killed_producer(config: dict[str, Any]) -> SQSProducer:
         config["endpoint"],
         config["queue_url"],
         visibility_timeout=int(config.get("visibility", 2)),
+        wait_time_seconds=int(config.get("wait", 1)),
     )
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
 
 from tests.servers import Server, ServerUnavailable, free_port, start_moto, unavailable
 from underway.errors import ConfigError, DecodeError
@@ -23,6 +22,7 @@ from ..conftest import wait_until
 from ._killed import kill_and_restart
 from ._sqs import (  # noqa: F401 (fixtures)
     CREDENTIALS,
+    SESSION,
     Admin,
     admin_fixture,
     endpoint,
@@ -182,7 +182,7 @@ async def test_back_pressure_bounds_what_is_received(moto: Server, admin: Admin)
     )
     async with pipeline:
         await wait_until(lambda: pipeline.in_flight == pipeline.capacity, BOUND)
-        await asyncio.sleep(1.5)  # the fetch loops had time to ask for more: they do not
+        await asyncio.sleep(1.0)  # the fetch loops had time to ask for more: they do not
         visible, in_flight = await admin.counts(url)
         assert in_flight == sqs.held == pipeline.capacity == 10
         assert visible == 50
@@ -199,14 +199,14 @@ async def test_visibility_is_extended_for_a_slow_handler(moto: Server, admin: Ad
     visible: list[int] = []
 
     async def handle(message: Message) -> Message:
-        await asyncio.sleep(5.0)  # longer than twice the visibility timeout
+        await asyncio.sleep(3.0)  # half as long again as the visibility timeout
         # The pipeline is full (capacity 2): nothing receives them, so without the
         # extension both would be visible again by now.
         visible.append((await admin.counts(url))[0])
         handled.append(message.data)
         return message
 
-    sqs = producer(endpoint(moto), url)
+    sqs = producer(endpoint(moto), url, wait_time_seconds=0)
     async with Pipeline(
         producer=sqs, handle_message=handle, processors={"concurrency": 2, "max_demand": 1}
     ):
@@ -226,7 +226,8 @@ async def test_left_failures_go_to_the_dead_letter_queue(moto: Server, admin: Ad
         seen[message.data] += 1
         return message.failed("poison") if message.data == "poison" else message
 
-    sqs = producer(endpoint(moto), url)  # on_failure="leave": the redrive policy decides
+    # on_failure="leave": the redrive policy decides
+    sqs = producer(endpoint(moto), url, wait_time_seconds=0)
     async with Pipeline(producer=sqs, handle_message=handle):
         await wait_until(lambda: admin.total(dlq), BOUND)
     assert seen == {"poison": 2, "fine": 1}
@@ -249,7 +250,8 @@ async def test_failure_settings_per_message(moto: Server, admin: Admin) -> None:
             return message.configure_ack(on_failure="retry_now").failed("at once")
         return message
 
-    async with Pipeline(producer=producer(endpoint(moto), url), handle_message=handle):
+    sqs = producer(endpoint(moto), url, wait_time_seconds=0)
+    async with Pipeline(producer=sqs, handle_message=handle):
         await wait_until(lambda: seen["again"] == 2, BOUND)
     assert await admin.counts(url) == (0, 1)  # "backoff" waits its 60 s, invisible
     assert seen == {"delete": 1, "backoff": 1, "again": 2}
@@ -320,7 +322,7 @@ async def test_receives_resume_after_the_endpoint_comes_back() -> None:
         sqs = producer(base, url)
 
         async def create_and_send(body: str) -> None:
-            async with get_session().create_client(
+            async with SESSION.create_client(
                 "sqs", region_name="us-east-1", endpoint_url=base, **CREDENTIALS
             ) as client:
                 await client.create_queue(QueueName="uw-outage")
@@ -342,7 +344,7 @@ async def test_killed_consumer_loses_nothing(moto: Server, admin: Admin, tmp_pat
     url = await admin.queue(VisibilityTimeout=2)
     bodies = [f"m{i}" for i in range(150)]
     await admin.send(url, bodies)
-    config = {"endpoint": endpoint(moto), "queue_url": url, "visibility": 2}
+    config = {"endpoint": endpoint(moto), "queue_url": url, "visibility": 2, "wait": 0}
     before, after = await kill_and_restart(
         "_sqs",
         {**config, "handler_delay": 0.01},

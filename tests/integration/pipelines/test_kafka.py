@@ -359,6 +359,9 @@ def test_options_are_checked() -> None:
         KafkaProducer("t", "")
     with pytest.raises(ConfigError, match="consumer_options"):
         KafkaProducer("t", "g", consumer_options={"enable_auto_commit": True})
+    with pytest.raises(ConfigError, match="commit_interval"):
+        KafkaProducer("t", "g", commit_interval=2.0, max_poll_interval_ms=3_000)
+    KafkaProducer("t", "g", commit_interval=1.5, max_poll_interval_ms=3_000)
     acks = KafkaProducer("t", "g", on_failure="ack", dead_letter_topic=False)._acks
     message = Message(data=b"x", acknowledger=acks)
     with pytest.raises(ConfigError, match="retry"):

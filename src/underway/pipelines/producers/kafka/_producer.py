@@ -93,7 +93,7 @@ class KafkaProducer:
             message's ``configure_ack(on_failure="dead_letter")`` raises ``ConfigError``
             if they did not.
         auto_offset_reset: Where a partition without a committed offset starts.
-        commit_interval: Seconds between commits.
+        commit_interval: Seconds between commits (at most half of ``max_poll_interval_ms``).
         commit_batch: Settled messages that trigger a commit sooner.
         revoke_timeout: Seconds a rebalance waits for messages of revoked partitions.
         connect_timeout: Seconds the start may take (connecting, checking the topics);
@@ -161,6 +161,14 @@ class KafkaProducer:
                 f"got {auto_offset_reset!r}"
             )
         self.commit_interval = opt.positive("commit_interval", commit_interval)
+        poll_ms = opt.positive_int("max_poll_interval_ms", max_poll_interval_ms)
+        if self.commit_interval * 1000 * 2 > poll_ms:
+            # A full pipeline's paused consumer is polled on the committer's ticks: they
+            # must come well within max_poll_interval, or the consumer leaves its group.
+            raise ConfigError(
+                f"KafkaProducer: commit_interval ({self.commit_interval:g}s) must be at most "
+                f"half of max_poll_interval_ms ({poll_ms} ms)"
+            )
         self.commit_batch = opt.positive_int("commit_batch", commit_batch)
         self.revoke_timeout = opt.positive("revoke_timeout", revoke_timeout)
         self.connect_timeout = opt.positive("connect_timeout", connect_timeout)

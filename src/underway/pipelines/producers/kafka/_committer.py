@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -80,11 +81,10 @@ class Committer:
 
     async def _run(self) -> None:
         while True:
-            try:
+            # Commit every interval, or sooner once enough messages were settled.
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
                     await self._wake.wait()
-            except TimeoutError:
-                pass
             self._wake.clear()
             self._settled = 0
             await self.commit()

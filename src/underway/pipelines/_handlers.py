@@ -83,22 +83,42 @@ class Handlers:
         for message, result in zip(chunk, prepared, strict=True):
             carry_over(result, message)
 
-    async def message(self, message: Message) -> None:
-        """Run ``handle_message``; an exception fails the message."""
-        try:
-            with telemetry.span("pipeline.message", self._meta()):
-                if self._message_is_async:
-                    result = await self.handle_message(message)  # type: ignore[misc]
+    async def messages(self, chunk: list[Message]) -> None:
+        """Run ``handle_message`` on each message of ``chunk`` not failed yet, in order.
+
+        An exception fails its message only. This loop runs for every message a
+        pipeline handles, so the handler is called from it directly (no coroutine per
+        message but the handler's own) and a span is opened only while telemetry is on.
+        """
+        handle = self.handle_message if self._message_is_async else self._call_sync
+        traced = telemetry.enabled()
+        for message in chunk:
+            if message.status == "failed":
+                continue
+            try:
+                if traced:
+                    with telemetry.span("pipeline.message", self._meta()):
+                        result = await handle(message)  # type: ignore[misc]
                 else:
-                    result = self.handle_message(message)
-                    if result is not None and not isinstance(result, Message):
-                        result = await maybe_await(result)
-        except Exception as exc:
-            message.failed(exc)
-            return
+                    result = await handle(message)  # type: ignore[misc]
+            except Exception as exc:
+                message.failed(exc)
+                continue
+            if result is not None and result is not message:
+                self._returned(result, message)
+
+    async def _call_sync(self, message: Message) -> Any:
+        """Call a plain ``handle_message``; await what it returns if that is awaitable."""
+        result = self.handle_message(message)
+        if result is not None and not isinstance(result, Message):
+            result = await maybe_await(result)
+        return result
+
+    def _returned(self, result: object, message: Message) -> None:
+        """Take what ``handle_message`` returned for ``message`` (another object or value)."""
         if isinstance(result, Message):
             carry_over(result, message)
-        elif result is not None and not self._warned:
+        elif not self._warned:
             self._warned = True
             _log.warning(
                 "%s: handle_message returned a %s, which is ignored: return the message "

@@ -15,6 +15,7 @@ __all__ = [
     "Message",
     "MessageStatus",
     "NoopAcknowledger",
+    "decode_into",
     "decode_message",
     "group_acks",
 ]
@@ -166,14 +167,22 @@ def group_acks(
 ) -> dict[int, tuple[Acknowledger, list[Message], list[Message]]]:
     """Group messages not yet acked by acknowledger: ``{id: (acknowledger, ok, failed)}``."""
     groups: dict[int, tuple[Acknowledger, list[Message], list[Message]]] = {}
+    last: Acknowledger | None = None  # messages come in runs of one acknowledger
+    ok: list[Message] = []
+    bad: list[Message] = []
     for message in messages:
         if message.acked:
             continue
-        key = id(message.acknowledger)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = (message.acknowledger, [], [])
-        (group[2] if message.is_failed else group[1]).append(message)
+        acknowledger = message.acknowledger
+        if acknowledger is not last:
+            group = groups.get(id(acknowledger))
+            if group is None:
+                group = groups[id(acknowledger)] = (acknowledger, [], [])
+            last, ok, bad = acknowledger, group[1], group[2]
+        if message.status == "failed":
+            bad.append(message)
+        else:
+            ok.append(message)
     return groups
 
 
@@ -198,13 +207,20 @@ def decode_message(
     raw ``body`` as data and fails with a :class:`~underway.errors.DecodeError` naming the
     cause, so it is settled per its failure policy like any other failure.
     """
-    if decoder is None:
-        return Message(data=body, metadata=metadata, acknowledger=acknowledger)
+    message = Message(data=body, metadata=metadata, acknowledger=acknowledger)
+    return message if decoder is None else decode_into(message, decoder)
+
+
+def decode_into(message: Message, decoder: Callable[[Any], Any]) -> Message:
+    """Replace ``message.data`` (a raw payload) by ``decoder(data)``; returns the message.
+
+    When ``decoder`` raises, the message keeps the raw payload and fails with a
+    :class:`~underway.errors.DecodeError` naming the cause.
+    """
     try:
-        data = decoder(body)
+        message.data = decoder(message.data)
     except Exception as exc:
-        message = Message(data=body, metadata=metadata, acknowledger=acknowledger)
         reason = DecodeError(f"payload could not be decoded: {type(exc).__name__}: {exc}")
         reason.__cause__ = exc
-        return message.failed(reason)
-    return Message(data=data, metadata=metadata, acknowledger=acknowledger)
+        message.failed(reason)
+    return message

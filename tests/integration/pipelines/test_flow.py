@@ -327,3 +327,30 @@ async def test_telemetry_spans() -> None:
     assert "pipeline.message.stop" in events
     assert "pipeline.batch.exception" in events
     assert "pipeline.handle_failed.stop" in events
+
+
+async def test_telemetry_spans_each_message_and_its_exception() -> None:
+    events: list[tuple[str, Any]] = []
+
+    def handler(event: str, m: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        events.append((event, meta.get("error")))
+
+    async def handle(message: Message) -> Message:
+        if message.data % 2:
+            raise KeyError(message.data)
+        return message
+
+    producer = DummyProducer(range(6))
+    token = telemetry.attach(handler, prefix="pipeline.message")
+    try:
+        async with Pipeline(producer=producer, handle_message=handle):
+            await producer.acknowledger.wait_for(6)
+    finally:
+        telemetry.detach(token)
+    names = [name for name, _ in events]
+    assert names.count("pipeline.message.start") == 6
+    assert names.count("pipeline.message.stop") == 3
+    errors = [error for name, error in events if name == "pipeline.message.exception"]
+    assert sorted(e.args[0] for e in errors) == [1, 3, 5]
+    assert sorted(m.data for m in producer.acknowledger.failed) == [1, 3, 5]
+    assert sorted(m.data for m in producer.acknowledger.successful) == [0, 2, 4]

@@ -218,3 +218,36 @@ def test_long_in_order_runs_keep_the_point_and_compact() -> None:
     assert state.settle_all(range(10_001, 20_001)) == 10_000 - 3333
     assert state.commit_point() == 20_001
     assert state.to_commit() == 20_001
+
+
+def test_head_runs_settled_in_one_step_match_the_set_model() -> None:
+    # Chunks settled in order are the pending run at the head (settled in one step); runs
+    # that hold a settled, stopped or missing offset must take the offset-by-offset path.
+    rng = random.Random(5)
+    for _ in range(40):
+        state, model = PartitionOffsets(generation=1), _Model()
+        top = 0
+        for _ in range(600):
+            roll = rng.random()
+            if roll < 0.4:
+                run = []
+                for _ in range(rng.randrange(1, 12)):
+                    top += rng.choice((1, 1, 1, 3))
+                    run.append(top)
+                state.add_all(run)
+                for offset in run:
+                    model.add(offset)
+            elif roll < 0.8:  # the first pending ones, in order (sometimes with a stopped one)
+                ordered = sorted(model.pending)[: rng.randrange(1, 10)]
+                if ordered and rng.random() < 0.2:
+                    ordered.append(ordered[-1] + 1)  # perhaps never handed out
+                assert state.settle_all(ordered) == sum(model.settle(o) for o in ordered)
+            elif roll < 0.95:
+                offset = rng.randrange(top + 2)
+                assert state.settle(offset) == model.settle(offset)
+            else:
+                offset = rng.randrange(top + 2)
+                assert state.stop(offset) == model.stop(offset)
+            assert state.commit_point() == model.point()
+            assert state.in_flight == len(model.pending) - len(model.stopped)
+        assert state.stopped == model.stopped

@@ -39,17 +39,20 @@ class Acker:
         logged. The demand is told even when this is cancelled.
         """
         try:
-            failed = [m for m in messages if m.is_failed]
+            failed = [m for m in messages if m.status == "failed"]
             if failed:
                 await self._handlers.failed(failed)
             for acknowledger, ok, bad in group_acks(messages).values():
-                for message in (*ok, *bad):
+                for message in ok:
+                    message.acked = True
+                for message in bad:
                     message.acked = True
                 try:
                     await call_ack(acknowledger, ok, bad)
                 except Exception:
                     _log.exception("%s: acknowledger %r failed", self._handlers.name, acknowledger)
         finally:
-            for message in messages:
-                self._flush_ids.discard(id(message))
+            if self._flush_ids:
+                for message in messages:
+                    self._flush_ids.discard(id(message))
             self._demand.settle(len(messages), batched=batched)

@@ -98,15 +98,22 @@ class ProcessorStage(Stage):
         step = self.config.max_demand
         loose: list[Message] = []
         keyed: dict[Hashable, list[Message]] = {}
+        run: list[Message] = loose
+        previous: object = None  # the key of ``run`` (messages come in runs of one key)
         for message in messages:
             key = message.ordering_key
             if key is None:
                 loose.append(message)
                 continue
-            try:
-                keyed.setdefault(key, []).append(message)
-            except TypeError as exc:  # an unhashable key: fail the message, keep the rest
-                loose.append(message.failed(exc))
+            if key is not previous:
+                try:
+                    run = keyed.setdefault(key, [])
+                except TypeError as exc:  # an unhashable key: fail the message, keep the rest
+                    loose.append(message.failed(exc))
+                    previous = None
+                    continue
+                previous = key
+            run.append(message)
         for i in range(0, len(loose), step):
             queue.put_nowait(loose[i : i + step])
         for key, group in keyed.items():
@@ -153,10 +160,18 @@ class ProcessorStage(Stage):
         handlers = self._handlers
         if handlers.prepare_messages is not None:
             await handlers.prepare(chunk)
+        await handlers.messages(chunk)
+        for message in chunk:
+            if message.batcher is not None and message.status != "failed":
+                chunk = self._route(chunk)  # some go on to a batcher
+                break
+        if chunk:
+            await self._acker.settle(chunk)
+
+    def _route(self, chunk: list[Message]) -> list[Message]:
+        """Hand the handled messages bound for a batcher to it; returns the others."""
         done: list[Message] = []
         for message in chunk:
-            if not message.is_failed:
-                await handlers.message(message)
             name = message.batcher
             if message.is_failed or name is None:
                 done.append(message)
@@ -165,5 +180,4 @@ class ProcessorStage(Stage):
             else:
                 self._batchers[name].put(message)
                 self._demand.hand_to_batcher()  # its processor slot is free: ask for more
-        if done:
-            await self._acker.settle(done)
+        return done

@@ -12,7 +12,8 @@ from aiokafka.structs import ConsumerRecord
 
 from underway.errors import ConfigError
 from underway.pipelines.message import Message
-from underway.pipelines.producers.kafka._offsets import OffsetTracker
+from underway.pipelines.producers.kafka._message import KafkaMessage
+from underway.pipelines.producers.kafka._offsets import OffsetTracker, PartitionOffsets
 
 __all__ = [
     "ON_FAILURE",
@@ -52,7 +53,15 @@ def describe(reason: Any) -> str:
 
 
 def message_place(message: Message) -> tuple[TopicPartition, int, int] | None:
-    """``(tp, generation, offset)`` from a message's metadata, or ``None`` if mangled."""
+    """``(tp, generation, offset)`` of a message, or ``None`` if it cannot be told.
+
+    A :class:`KafkaMessage` knows its record; another object (a copy a handler made and
+    acknowledged itself) is placed by its metadata, ``None`` when that was mangled.
+    """
+    if type(message) is KafkaMessage:
+        record, offsets = message._record, message._offsets
+        if record is not None and offsets is not None:
+            return TopicPartition(record.topic, record.partition), offsets.generation, record.offset
     meta = message.metadata
     topic, partition = meta.get("topic"), meta.get("partition")
     offset, generation = meta.get("offset"), meta.get("generation")
@@ -151,36 +160,32 @@ class KafkaAcknowledger:
             self._settled(count)
 
     def _settle_successful(self, messages: Sequence[Message]) -> int:
-        """Settle ``messages``, grouped by partition and generation; returns how many."""
-        groups: dict[tuple[Any, Any, Any], list[int]] = {}
-        for message in messages:
-            meta = message.metadata
-            try:
-                key = (meta["topic"], meta["partition"], meta["generation"])
-                offset = meta["offset"]
-                if type(offset) is not int and not isinstance(offset, int):
-                    raise TypeError(offset)
-                group = groups.get(key)
-            except (KeyError, TypeError):  # missing, or not a hashable key
-                self.settle(None)
-                continue
-            if group is None:
-                groups[key] = [offset]
-            else:
-                group.append(offset)
+        """Settle ``messages``, grouped by partition and generation; returns how many.
+
+        The hot path: a pipeline's messages come in runs of one partition, so each run's
+        offsets are gathered in one list and settled in one call.
+        """
+        runs: dict[int, tuple[PartitionOffsets, TopicPartition, list[int]]] = {}
+        last: PartitionOffsets | None = None
+        run: list[int] = []
         count = 0
-        for (topic, partition, generation), offsets in groups.items():
-            if not (
-                isinstance(topic, str)
-                and isinstance(partition, int)
-                and isinstance(generation, int)
-            ):
-                for _ in offsets:
-                    self.settle(None)
-                continue
-            state = self._tracker.get(TopicPartition(topic, partition), generation)
-            if state is not None:  # else revoked since: its new owner reads them again
-                count += state.settle_all(offsets)
+        for message in messages:
+            if type(message) is KafkaMessage:
+                offsets, record = message._offsets, message._record
+                if offsets is not None and record is not None:
+                    if offsets is not last:
+                        entry = runs.get(id(offsets))
+                        if entry is None:
+                            tp = TopicPartition(record.topic, record.partition)
+                            entry = runs[id(offsets)] = (offsets, tp, [])
+                        last, run = offsets, entry[2]
+                    run.append(record.offset)
+                    continue
+            count += self.settle(message_place(message))
+        for offsets, tp, settled in runs.values():
+            # A partition revoked since (perhaps assigned again) is read again by its owner.
+            if self._tracker.get(tp) is offsets:
+                count += offsets.settle_all(settled)
         return count
 
     def settle(self, place: tuple[TopicPartition, int, int] | None) -> int:

@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from underway.errors import ConfigError
-from underway.pipelines.message import Message, decode_message
+from underway.pipelines.message import Message
 from underway.pipelines.producers.kafka import _options as opt
 from underway.pipelines.producers.kafka._acks import (
     ON_FAILURE,
@@ -28,6 +28,7 @@ from underway.pipelines.producers.kafka._acks import (
 )
 from underway.pipelines.producers.kafka._committer import Committer
 from underway.pipelines.producers.kafka._dead_letters import DeadLetters
+from underway.pipelines.producers.kafka._message import kafka_messages
 from underway.pipelines.producers.kafka._offsets import OffsetTracker
 from underway.pipelines.producers.kafka._outage import Outage
 from underway.pipelines.producers.kafka._partitions import Partitions
@@ -414,41 +415,12 @@ class KafkaProducer:
                 if state is not None:  # kept: read them again later
                     consumer.seek(tp, records[0].offset)
                 continue
-            generation = state.generation
             if self.dead_letter_topic is not False:
-                self._records.keep(tp, generation, records, state.commit_point())
+                self._records.keep(tp, state.generation, records, state.commit_point())
             state.add_all([record.offset for record in records])
-            messages.extend(self._messages(tp, generation, records))
-        return messages
-
-    def _messages(
-        self, tp: TopicPartition, generation: int, records: list[ConsumerRecord[Any, Any]]
-    ) -> list[Message]:
-        """The messages of one partition's ``records`` (built in one loop: the hot path)."""
-        topic, partition = tp.topic, tp.partition
-        ordering_key = (topic, partition)
-        acks = self._acks
-        decoder = self._decoder
-        messages: list[Message] = []
-        append = messages.append
-        for record in records:
-            headers = record.headers
-            metadata = {
-                "topic": topic,
-                "partition": partition,
-                "offset": record.offset,
-                "key": record.key,
-                "headers": list(headers) if headers else [],
-                "timestamp": record.timestamp,
-                "generation": generation,
-            }
-            value = record.value
-            if decoder is None or value is None:  # a tombstone is never decoded
-                message = Message(value, metadata, acks, ordering_key=ordering_key)
-            else:
-                message = decode_message(value, decoder, acks, metadata)
-                message.ordering_key = ordering_key
-            append(message)
+            messages += kafka_messages(
+                records, state, self._acks, (tp.topic, tp.partition), self._decoder
+            )
         return messages
 
     # -- partitions ------------------------------------------------------------------

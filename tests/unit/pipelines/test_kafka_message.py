@@ -1,0 +1,155 @@
+"""Kafka messages are made cheaply from records and acknowledged through their record."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from underway.errors import DecodeError
+from underway.pipelines import Message
+from underway.pipelines.producers.kafka._acks import Delivery, KafkaAcknowledger
+from underway.pipelines.producers.kafka._message import KafkaMessage, kafka_messages
+from underway.pipelines.producers.kafka._offsets import OffsetTracker, PartitionOffsets
+
+TP = TopicPartition("orders", 3)
+
+
+def _record(offset: int, value: bytes | None = b"v", headers: Any = ()) -> ConsumerRecord[Any, Any]:
+    return ConsumerRecord(
+        topic=TP.topic,
+        partition=TP.partition,
+        offset=offset,
+        timestamp=1_700_000_000_000 + offset,
+        timestamp_type=0,
+        key=b"k%d" % offset,
+        value=value,
+        checksum=None,
+        serialized_key_size=2,
+        serialized_value_size=1,
+        headers=headers,
+    )
+
+
+def _setup() -> tuple[KafkaAcknowledger, OffsetTracker[TopicPartition], PartitionOffsets]:
+    tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+    tracker.assign([TP])
+
+    def publish(deliveries: list[Delivery]) -> None:
+        raise AssertionError("no dead letters here")
+
+    acks = KafkaAcknowledger(
+        tracker=tracker,
+        record=lambda tp, generation, offset: None,
+        on_failure="ack",
+        dead_letter=False,
+        publish=publish,
+        stop_partition=lambda tp: None,
+        settled=lambda count: None,
+        owner="test",
+    )
+    state = tracker.get(TP)
+    assert state is not None
+    return acks, tracker, state
+
+
+def _read(state: PartitionOffsets, acks: KafkaAcknowledger, records: list[Any]) -> list[Message]:
+    state.add_all([r.offset for r in records])
+    return kafka_messages(records, state, acks, (TP.topic, TP.partition), None)
+
+
+def test_a_message_shows_its_record_as_metadata_and_data() -> None:
+    acks, _, state = _setup()
+    (message,) = _read(state, acks, [_record(7, headers=[("h", b"1")])])
+    assert isinstance(message, Message)
+    assert message.data == b"v"
+    assert message.ordering_key == ("orders", 3)
+    assert message.acknowledger is acks
+    assert (message.batcher, message.status, message.acked, message.reason) == (
+        None,
+        "ok",
+        False,
+        None,
+    )
+    assert message.metadata == {
+        "topic": "orders",
+        "partition": 3,
+        "offset": 7,
+        "key": b"k7",
+        "headers": [("h", b"1")],
+        "timestamp": 1_700_000_000_007,
+        "generation": state.generation,
+    }
+    message.metadata["mine"] = 1  # the dict is the message's own, kept once built
+    assert message.metadata["mine"] == 1
+    assert message.ack_options == {}
+    message.configure_ack(on_failure="stop")
+    assert message.ack_options == {"on_failure": "stop"}
+    assert "orders" in repr(message)
+
+
+def test_each_message_has_its_own_options_and_metadata() -> None:
+    acks, _, state = _setup()
+    first, second = _read(state, acks, [_record(0), _record(1)])
+    first.ack_options["on_failure"] = "stop"
+    first.metadata["x"] = 1
+    assert second.ack_options == {}
+    assert "x" not in second.metadata
+
+
+def test_changed_metadata_does_not_misdirect_the_ack() -> None:
+    acks, _, state = _setup()
+    messages = _read(state, acks, [_record(o) for o in range(4)])
+    for message in messages:
+        message.metadata["offset"] = 999
+        message.metadata["partition"] = "nonsense"
+    acks.ack(messages, [])
+    assert state.commit_point() == 4
+    assert state.in_flight == 0
+
+
+def test_a_revoked_partitions_messages_settle_nothing() -> None:
+    acks, tracker, state = _setup()
+    messages = _read(state, acks, [_record(o) for o in range(3)])
+    tracker.revoke([TP])
+    tracker.assign([TP])  # assigned again: a new generation, read afresh
+    fresh = tracker.get(TP)
+    assert fresh is not None
+    fresh.add_all([0, 1, 2])
+    acks.ack(messages, [])
+    assert fresh.in_flight == 3
+    assert fresh.commit_point() == 0
+
+
+def test_a_copy_made_with_replace_is_acknowledged_by_its_metadata() -> None:
+    acks, _, state = _setup()
+    (message,) = _read(state, acks, [_record(5)])
+    copy = dataclasses.replace(message, data=b"other")
+    assert copy.metadata["offset"] == 5
+    assert copy.data == b"other"
+    acks.ack([copy], [])
+    assert state.in_flight == 0
+    assert state.commit_point() == 6
+
+
+def test_the_decoder_decodes_values_and_fails_what_it_refuses() -> None:
+    acks, _, state = _setup()
+    records = [_record(0, b'{"a": 1}'), _record(1, b"not json"), _record(2, None)]
+    state.add_all([0, 1, 2])
+    good, bad, tombstone = kafka_messages(records, state, acks, ("orders", 3), json.loads)
+    assert good.data == {"a": 1}
+    assert not good.is_failed
+    assert bad.is_failed
+    assert isinstance(bad.reason, DecodeError)
+    assert bad.data == b"not json"
+    assert tombstone.data is None
+    assert not tombstone.is_failed
+
+
+def test_a_message_made_by_hand_has_empty_metadata() -> None:
+    message = KafkaMessage(data=1)
+    assert message.metadata == {}
+    assert message.ack_options == {}

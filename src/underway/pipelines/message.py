@@ -15,9 +15,9 @@ __all__ = [
     "Message",
     "MessageStatus",
     "NoopAcknowledger",
+    "claim_acks",
     "decode_into",
     "decode_message",
-    "group_acks",
 ]
 
 MessageStatus = Literal["ok", "failed"]
@@ -162,10 +162,14 @@ class BatchInfo:
     partition: int = 0
 
 
-def group_acks(
+def claim_acks(
     messages: Sequence[Message],
 ) -> dict[int, tuple[Acknowledger, list[Message], list[Message]]]:
-    """Group messages not yet acked by acknowledger: ``{id: (acknowledger, ok, failed)}``."""
+    """Group messages not yet acked by acknowledger, ``{id: (acknowledger, ok, failed)}``.
+
+    Each message grouped is marked acked as it is, before any acknowledger is called, so
+    a late ``ack_immediately()`` never acknowledges it again.
+    """
     groups: dict[int, tuple[Acknowledger, list[Message], list[Message]]] = {}
     last: Acknowledger | None = None  # messages come in runs of one acknowledger
     ok: list[Message] = []
@@ -173,6 +177,7 @@ def group_acks(
     for message in messages:
         if message.acked:
             continue
+        message.acked = True
         acknowledger = message.acknowledger
         if acknowledger is not last:
             group = groups.get(id(acknowledger))

@@ -150,3 +150,37 @@ async def test_stop_drains_every_lane() -> None:
     # Everything taken from the producer was handled and acknowledged before stop returned.
     assert handled == producer.acknowledger.count == producer.emitted
     assert pipeline.in_flight == 0
+
+
+class _Incomparable:
+    """A key that cannot be hashed and whose == raises (as a numpy array's does)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("the truth value is ambiguous")
+
+
+async def test_keys_that_cannot_be_compared_fail_only_their_messages() -> None:
+    items = [{"key": i % 2, "seq": i} for i in range(20)]
+    odd = _Incomparable()
+    # Two such keys in a row (groupby compares neighbours), and a run of a list key.
+    producer = OrderedProducer(
+        items,
+        key=lambda d: odd if d["seq"] in (4, 5) else [1] if d["seq"] in (9, 10) else d["key"],
+    )
+    handled: list[int] = []
+
+    async def handle(message: Message) -> None:
+        handled.append(message.data["seq"])
+
+    pipeline = Pipeline(
+        producer=producer, handle_message=handle, processors={"concurrency": 2, "max_demand": 4}
+    )
+    async with pipeline:
+        await producer.acknowledger.wait_for(len(items), timeout=30)
+
+    assert sorted(handled) == [i for i in range(20) if i not in (4, 5, 9, 10)]
+    failed = sorted(producer.acknowledger.failed, key=lambda m: m.data["seq"])
+    assert [m.data["seq"] for m in failed] == [4, 5, 9, 10]
+    assert all(isinstance(m.reason, TypeError) for m in failed)

@@ -153,3 +153,24 @@ def test_a_message_made_by_hand_has_empty_metadata() -> None:
     message = KafkaMessage(data=1)
     assert message.metadata == {}
     assert message.ack_options == {}
+
+
+def test_runs_of_several_partitions_and_copies_settle_each_one() -> None:
+    tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+    other = TopicPartition("orders", 4)
+    tracker.assign([TP, other])
+    acks, _, _ = _setup()
+    acks._tracker = tracker
+    mine, theirs = tracker.get(TP), tracker.get(other)
+    assert mine is not None
+    assert theirs is not None
+    records = [_record(o) for o in range(6)]
+    others = [dataclasses.replace(r, partition=4) for r in records]
+    a = _read(mine, acks, records)
+    b = _read(theirs, acks, others)
+    copy = dataclasses.replace(b[5], data=None)
+    acks.ack([a[0], b[0], a[1], b[1], *a[2:], b[2], b[3], b[4], copy], [])
+    assert (mine.commit_point(), mine.in_flight) == (6, 0)
+    assert (theirs.commit_point(), theirs.in_flight) == (6, 0)
+    acks.ack([*a, *b], [])  # settled once only
+    assert (mine.in_flight, theirs.in_flight) == (0, 0)

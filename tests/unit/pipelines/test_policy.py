@@ -13,7 +13,7 @@ from underway.pipelines._policy import (
     parse_batchers,
     parse_processors,
 )
-from underway.pipelines.message import group_acks
+from underway.pipelines.message import claim_acks
 from underway.pipelines.producers.dummy import RecordingAcknowledger
 
 
@@ -119,11 +119,14 @@ def test_message_helpers() -> None:
     assert m.reason == "bad payload"
 
 
-def test_group_acks_splits_per_acknowledger() -> None:
+def test_claim_acks_splits_per_acknowledger_and_marks_each_acked() -> None:
     a, b = RecordingAcknowledger(), RecordingAcknowledger()
-    ms = [Message(1, acknowledger=a), Message(2, acknowledger=b), Message(3, acknowledger=a)]
+    ms = [Message(i, acknowledger=(a, b, a, a, b)[i]) for i in range(5)]
     ms[2].failed("x")
-    groups = list(group_acks(ms).values())
+    ms[3].acked = True  # acknowledged already (ack_immediately): left out
+    groups = list(claim_acks(ms).values())
     assert len(groups) == 2
     assert groups[0] == (a, [ms[0]], [ms[2]])
-    assert groups[1] == (b, [ms[1]], [])
+    assert groups[1] == (b, [ms[1], ms[4]], [])
+    assert all(m.acked for m in ms)
+    assert claim_acks(ms) == {}  # claimed once only

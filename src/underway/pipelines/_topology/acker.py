@@ -6,7 +6,7 @@ import logging
 
 from underway.pipelines._handlers import Handlers
 from underway.pipelines._topology.demand import Demand
-from underway.pipelines.message import Message, call_ack, group_acks
+from underway.pipelines.message import Message, call_ack, claim_acks
 
 __all__ = ["Acker"]
 
@@ -42,11 +42,7 @@ class Acker:
             failed = [m for m in messages if m.status == "failed"]
             if failed:
                 await self._handlers.failed(failed)
-            for acknowledger, ok, bad in group_acks(messages).values():
-                for message in ok:
-                    message.acked = True
-                for message in bad:
-                    message.acked = True
+            for acknowledger, ok, bad in claim_acks(messages).values():
                 try:
                     await call_ack(acknowledger, ok, bad)
                 except Exception:

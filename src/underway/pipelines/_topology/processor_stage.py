@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Hashable, Mapping
+from itertools import groupby
+from operator import attrgetter
 
 from underway.pipelines._handlers import Handlers
 from underway.pipelines._policy import ProcessorsConfig, partition
@@ -15,6 +17,8 @@ from underway.pipelines._topology.stage import Stage
 from underway.pipelines.message import Message
 
 __all__ = ["ProcessorStage"]
+
+_ordering_key = attrgetter("ordering_key")
 
 
 class _Lane:
@@ -79,7 +83,10 @@ class ProcessorStage(Stage):
         step = self.config.max_demand
         if len(self._queues) == 1:
             queue = self._queues[0]
-            if any(m.ordering_key is not None for m in messages):
+            if messages and (
+                messages[0].ordering_key is not None
+                or any(m.ordering_key is not None for m in messages)
+            ):
                 self._admit_ordered(queue, messages)
                 return
             for i in range(0, len(messages), step):
@@ -96,24 +103,10 @@ class ProcessorStage(Stage):
         self, queue: asyncio.Queue[list[Message] | _Lane], messages: list[Message]
     ) -> None:
         step = self.config.max_demand
-        loose: list[Message] = []
-        keyed: dict[Hashable, list[Message]] = {}
-        run: list[Message] = loose
-        previous: object = None  # the key of ``run`` (messages come in runs of one key)
-        for message in messages:
-            key = message.ordering_key
-            if key is None:
-                loose.append(message)
-                continue
-            if key is not previous:
-                try:
-                    run = keyed.setdefault(key, [])
-                except TypeError as exc:  # an unhashable key: fail the message, keep the rest
-                    loose.append(message.failed(exc))
-                    previous = None
-                    continue
-                previous = key
-            run.append(message)
+        try:
+            loose, keyed = _by_key(messages)
+        except Exception:  # a key whose == misbehaves: sort them one at a time
+            loose, keyed = _by_key_one_at_a_time(messages)
         for i in range(0, len(loose), step):
             queue.put_nowait(loose[i : i + step])
         for key, group in keyed.items():
@@ -181,3 +174,42 @@ class ProcessorStage(Stage):
                 self._batchers[name].put(message)
                 self._demand.hand_to_batcher()  # its processor slot is free: ask for more
         return done
+
+
+def _by_key(messages: list[Message]) -> tuple[list[Message], dict[Hashable, list[Message]]]:
+    """``messages`` without an ordering key, and those with one by key, in order.
+
+    Messages come in runs of one key (a fetch of one partition), so they are taken a run
+    at a time. A message whose key cannot be hashed fails and joins the loose ones.
+    """
+    loose: list[Message] = []
+    keyed: dict[Hashable, list[Message]] = {}
+    for key, run in groupby(messages, _ordering_key):
+        if key is None:
+            loose += run
+            continue
+        try:
+            group = keyed.setdefault(key, [])
+        except TypeError as exc:  # an unhashable key: fail its messages, keep the rest
+            loose += (message.failed(exc) for message in run)
+            continue
+        group += run
+    return loose, keyed
+
+
+def _by_key_one_at_a_time(
+    messages: list[Message],
+) -> tuple[list[Message], dict[Hashable, list[Message]]]:
+    """:func:`_by_key` for keys that cannot even be compared: each message on its own."""
+    loose: list[Message] = []
+    keyed: dict[Hashable, list[Message]] = {}
+    for message in messages:
+        key = message.ordering_key
+        if key is None:
+            loose.append(message)
+            continue
+        try:
+            keyed.setdefault(key, []).append(message)
+        except Exception as exc:  # unhashable, or its == raised
+            loose.append(message.failed(exc))
+    return loose, keyed

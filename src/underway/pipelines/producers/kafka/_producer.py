@@ -105,8 +105,8 @@ class KafkaProducer:
         max_poll_interval_ms: Passed to aiokafka; while the pipeline is full the producer
             still polls the paused consumer, every third of it (at most every 30 s).
         max_partition_fetch_bytes: The most one fetch brings per partition (the client's
-            buffer per partition).
-        fetch_max_bytes: The most one fetch brings in all.
+            buffer per partition); Kafka's default, 1 MiB.
+        fetch_max_bytes: The most one fetch brings in all; Kafka's default, 50 MiB.
         consumer_options: Further ``AIOKafkaConsumer`` options (``client_id``,
             ``security_protocol``, ``sasl_*``...); those above cannot be set here. The
             dead-letter producer gets the connection options among them.
@@ -133,8 +133,8 @@ class KafkaProducer:
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
         max_poll_interval_ms: int = 300_000,
-        max_partition_fetch_bytes: int = 256 * 1024,
-        fetch_max_bytes: int = 4 * 1024 * 1024,
+        max_partition_fetch_bytes: int = 1024 * 1024,
+        fetch_max_bytes: int = 50 * 1024 * 1024,
         consumer_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.topics = opt.names("topics", topics)
@@ -417,7 +417,6 @@ class KafkaProducer:
                 continue
             if self.dead_letter_topic is not False:
                 self._records.keep(tp, state.generation, records, state.commit_point())
-            state.add_all([record.offset for record in records])
             messages += kafka_messages(
                 records, state, self._acks, (tp.topic, tp.partition), self._decoder
             )

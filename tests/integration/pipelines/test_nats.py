@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
 import socket
@@ -127,6 +128,33 @@ async def test_a_consumer_that_limits_pulls_or_strips_payloads_is_a_config_error
         await producer.prepare_for_start(10)
     assert "max_expires is 1s" in str(info.value)
     assert "headers_only" in str(info.value)
+
+
+async def test_a_consumer_whose_ack_pending_limit_is_below_capacity_is_named_at_start(
+    nc: Client, js: JetStreamContext, stream: Stream, caplog: pytest.LogCaptureFixture
+) -> None:
+    await js.add_consumer(
+        stream.name,
+        config=ConsumerConfig(
+            durable_name="small",
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30,
+            max_deliver=-1,
+            max_ack_pending=20,
+        ),
+    )
+
+    async def warnings_at(capacity: int) -> list[str]:
+        caplog.clear()
+        producer = NATSProducer(stream.name, "small", servers=URL, ack_wait=30.0)
+        with caplog.at_level(logging.WARNING, logger="underway.pipelines.nats"):
+            await producer.prepare_for_start(capacity)
+            await producer.close()
+        return [r.getMessage() for r in caplog.records if "max_ack_pending" in r.getMessage()]
+
+    assert await warnings_at(20) == []  # within the limit: nothing said
+    [warning] = await warnings_at(50)
+    assert "max_ack_pending is 20, below the pipeline's capacity of 50" in warning
 
 
 # -- acknowledgements and failures ---------------------------------------------------

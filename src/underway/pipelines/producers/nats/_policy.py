@@ -25,6 +25,7 @@ __all__ = [
     "check_backoff",
     "consumer_mismatches",
     "failure_action",
+    "pending_limit",
     "pull_problems",
     "retry_delay",
 ]
@@ -199,3 +200,20 @@ def pull_problems(config: Mapping[str, Any], batch: int, fetch_timeout: float) -
     if config.get("headers_only"):
         problems.append("headers_only is set: the producer needs the payloads")
     return problems
+
+
+def pending_limit(config: Mapping[str, Any], capacity: int) -> str | None:
+    """What to warn of when the consumer's ``max_ack_pending`` is below ``capacity``.
+
+    The server then hands out no more than ``max_ack_pending`` messages not yet
+    acknowledged, so the pipeline never holds more: it works, with fewer messages in
+    flight than it was built for. ``None`` when the limit is not in the way.
+    """
+    limit = int(config.get("max_ack_pending") or 0)
+    if 0 < limit < capacity:
+        return (
+            f"max_ack_pending is {limit}, below the pipeline's capacity of {capacity}: "
+            f"at most {limit} messages are in flight (raise it on the consumer, or lower "
+            f"the processors' concurrency or max_demand)"
+        )
+    return None

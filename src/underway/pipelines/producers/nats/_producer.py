@@ -29,6 +29,7 @@ from underway.pipelines.producers.nats._options import Options, validate
 from underway.pipelines.producers.nats._policy import (
     OnFailure,
     consumer_mismatches,
+    pending_limit,
     pull_problems,
     retry_delay,
 )
@@ -181,6 +182,7 @@ class NATSProducer:
         self._background: set[asyncio.Task[Any]] = set()
         self._errors = 0
         self._retry_at = 0.0
+        self._capacity = 0  # the pipeline's, once started
         self._draining = False
         self._checked = 0.0
         self._missing = False
@@ -198,7 +200,8 @@ class NATSProducer:
     async def prepare_for_start(self, capacity: int) -> None:
         """Connect, check the stream, create or bind the durable consumer.
 
-        ``capacity`` is not needed: each pull asks for no more than the demand.
+        Each pull asks for no more than the demand; a consumer whose ``max_ack_pending``
+        is below ``capacity`` is logged as a warning (the pipeline holds no more than it).
 
         Raises:
             ConnectionError: No server answered within ``connect_timeout``, or the
@@ -213,6 +216,7 @@ class NATSProducer:
         self._draining = False
         self._errors = 0
         self._retry_at = 0.0
+        self._capacity = capacity
         connection = Connection(
             opts.servers,
             name=f"underway-{self.durable}-{socket.gethostname()}-{os.getpid()}",
@@ -332,7 +336,11 @@ class NATSProducer:
         answer = json.loads(reply.data)
         if "error" in answer:
             raise ConfigError(f"{name}: {answer['error'].get('description', answer['error'])}")
-        return pull_problems(answer.get("config") or {}, opts.batch, opts.fetch_timeout)
+        config = answer.get("config") or {}
+        limited = pending_limit(config, self._capacity)
+        if limited is not None:
+            _log.warning("%s: %s %s", self, name, limited)
+        return pull_problems(config, opts.batch, opts.fetch_timeout)
 
     async def prepare_for_draining(self) -> None:
         """Stop pulling: no more messages are handed out.

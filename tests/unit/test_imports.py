@@ -236,6 +236,7 @@ DRIVERS = {
     "google",
     "grpc",
     "nats",
+    "prometheus_client",
 }
 
 
@@ -341,3 +342,9 @@ def test_the_core_imports_no_driver(package: str) -> None:
     imported = result["imported"]
     assert isinstance(imported, list)
     assert set(imported) <= core_dependencies(), f"{package} imported {imported}"
+
+
+def test_the_prometheus_extra_is_named_when_it_is_missing() -> None:
+    result = probe("underway.prometheus", blocked_modules())
+    assert result["attempts"] == ["prometheus_client"]
+    assert "pip install 'underway[prometheus]'" in str(result["error"])

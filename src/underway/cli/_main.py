@@ -1,6 +1,7 @@
 """The ``underway`` command: run a node, migrate, inspect jobs, and a guided demo.
 
     underway start myapp.tasks:jobs --queue default=10 --queue mail=20
+    underway start myapp.tasks:jobs --processes 4 --metrics-port 9464
     underway migrate --database sqlite:///app.db
     underway jobs list --state retryable --database sqlite:///app.db
     underway demo
@@ -16,6 +17,9 @@ import asyncio
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
@@ -31,16 +35,26 @@ from underway.cli._jobs import (
     use_database,
 )
 from underway.cli._node import StopFailed, run_node
-from underway.cli._processes import child_argv, run_processes, take_parent_fd, take_ready_fd
+from underway.cli._processes import (
+    child_argv,
+    metrics_directory,
+    run_processes,
+    take_parent_fd,
+    take_ready_fd,
+)
 from underway.errors import ConfigError, UnderwayError
 from underway.jobs.app import Jobs, exit_if_left_running
 from underway.jobs.config import check_queues
+
+if TYPE_CHECKING:
+    from underway.prometheus import MetricsServer
 
 __all__ = ["main"]
 
 _log = logging.getLogger("underway.cli")
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_NO_PROMETHEUS = "--metrics-port needs prometheus-client: pip install 'underway[prometheus]'"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -152,6 +166,38 @@ def _configure(
     default="info",
     show_default=True,
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help=(
+        "Serve Prometheus metrics at http://ADDR:PORT/metrics (needs underway[prometheus]); "
+        "with --processes, of every process. 0 picks a free port (logged)."
+    ),
+)
+@click.option(
+    "--metrics-addr",
+    default="0.0.0.0",  # noqa: S104 - Prometheus scrapes from another host
+    show_default=True,
+    metavar="ADDR",
+    help="The address --metrics-port listens on.",
+)
+@click.option(
+    "--metrics-interval",
+    type=click.FloatRange(min=0),
+    default=15.0,
+    show_default=True,
+    metavar="SECONDS",
+    help=(
+        "How often the leader counts the jobs by queue and state for the "
+        "underway_queue_jobs gauge (one query over every job, history included; 0: never)."
+    ),
+)
+@click.option(
+    "--metrics-multiprocess",
+    is_flag=True,
+    hidden=True,  # a child of --processes: record metrics for the parent to serve
+)
 def start(
     app: str,
     queues: dict[str, int],
@@ -162,6 +208,10 @@ def start(
     processes: int,
     log_jobs: bool,
     log_level: str,
+    metrics_port: int | None,
+    metrics_addr: str,
+    metrics_interval: float,
+    metrics_multiprocess: bool,
 ) -> None:
     """Run a node for the Jobs app MODULE:ATTR until SIGTERM or SIGINT.
 
@@ -197,20 +247,95 @@ def start(
                 args += ["--shutdown-grace", str(shutdown_grace)]
             if log_jobs:
                 args.append("--log-jobs")
+            if metrics_port is not None:
+                args += ["--metrics-multiprocess", "--metrics-interval", str(metrics_interval)]
             return child_argv(args)
 
-        sys.exit(run_processes(processes, node_name or jobs.config.name, one_node))
+        base = node_name or jobs.config.name
+        if metrics_port is None:
+            sys.exit(run_processes(processes, base, one_node))
+        sys.exit(_serve_processes(processes, base, one_node, metrics_port, metrics_addr))
     if log_jobs:
         telemetry.attach_logging(logging.getLogger("underway.jobs"), prefix="job.")
+    with _metrics(jobs, metrics_port, metrics_addr, metrics_interval, metrics_multiprocess):
+        try:
+            asyncio.run(run_node(jobs, stats_interval, ready_fd, parent_fd))
+        except StopFailed as exc:
+            exit_if_left_running(jobs, error=exc.__cause__)
+            raise FailError(
+                f"node {jobs.config.name} failed while stopping: {exc.__cause__}"
+            ) from None
+        except UnderwayError as exc:
+            exit_if_left_running(jobs, error=exc)
+            raise FailError(f"node {jobs.config.name} cannot run: {exc}") from None
+        exit_if_left_running(jobs)
+
+
+@contextmanager
+def _metrics(
+    jobs: Jobs, port: int | None, addr: str, interval: float, multiprocess: bool
+) -> Iterator[None]:
+    """Record the node's metrics while the block runs, served on ``port`` if given.
+
+    A child of ``--processes`` (``multiprocess``) records them in the parent's directory
+    and serves nothing.
+    """
+    if port is None and not multiprocess:
+        yield
+        return
+    _require_prometheus()
+    from underway import prometheus
+
+    if interval > 0:
+        metrics = prometheus.instrument(jobs, interval=interval)
+    else:  # no job counts: a large history makes each one costly
+        metrics = prometheus.instrument()
+    server = None
     try:
-        asyncio.run(run_node(jobs, stats_interval, ready_fd, parent_fd))
-    except StopFailed as exc:
-        exit_if_left_running(jobs, error=exc.__cause__)
-        raise FailError(f"node {jobs.config.name} failed while stopping: {exc.__cause__}") from None
-    except UnderwayError as exc:
-        exit_if_left_running(jobs, error=exc)
-        raise FailError(f"node {jobs.config.name} cannot run: {exc}") from None
-    exit_if_left_running(jobs)
+        if port is not None:
+            server = _serve(port, addr, "this node")
+        yield
+    finally:
+        if server is not None:
+            server.close()
+        metrics.detach()
+
+
+def _serve_processes(
+    count: int, base: str, argv: Callable[[str], Sequence[str]], port: int, addr: str
+) -> int:
+    """``run_processes`` with the children's metrics merged and served on ``port``."""
+    with metrics_directory() as path:  # set before prometheus_client is imported here
+        _require_prometheus()
+        from underway import prometheus
+
+        server = _serve(port, addr, f"{count} node processes (files in {path})")
+        try:
+            return run_processes(count, base, argv, on_exit=prometheus.forget_process)
+        finally:
+            server.close()
+
+
+def _require_prometheus() -> None:
+    """Import ``underway.prometheus``, or say which extra to install."""
+    try:
+        import underway.prometheus  # noqa: F401 - loaded for the callers' own import
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("prometheus_client"):
+            raise
+        raise AppError(_NO_PROMETHEUS) from None
+
+
+def _serve(port: int, addr: str, what: str) -> MetricsServer:
+    from underway import prometheus
+
+    try:
+        server = prometheus.serve(port, addr=addr)
+    except ConfigError as exc:
+        raise FailError(str(exc)) from None
+    host, bound = server.address
+    _log.info("serving the metrics of %s at http://%s:%d/metrics", what, host, bound)
+    return server
 
 
 # -- migrate ----------------------------------------------------------------------------------

@@ -26,6 +26,10 @@ gracefully, as on SIGTERM, instead of running on as an orphan.
 - SIGTERM and SIGINT are forwarded to the children, once per signal received; the parent
   exits once they all have, with 0 when each stopped cleanly (or died of the forwarded
   signal before it could handle it), else the first failure's status.
+
+With ``--metrics-port`` the children record their metrics in files of one directory
+(prometheus-client's multiprocess mode, :func:`metrics_directory`) and the parent serves
+them merged; the parent drops a child's live gauges when it reaps the child.
 """
 
 from __future__ import annotations
@@ -34,22 +38,27 @@ import asyncio
 import logging
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 __all__ = [
+    "METRICS_ENV",
     "PARENT_ENV",
     "READY_ENV",
     "child_argv",
     "child_name",
     "describe_exit",
     "exit_status",
+    "metrics_directory",
     "report_ready",
     "restart_delay",
     "run_processes",
@@ -60,6 +69,7 @@ __all__ = [
 
 READY_ENV = "UNDERWAY_READY_FD"
 PARENT_ENV = "UNDERWAY_PARENT_FD"
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _log = logging.getLogger("underway.cli")
 _TICK = 0.1  # how often child exits and forwarded signals are looked at
 _FIRST_DELAY = 1.0
@@ -183,8 +193,14 @@ class _Child:
 
 
 class _Group:
-    def __init__(self, count: int, base: str, argv: Callable[[str], Sequence[str]]) -> None:
-        self.base, self.argv = base, argv
+    def __init__(
+        self,
+        count: int,
+        base: str,
+        argv: Callable[[str], Sequence[str]],
+        on_exit: Callable[[int], None] | None = None,
+    ) -> None:
+        self.base, self.argv, self.on_exit = base, argv, on_exit
         self.slots = [_Slot(i) for i in range(count)]
         self.children: dict[int, _Child] = {}  # slot index -> running child
         self.selector = selectors.DefaultSelector()
@@ -336,6 +352,11 @@ class _Group:
             child.registered = False
         os.close(child.ready_fd)
         del self.children[child.slot.index]
+        if self.on_exit is not None:
+            try:
+                self.on_exit(child.proc.pid)
+            except Exception as exc:  # bookkeeping; it must not stop the other children
+                _log.warning("after node process %s exited: %s", child.name, exc)
 
     def _restart_due(self) -> None:
         now = time.monotonic()
@@ -344,19 +365,26 @@ class _Group:
                 self._spawn(slot)
 
 
-def run_processes(count: int, base: str, argv: Callable[[str], Sequence[str]]) -> int:
+def run_processes(
+    count: int,
+    base: str,
+    argv: Callable[[str], Sequence[str]],
+    *,
+    on_exit: Callable[[int], None] | None = None,
+) -> int:
     """Run ``count`` children, each with ``argv(node_name)``, until a signal stops them.
 
     Args:
         count: How many children run at once.
         base: The node name the children's names are built from (``base-0``...).
         argv: The command line of the child with a node name.
+        on_exit: Called with the pid of each child once it is reaped.
 
     Returns:
         The exit status: 0 when every child stopped cleanly, else the failed child's status
         (its exit code, or 128 + N when signal N killed it).
     """
-    group = _Group(count, base, argv)
+    group = _Group(count, base, argv, on_exit)
     handled = (signal.SIGTERM, signal.SIGINT)
     previous = {sig: signal.signal(sig, group.on_signal) for sig in handled}
     try:
@@ -370,3 +398,29 @@ def run_processes(count: int, base: str, argv: Callable[[str], Sequence[str]]) -
 def child_argv(args: Sequence[str]) -> list[str]:
     """The command line that runs one node with ``args`` (``start`` and its options)."""
     return [sys.executable, "-m", "underway", *args]
+
+
+@contextmanager
+def metrics_directory() -> Iterator[str]:
+    """The directory of prometheus-client's multiprocess mode, set for this process's children.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` names it: the one given in the environment (created if
+    missing, its ``*.db`` files of an earlier run removed), else a new temporary directory,
+    removed on the way out. Children started inside the block inherit the variable, so it
+    is set before they import prometheus_client, as that mode requires.
+    """
+    given = os.environ.get(METRICS_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        yield given
+        return
+    made = tempfile.mkdtemp(prefix="underway-metrics-")
+    os.environ[METRICS_ENV] = made
+    try:
+        yield made
+    finally:
+        os.environ.pop(METRICS_ENV, None)
+        shutil.rmtree(made, ignore_errors=True)

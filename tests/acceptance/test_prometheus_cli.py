@@ -101,6 +101,33 @@ def test_one_node_serves_its_metrics(
     assert "Traceback" not in node.log
 
 
+def test_an_interval_of_zero_leaves_the_gauge_out(
+    tmp_path: Path, url: str, client: Jobs, nodes: list[Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    ids = enqueue(client, 3, 0)
+    node = Node(
+        tmp_path,
+        *("--database", url, "--stats-interval", "0"),
+        *("--metrics-port", "0", "--metrics-addr", "127.0.0.1", "--metrics-interval", "0"),
+    )
+    nodes.append(node)
+    port = wait_for(lambda: served_port(node), timeout=30, what="the metrics server")
+    wait_for(lambda: finished(client, ids), timeout=30, what="the jobs", interval=0.05)
+    labels = {"queue": "default", "worker": "cli_app.add", "outcome": "completed"}
+    wait_for(
+        lambda: get(scrape(port), "underway_jobs_total", **labels) == 3,
+        timeout=30,
+        what="the counters of the run",
+        interval=0.1,
+        diagnose=lambda: node.log,
+    )
+    assert {name for name, _ in scrape(port)} >= {"underway_job_duration_seconds_count"}
+    assert not any(name == "underway_queue_jobs" for name, _ in scrape(port))
+    assert node.stop(timeout=60) == 0, node.log
+    assert "Traceback" not in node.log
+
+
 @pytest.mark.parametrize("given", [False, True], ids=["temporary-dir", "given-dir"])
 def test_processes_serve_the_merged_metrics_of_every_child(
     tmp_path: Path,

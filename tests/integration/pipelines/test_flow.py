@@ -354,3 +354,31 @@ async def test_telemetry_spans_each_message_and_its_exception() -> None:
     assert sorted(e.args[0] for e in errors) == [1, 3, 5]
     assert sorted(m.data for m in producer.acknowledger.failed) == [1, 3, 5]
     assert sorted(m.data for m in producer.acknowledger.successful) == [0, 2, 4]
+
+
+async def test_telemetry_attached_while_a_chunk_is_handled_spans_the_rest_of_it() -> None:
+    events: list[str] = []
+    tokens: list[object] = []
+
+    def handler(event: str, m: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        events.append(event)
+
+    def handle(message: Message) -> Message:
+        if message.data == 0:  # attached by the first message of the chunk
+            tokens.append(telemetry.attach(handler, prefix="pipeline.message"))
+        return message
+
+    pipeline = Pipeline(
+        producer=DummyProducer(),
+        handle_message=handle,
+        processors={"concurrency": 1, "max_demand": 10},
+    )
+    try:
+        async with pipeline:
+            successful, failed = await test_batch(pipeline, range(5))  # one chunk of five
+    finally:
+        for token in tokens:
+            telemetry.detach(token)
+    assert (len(successful), failed) == (5, [])
+    assert events.count("pipeline.message.start") == 4
+    assert events.count("pipeline.message.stop") == 4

@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from underway.pipelines import DummyProducer, Message, Pipeline
+from underway.pipelines import DummyProducer, Message, Pipeline, RecordingAcknowledger
 
 from .test_partitions import _keyed
 
@@ -184,3 +184,25 @@ async def test_keys_that_cannot_be_compared_fail_only_their_messages() -> None:
     failed = sorted(producer.acknowledger.failed, key=lambda m: m.data["seq"])
     assert [m.data["seq"] for m in failed] == [4, 5, 9, 10]
     assert all(isinstance(m.reason, TypeError) for m in failed)
+
+
+async def test_an_unhashable_key_fails_its_message_not_the_next_one_with_an_equal_key() -> None:
+    # {1} == frozenset({1}): the two keys make one run, yet only the set cannot be hashed.
+    acknowledger = RecordingAcknowledger()
+    keys: list[Any] = [{1}, frozenset({1}), frozenset({1}), None, ("t", 0)]
+    messages = [
+        Message(i, acknowledger=acknowledger, ordering_key=key) for i, key in enumerate(keys)
+    ]
+    handled: list[int] = []
+
+    async def handle(message: Message) -> None:
+        handled.append(message.data)
+
+    pipeline = Pipeline(producer=DummyProducer(), handle_message=handle)
+    async with pipeline:
+        pipeline.push_messages(messages)
+        await acknowledger.wait_for(len(messages))
+
+    assert [m.data for m in acknowledger.failed] == [0]
+    assert isinstance(acknowledger.failed[0].reason, TypeError)
+    assert sorted(handled) == [1, 2, 3, 4]

@@ -190,8 +190,13 @@ def _by_key(messages: list[Message]) -> tuple[list[Message], dict[Hashable, list
             continue
         try:
             group = keyed.setdefault(key, [])
-        except TypeError as exc:  # an unhashable key: fail its messages, keep the rest
-            loose += (message.failed(exc) for message in run)
+        except TypeError:  # an unhashable key: fail its messages, keep the rest
+            # A run's keys are equal, not all alike: a frozenset may follow an equal set.
+            # Each message of the run is sorted by its own key, in order.
+            one_loose, one_keyed = _by_key_one_at_a_time(list(run))
+            loose += one_loose
+            for own, messages_of in one_keyed.items():
+                keyed.setdefault(own, []).extend(messages_of)
             continue
         group += run
     return loose, keyed

@@ -1,7 +1,9 @@
 """Command-line plumbing for durable jobs: loading an app, and the ``underway jobs`` commands.
 
-``underway jobs list|show|retry|cancel`` inspect and change jobs in a database given with
-``--database URL`` or through an application (``--app module:attr``).
+``underway jobs list|show|retry|cancel|delete`` inspect and change jobs in a database given
+with ``--database URL`` or through an application (``--app module:attr``). ``retry`` and
+``cancel`` act on one job by id, or, like ``delete``, on every job matching filters, after a
+confirmation (``--yes`` skips it; no filter at all asks with a warning that names it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from underway.cli._console import STATES, table
 from underway.errors import ConfigError, UnderwayError
 from underway.jobs.app import Jobs
 from underway.jobs.engines import open_engine
+from underway.jobs.engines.base import BULK_CANCEL_STATES, BULK_DELETE_STATES, BULK_RETRY_STATES
 from underway.jobs.job import FINISHED_STATES, Job, JobState
 
 __all__ = ["AppError", "FailError", "jobs_group", "load_app", "open_jobs", "use_database"]
@@ -219,7 +222,7 @@ def _missing(job_id: int) -> FailError:
 
 @click.group("jobs")
 def jobs_group() -> None:
-    """Inspect and change jobs: list, show, retry, cancel."""
+    """Inspect and change jobs: list, show, retry, cancel, delete."""
 
 
 @jobs_group.command("list")
@@ -265,11 +268,142 @@ def show_command(job_id: int, app: str | None, database: str | None) -> None:
         click.echo(line)
 
 
+_ACTIONS: dict[str, tuple[tuple[JobState, ...], str, str]] = {
+    # action: (its states, its verb, its participle)
+    "retry": (BULK_RETRY_STATES, "retry", "retried"),
+    "cancel": (BULK_CANCEL_STATES, "cancel", "cancelled"),
+    "delete": (BULK_DELETE_STATES, "delete", "deleted"),
+}
+
+
+def filter_options(action: str) -> Callable[[F], F]:
+    """Add the filters of a bulk ``action`` and ``--yes``."""
+    states = [s.value for s in _ACTIONS[action][0]]
+
+    def add(fn: F) -> F:
+        for option in reversed(
+            [
+                click.option(
+                    "--state",
+                    "states",
+                    multiple=True,
+                    type=click.Choice(states),
+                    help="Only jobs in this state (repeatable).",
+                ),
+                click.option(
+                    "--queue", "queues", multiple=True, help="Only jobs of this queue (repeatable)."
+                ),
+                click.option(
+                    "--worker",
+                    "workers",
+                    multiple=True,
+                    help="Only jobs of this worker, by its full name (repeatable).",
+                ),
+                click.option(
+                    "--tag",
+                    "tags",
+                    multiple=True,
+                    help="Only jobs with this tag (repeatable: all).",
+                ),
+                click.option("--node", help="Only jobs whose last attempt ran on this node."),
+                click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
+            ]
+        ):
+            fn = option(fn)
+        return fn
+
+    return add
+
+
+def _filters(
+    states: tuple[str, ...],
+    queues: tuple[str, ...],
+    workers: tuple[str, ...],
+    tags: tuple[str, ...],
+    node: str | None,
+) -> dict[str, Any]:
+    """The API's filters for the options given (those not given are left out)."""
+    given = {"state": states, "queue": queues, "worker": workers, "tags": tags, "node": node}
+    return {name: value for name, value in given.items() if value}
+
+
+def _describe(filters: dict[str, Any]) -> str:
+    parts = []
+    for name, value in filters.items():
+        values = value if isinstance(value, tuple) else (value,)
+        parts.append(
+            f"{name} {' or '.join(values)}" if name != "tags" else f"tags {', '.join(values)}"
+        )
+    return "; ".join(parts)
+
+
+def _confirm(action: str, filters: dict[str, Any]) -> None:
+    """Ask before a bulk action (``click.Abort`` when refused or when nobody can answer)."""
+    states, verb, _ = _ACTIONS[action]
+    names = ", ".join(s.value for s in states)
+    if filters:
+        kind = "" if "state" in filters else f"{names} "
+        click.confirm(
+            f"{verb.capitalize()} every {kind}job matching {_describe(filters)}?", abort=True
+        )
+        return
+    click.secho(
+        f"Warning: no filter given. This will {verb} EVERY job that is {names}, in every "
+        "queue, on every node.",
+        fg="red",
+        bold=True,
+        err=True,
+    )
+    click.confirm(f"{verb.capitalize()} every {names} job in the database?", abort=True)
+
+
+def _run_bulk(
+    action: str, filters: dict[str, Any], yes: bool, app: str | None, database: str | None
+) -> None:
+    """Confirm unless ``yes``, run the bulk ``action`` and print how many jobs it changed."""
+    with open_jobs(app, database) as jobs:
+        if not yes:
+            _confirm(action, filters)
+        run = {
+            "retry": jobs.retry_all_jobs_sync,
+            "cancel": jobs.cancel_all_jobs_sync,
+            "delete": jobs.delete_all_jobs_sync,
+        }[action]
+        try:
+            count = run(all=not filters, **filters)
+        except ConfigError as exc:
+            raise AppError(str(exc)) from None
+    click.echo(f"{count} job{'' if count == 1 else 's'} {_ACTIONS[action][2]}")
+
+
+def _refuse_filters(filters: dict[str, Any]) -> None:
+    """A command given a job id acts on that job alone: filters beside it are an error."""
+    if filters:
+        raise AppError("give a job id or filters, not both")
+
+
 @jobs_group.command("retry")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=int, required=False)
+@filter_options("retry")
 @target_options
-def retry_command(job_id: int, app: str | None, database: str | None) -> None:
-    """Make a job available to run now (any state but executing)."""
+def retry_command(
+    job_id: int | None,
+    states: tuple[str, ...],
+    queues: tuple[str, ...],
+    workers: tuple[str, ...],
+    tags: tuple[str, ...],
+    node: str | None,
+    yes: bool,
+    app: str | None,
+    database: str | None,
+) -> None:
+    """Make a job available to run now (any state but executing), or every job matching
+    the filters (scheduled, retryable, completed, discarded or cancelled ones)."""
+    filters = _filters(states, queues, workers, tags, node)
+    if job_id is None:
+        _run_bulk("retry", filters, yes, app, database)
+        return
+    _refuse_filters(filters)
     with open_jobs(app, database) as jobs:
         job = jobs.retry_job_sync(job_id)
     if job is None:
@@ -282,13 +416,30 @@ def retry_command(job_id: int, app: str | None, database: str | None) -> None:
 
 
 @jobs_group.command("cancel")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=int, required=False)
+@filter_options("cancel")
 @target_options
-def cancel_command(job_id: int, app: str | None, database: str | None) -> None:
-    """Cancel a job that has not finished.
+def cancel_command(
+    job_id: int | None,
+    states: tuple[str, ...],
+    queues: tuple[str, ...],
+    workers: tuple[str, ...],
+    tags: tuple[str, ...],
+    node: str | None,
+    yes: bool,
+    app: str | None,
+    database: str | None,
+) -> None:
+    """Cancel a job that has not finished, or every such job matching the filters.
 
-    A job executing on a node is marked cancelled at once; what its run returns is ignored.
+    A job executing on a node is marked cancelled at once and interrupted there; what its
+    run returns is ignored.
     """
+    filters = _filters(states, queues, workers, tags, node)
+    if job_id is None:
+        _run_bulk("cancel", filters, yes, app, database)
+        return
+    _refuse_filters(filters)
     with open_jobs(app, database) as jobs:
         before = jobs.get_job_sync(job_id)
         if before is None:
@@ -300,3 +451,23 @@ def cancel_command(job_id: int, app: str | None, database: str | None) -> None:
         state = "gone" if job is None else job.state.value
         raise FailError(f"job {job_id} could not be cancelled (it is {state})")
     click.echo(f"job {job_id} cancelled (was {before.state.value})")
+
+
+@jobs_group.command("delete")
+@filter_options("delete")
+@target_options
+def delete_command(
+    states: tuple[str, ...],
+    queues: tuple[str, ...],
+    workers: tuple[str, ...],
+    tags: tuple[str, ...],
+    node: str | None,
+    yes: bool,
+    app: str | None,
+    database: str | None,
+) -> None:
+    """Delete every finished (completed, discarded or cancelled) job matching the filters.
+
+    Waiting and executing jobs are never deleted: cancel them first.
+    """
+    _run_bulk("delete", _filters(states, queues, workers, tags, node), yes, app, database)

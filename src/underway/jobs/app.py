@@ -10,20 +10,21 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Unpack, overload
 
 from underway import _telemetry as telemetry
 from underway import tasks
 from underway._aio import Service, finish_despite_cancel
 from underway.errors import ChildStartError, ConfigError, EnqueueError
+from underway.jobs._bulk import JobFilters, bulk, bulk_filter, job_filter
 from underway.jobs._queue_name import validate_queue_name
 from underway.jobs._runtime.node import Node
 from underway.jobs.config import NodeConfig, Pruning, check_queues
 from underway.jobs.cron import Cron, check_options
-from underway.jobs.engines import Engine, JobFilter, open_engine
+from underway.jobs.engines import Engine, open_engine
 from underway.jobs.engines._inline import InlineEngine
-from underway.jobs.engines.base import Inserts
+from underway.jobs.engines.base import Inserts, JobFilter
 from underway.jobs.job import Job, JobSpec, JobState
 from underway.jobs.worker import Worker, WorkerOptions
 from underway.tasks import ChildSpec, Ready
@@ -230,15 +231,29 @@ class Jobs(Service):
         return self._inline or self.engine
 
     def _wake(self, inserted: list[Job[Any]]) -> None:
+        self._wake_queues(
+            {j.queue for j in inserted if j.state is JobState.AVAILABLE and not j.conflict}
+        )
+
+    def _wake_queues(self, queues: Iterable[str]) -> None:
+        """Tell this process's node (if it runs one) that ``queues`` have jobs available."""
         node, loop = self._node, self._loop
         if node is None or loop is None:
             return
-        queues = {j.queue for j in inserted if j.state is JobState.AVAILABLE and not j.conflict}
         for queue in queues:
             if _on_loop(loop):
                 node.wake(queue)
             else:
                 loop.call_soon_threadsafe(node.wake, queue)
+
+    def _interrupt_here(self, job_ids: Collection[int]) -> None:
+        """Interrupt jobs at once if they run on this process's node (other nodes act on
+        the cancel signals published for them)."""
+        node, loop = self._node, self._loop
+        if not job_ids or node is None or loop is None or not loop.is_running():
+            return
+        for job_id in job_ids:
+            loop.call_soon_threadsafe(node.interrupt, job_id)  # the node's tasks are its loop's
 
     # -- running a node ---------------------------------------------------------------------
 
@@ -526,28 +541,27 @@ class Jobs(Service):
         return await asyncio.to_thread(self.engine.get_job, job_id)
 
     def list_jobs_sync(
-        self,
-        *,
-        state: JobState | str | Iterable[JobState | str] | None = None,
-        queue: str | None = None,
-        worker: Worker | str | None = None,
-        limit: int = 100,
-        offset: int = 0,
+        self, *, limit: int = 100, offset: int = 0, **filters: Unpack[JobFilters]
     ) -> list[Job[Any]]:
-        """Jobs matching the filters, newest first."""
-        if state is None:
-            states: tuple[JobState, ...] = ()
-        elif isinstance(state, str):
-            states = (JobState(state),)
-        else:
-            states = tuple(JobState(s) for s in state)
-        name = worker.name if isinstance(worker, Worker) else worker
-        where = JobFilter(states=states, queue=queue, worker=name, limit=limit, offset=offset)
-        return self.engine.list_jobs(where)
+        """Jobs matching every filter given, newest first.
 
-    async def list_jobs(self, **filters: Any) -> list[Job[Any]]:
+        Filters (any of them; see :class:`~underway.jobs._bulk.JobFilters`): ``state``,
+        ``queue``, ``worker`` (one or a list each), ``tags`` (all present), ``node``,
+        ``inserted_after``/``inserted_before``, ``finished_after``/``finished_before``
+        (aware datetimes or epoch seconds), ``args``/``meta`` (a dict contained in the
+        job's). Without filters, the newest jobs.
+
+        Raises:
+            ConfigError: A filter is unknown, of the wrong type or empty (named).
+        """
+        return self.engine.list_jobs(job_filter(filters, limit=limit, offset=offset))
+
+    async def list_jobs(
+        self, *, limit: int = 100, offset: int = 0, **filters: Unpack[JobFilters]
+    ) -> list[Job[Any]]:
         """Async :meth:`list_jobs_sync`."""
-        return await asyncio.to_thread(lambda: self.list_jobs_sync(**filters))
+        where = job_filter(filters, limit=limit, offset=offset)
+        return await asyncio.to_thread(self.engine.list_jobs, where)
 
     def retry_job_sync(self, job_id: int) -> Job[Any] | None:
         """Make a finished or waiting job available now (not one that is executing)."""
@@ -570,9 +584,7 @@ class Jobs(Service):
         job = self.engine.cancel_job(job_id, time.time())
         if job is None or job.state is not JobState.CANCELLED:
             return job
-        node, loop = self._node, self._loop
-        if node is not None and loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(node.interrupt, job.id)  # the node's tasks are its loop's
+        self._interrupt_here([job.id])
         self.engine.publish_sync({"action": "cancel", "job_id": job_id})
         return job
 
@@ -581,6 +593,88 @@ class Jobs(Service):
         (a coroutine job; a sync job's thread runs to its end and its outcome is ignored).
         """
         return await asyncio.to_thread(self.cancel_job_sync, job_id)
+
+    # -- bulk actions: every job matching the filters, in one statement ----------------------
+
+    def retry_all_jobs_sync(self, *, all: bool = False, **filters: Unpack[JobFilters]) -> int:
+        """Make every matching job that is scheduled, retryable, completed, discarded or
+        cancelled available now, with at least one attempt left; return how many.
+
+        Executing jobs are left to their run and available ones keep their place. The
+        queues of the retried jobs are woken on every node.
+
+        Args:
+            all: Retry every job that can be: required when no filter is given, refused
+                with one (so an empty filter never acts by accident).
+            **filters: As :meth:`list_jobs_sync`; ``state`` only among the states above.
+
+        Raises:
+            ConfigError: A filter is unknown, of the wrong type, empty, or names a state
+                this action never touches; or the ``all`` rule above is broken. Nothing is
+                changed then.
+        """
+        return self._bulk("retry", bulk_filter("retry", filters, everything=all))
+
+    async def retry_all_jobs(self, *, all: bool = False, **filters: Unpack[JobFilters]) -> int:
+        """Async :meth:`retry_all_jobs_sync`."""
+        where = bulk_filter("retry", filters, everything=all)
+        return await asyncio.to_thread(self._bulk, "retry", where)
+
+    def cancel_all_jobs_sync(self, *, all: bool = False, **filters: Unpack[JobFilters]) -> int:
+        """Cancel every matching job that has not finished; return how many.
+
+        A cancelled job that was executing is interrupted on whichever node runs it (at
+        once on this process's node, through a control signal on any other, written in the
+        same transaction); a sync job's thread cannot be, so it runs to its end and its
+        outcome is ignored, as with :meth:`cancel_job_sync`.
+
+        Args:
+            all: Cancel every unfinished job: required when no filter is given, refused
+                with one.
+            **filters: As :meth:`list_jobs_sync`; ``state`` only among scheduled,
+                available, executing and retryable.
+
+        Raises:
+            ConfigError: As :meth:`retry_all_jobs_sync`.
+        """
+        return self._bulk("cancel", bulk_filter("cancel", filters, everything=all))
+
+    async def cancel_all_jobs(self, *, all: bool = False, **filters: Unpack[JobFilters]) -> int:
+        """Async :meth:`cancel_all_jobs_sync`."""
+        where = bulk_filter("cancel", filters, everything=all)
+        return await asyncio.to_thread(self._bulk, "cancel", where)
+
+    def delete_all_jobs_sync(self, *, all: bool = False, **filters: Unpack[JobFilters]) -> int:
+        """Delete every matching finished job (completed, discarded or cancelled); return
+        how many.
+
+        Waiting and executing jobs are never deleted: a waiting job would vanish without a
+        trace (cancel it instead, and it stays in the history until pruned), and an
+        executing one would be deleted under its run, whose outcome would then be lost.
+        This is the pruner's work done now, for the jobs one chooses.
+
+        Args:
+            all: Delete every finished job: required when no filter is given, refused with
+                one.
+            **filters: As :meth:`list_jobs_sync`; ``state`` only among the finished states.
+
+        Raises:
+            ConfigError: As :meth:`retry_all_jobs_sync`.
+        """
+        return self._bulk("delete", bulk_filter("delete", filters, everything=all))
+
+    async def delete_all_jobs(self, *, all: bool = False, **filters: Unpack[JobFilters]) -> int:
+        """Async :meth:`delete_all_jobs_sync`."""
+        where = bulk_filter("delete", filters, everything=all)
+        return await asyncio.to_thread(self._bulk, "delete", where)
+
+    def _bulk(self, action: str, where: JobFilter) -> int:
+        """Run a bulk action; wake the retried jobs' queues and interrupt the cancelled
+        jobs that run here (other nodes act on the notifications and signals)."""
+        result = bulk(self.engine, action, where)
+        self._wake_queues(result.queues)
+        self._interrupt_here(result.executing)
+        return result.count
 
     def counts_sync(self) -> dict[tuple[str, JobState], int]:
         """Number of jobs by (queue, state)."""

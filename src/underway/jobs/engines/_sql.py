@@ -6,8 +6,9 @@ import functools
 import re
 import sqlite3
 from importlib import resources
+from importlib.abc import Traversable
 
-__all__ = ["Migration", "migrations", "query", "split_statements"]
+__all__ = ["Migration", "fragment", "migrations", "query", "split_statements", "uncommented"]
 
 _MIGRATION_RE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
@@ -20,8 +21,24 @@ def _package(dialect: str) -> str:
 @functools.cache
 def query(dialect: str, name: str) -> str:
     """The text of ``<dialect>/sql/<name>.sql`` without its comment lines."""
-    text = resources.files(_package(dialect)).joinpath("sql", f"{name}.sql").read_text()
+    return uncommented(_sql_folder(dialect).joinpath(f"{name}.sql").read_text())
+
+
+@functools.cache
+def fragment(dialect: str, name: str) -> str:
+    """The text of ``<dialect>/sql/fragments/<name>.sql``, comments kept: a part of
+    statements (such as the conditions of a job filter, ``{job_filter}`` in them), not a
+    statement of its own."""
+    return _sql_folder(dialect).joinpath("fragments").joinpath(f"{name}.sql").read_text()
+
+
+def uncommented(text: str) -> str:
+    """``text`` without its comment lines."""
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+
+
+def _sql_folder(dialect: str) -> Traversable:
+    return resources.files(_package(dialect)).joinpath("sql")
 
 
 class Migration:

@@ -5,31 +5,123 @@ database (SQL in ``<engine>/sql/*.sql``, versioned migrations in ``<engine>/migr
 Times are epoch seconds (floats) at this boundary.
 
 Runtime operations are coroutines. Administrative look-ups (``get_job``, ``list_jobs``,
-``retry_job``, ``cancel_job``, ``counts``) and ``insert_sync`` are plain calls so that the
-CLI, sync web apps and test helpers can use them; they block the calling thread.
+``retry_job``, ``cancel_job``, ``counts``, the :class:`BulkActions`) and ``insert_sync`` are
+plain calls so that the CLI, sync web apps and test helpers can use them; they block the
+calling thread.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from underway.jobs.job import Job, JobSpec, JobState
 from underway.jobs.outcomes import Ack
 
-__all__ = ["Engine", "Inserts", "JobFilter", "StageResult", "Vacuums"]
+__all__ = [
+    "BULK_CANCEL_STATES",
+    "BULK_DELETE_STATES",
+    "BULK_RETRY_STATES",
+    "BulkActions",
+    "BulkResult",
+    "Engine",
+    "Inserts",
+    "JobFilter",
+    "StageResult",
+    "Vacuums",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class JobFilter:
-    """Which jobs :meth:`Engine.list_jobs` returns (newest first)."""
+    """Which jobs :meth:`Engine.list_jobs` returns (newest first) and the bulk actions of
+    :class:`BulkActions` change: every condition given must hold, and one left empty
+    (``()`` or ``None``) is no condition.
+
+    Built already checked (by :mod:`underway.jobs._bulk`); each engine translates it in
+    one place, its ``sql/fragments/job_filter.sql``, which listing and every bulk action
+    share.
+
+    Attributes:
+        states: The job is in one of these states.
+        queues: The job is in one of these queues (``queue=`` adds one).
+        workers: The job is of one of these workers (``worker=`` adds one).
+        tags: The job has every one of these tags.
+        node: The job's last attempt ran (or runs) on this node (``attempted_by``).
+        inserted_after: Inserted at or after this time (epoch seconds).
+        inserted_before: Inserted before this time (epoch seconds).
+        finished_after: Finished (completed, discarded or cancelled) at or after this time.
+        finished_before: Finished before this time (a job not finished never matches a
+            ``finished_*`` bound).
+        args: JSON text of an object contained in the job's args (see ``_bulk``).
+        meta: JSON text of an object contained in the job's meta.
+        limit: At most this many jobs listed (bulk actions change every match).
+        offset: Skip this many jobs when listing (not used by bulk actions).
+    """
 
     states: tuple[JobState, ...] = ()
-    queue: str | None = None
-    worker: str | None = None
+    queues: tuple[str, ...] = ()
+    workers: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    node: str | None = None
+    inserted_after: float | None = None
+    inserted_before: float | None = None
+    finished_after: float | None = None
+    finished_before: float | None = None
+    args: str | None = None
+    meta: str | None = None
     limit: int = 100
     offset: int = 0
+    queue: InitVar[str | None] = None
+    worker: InitVar[str | None] = None
+
+    def __post_init__(self, queue: str | None, worker: str | None) -> None:
+        if queue is not None:
+            object.__setattr__(self, "queues", (*self.queues, queue))
+        if worker is not None:
+            object.__setattr__(self, "workers", (*self.workers, worker))
+
+    @property
+    def empty(self) -> bool:
+        """Whether no condition is set: the filter matches every job."""
+        return not (
+            self.states
+            or self.queues
+            or self.workers
+            or self.tags
+            or self.args
+            or self.meta
+            or any(
+                v is not None
+                for v in (
+                    self.node,
+                    self.inserted_after,
+                    self.inserted_before,
+                    self.finished_after,
+                    self.finished_before,
+                )
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """What one bulk action changed.
+
+    Attributes:
+        queues: Jobs changed, by queue.
+        executing: Ids of the jobs that were executing when they were cancelled (empty for
+            the other actions).
+    """
+
+    queues: Mapping[str, int]
+    executing: tuple[int, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """Jobs changed in all queues."""
+        return sum(self.queues.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,3 +292,48 @@ class Vacuums(Protocol):
         Returns:
             The dead rows found when it vacuumed, ``None`` when there were too few.
         """
+
+
+BULK_RETRY_STATES = (
+    JobState.SCHEDULED,
+    JobState.RETRYABLE,
+    JobState.COMPLETED,
+    JobState.DISCARDED,
+    JobState.CANCELLED,
+)
+"""The states :meth:`BulkActions.retry_jobs` makes available (an executing job is left to
+its run, an available one is already waiting)."""
+BULK_CANCEL_STATES = (
+    JobState.SCHEDULED,
+    JobState.AVAILABLE,
+    JobState.EXECUTING,
+    JobState.RETRYABLE,
+)
+"""The states :meth:`BulkActions.cancel_jobs` cancels: every state but the finished ones."""
+BULK_DELETE_STATES = (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
+"""The states :meth:`BulkActions.delete_jobs` deletes: the finished ones only."""
+
+
+@runtime_checkable
+class BulkActions(Protocol):
+    """An engine that changes every job matching a :class:`JobFilter` in one statement.
+
+    Each action touches only the jobs of its states (``BULK_*_STATES``) among those
+    matching; ``limit`` and ``offset`` of the filter are not used. The calls block the
+    calling thread, like the other administrative calls.
+    """
+
+    def retry_jobs(self, where: JobFilter, now: float) -> BulkResult:
+        """Make matching jobs available now, with at least one attempt left (as
+        :meth:`Engine.retry_job`), and wake their queues on every node."""
+
+    def cancel_jobs(self, where: JobFilter, now: float) -> BulkResult:
+        """Cancel matching jobs that have not finished (as :meth:`Engine.cancel_job`).
+
+        For each one that was executing, a ``cancel`` control signal is published in the
+        same transaction, so the node running it interrupts it; their ids come back in
+        :attr:`BulkResult.executing`.
+        """
+
+    def delete_jobs(self, where: JobFilter) -> BulkResult:
+        """Delete matching finished jobs (and free the unique keys they still held)."""

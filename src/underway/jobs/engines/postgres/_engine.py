@@ -38,13 +38,13 @@ from underway import _telemetry as telemetry
 from underway.errors import ConfigError, DatabaseError
 from underway.jobs.engines._claimed import claimed_job
 from underway.jobs.engines._rows import UndecodableRow, discard_params, job_from_row
-from underway.jobs.engines.base import JobFilter, StageResult
+from underway.jobs.engines.base import BulkResult, JobFilter, StageResult
 from underway.jobs.engines.postgres._beat import Beat
 from underway.jobs.engines.postgres._insert import Rows, insert_steps, run_steps, run_steps_async
 from underway.jobs.engines.postgres._insert import statements as _statements
 from underway.jobs.engines.postgres._listen import Listener
 from underway.jobs.engines.postgres._migrate import check_steps, migration_steps
-from underway.jobs.engines.postgres._params import ack_batches
+from underway.jobs.engines.postgres._params import ack_batches, filter_params
 from underway.jobs.engines.postgres._pool import (
     AConn,
     Conn,
@@ -577,14 +577,26 @@ class PostgresEngine:
 
     def list_jobs(self, where: JobFilter) -> list[Job[Any]]:
         """Jobs matching ``where``, newest first."""
-        params = {
-            "states": [s.value for s in where.states] if where.states else None,
-            "queue": where.queue,
-            "worker": where.worker,
-            "limit": where.limit,
-            "offset": where.offset,
-        }
+        params = {**filter_params(where), "limit": where.limit, "offset": where.offset}
         return [job_from_row(r, lenient=True) for r in self._rows_sync("list_jobs", params)]
+
+    def retry_jobs(self, where: JobFilter, now: float) -> BulkResult:
+        """Make matching jobs available now and notify their queues, in one statement (see
+        :meth:`BulkActions.retry_jobs`)."""
+        found = self._rows_sync("retry_jobs", {**filter_params(where), "now": float(now)})
+        return BulkResult({q: n for q, n, _ in found})
+
+    def cancel_jobs(self, where: JobFilter, now: float) -> BulkResult:
+        """Cancel matching unfinished jobs and signal the executing ones, in one statement
+        (see :meth:`BulkActions.cancel_jobs`)."""
+        found = self._rows_sync("cancel_jobs", {**filter_params(where), "now": float(now)})
+        executing = sorted(i for _, _, ids, _ in found for i in ids)
+        return BulkResult({q: n for q, n, _, _ in found}, tuple(executing))
+
+    def delete_jobs(self, where: JobFilter) -> BulkResult:
+        """Delete matching finished jobs and free their unique keys, in one statement."""
+        found = self._rows_sync("delete_jobs", filter_params(where))
+        return BulkResult({str(q): int(n) for q, n in found})
 
     def retry_job(self, job_id: int, now: float) -> Job[Any] | None:
         """Make a job that is not executing available again now."""

@@ -1,14 +1,18 @@
-"""Parameters of the PostgreSQL engine's batched statements: one array per column."""
+"""Parameters of the PostgreSQL engine's statements: one array per column for batches, and
+a :class:`~underway.jobs.engines.base.JobFilter` for ``sql/fragments/job_filter.sql``.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
+from underway.jobs.engines.base import JobFilter
 from underway.jobs.job import JobState
 from underway.jobs.outcomes import Ack
 
-__all__ = ["ack_batches"]
+__all__ = ["ack_batches", "filter_params"]
 
 
 def ack_batches(acks: Sequence[Ack], node: str) -> list[tuple[str, dict[str, Any]]]:
@@ -45,3 +49,20 @@ def ack_batches(acks: Sequence[Ack], node: str) -> list[tuple[str, dict[str, Any
 def _append(columns: dict[str, list[Any]], **values: Any) -> None:
     for key, value in values.items():
         columns[key].append(value)
+
+
+def filter_params(where: JobFilter) -> dict[str, Any]:
+    """The named parameters of the filter fragment for ``where`` (``None``: no condition)."""
+    return {
+        "states": [s.value for s in where.states] or None,
+        "queues": list(where.queues) or None,
+        "workers": list(where.workers) or None,
+        "tags": json.dumps(list(where.tags)) if where.tags else None,
+        "node": where.node,
+        "inserted_after": where.inserted_after,
+        "inserted_before": where.inserted_before,
+        "finished_after": where.finished_after,
+        "finished_before": where.finished_before,
+        "args": where.args,
+        "meta": where.meta,
+    }

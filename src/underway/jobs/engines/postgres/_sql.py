@@ -3,8 +3,9 @@
 The files in ``postgres/sql`` name tables as ``{schema}.underway_jobs``; ``{columns}`` stands
 for the selected job columns (JSON as text, times as epoch seconds, as
 :func:`~underway.jobs.engines._rows.job_from_row` reads them), ``{j_columns}`` for the same
-of the table aliased ``j``, and ``{channel}`` / ``{signal_channel}`` for the notification
-channels. This module imports no driver.
+of the table aliased ``j``, ``{channel}`` / ``{signal_channel}`` for the notification
+channels, and ``{job_filter}`` for the conditions of a job filter
+(``sql/fragments/job_filter.sql``). This module imports no driver.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 import hashlib
 import re
 
-from underway.jobs.engines._sql import query
+from underway.jobs.engines._sql import fragment, query, uncommented
 
 __all__ = ["SCHEMA_RE", "Statements", "channels", "columns", "quote_ident", "quote_literal"]
 
@@ -89,4 +90,5 @@ class Statements:
             .replace("{j_columns}", columns("j"))
             .replace("{signal_channel}", quote_literal(self.signal_channel))
             .replace("{channel}", quote_literal(self.channel))
+            .replace("{job_filter}", uncommented(fragment("postgres", "job_filter")).strip())
         )

@@ -42,10 +42,11 @@ from typing import Any
 
 from underway.jobs.engines._rows import COLUMNS, job_from_row
 from underway.jobs.engines._sql import query
-from underway.jobs.engines.base import JobFilter, StageResult
+from underway.jobs.engines.base import BulkResult, JobFilter, StageResult
 from underway.jobs.engines.sqlite._attempts import ack_writer, claim
 from underway.jobs.engines.sqlite._control import Control
 from underway.jobs.engines.sqlite._direct import DirectWriter
+from underway.jobs.engines.sqlite._filter import filtered
 from underway.jobs.engines.sqlite._insert import Inserter
 from underway.jobs.engines.sqlite._thread import (
     DIALECT,
@@ -79,6 +80,14 @@ def _sql(name: str) -> str:
 def _prune_batch(conn: sqlite3.Connection, params: dict[str, Any]) -> int:
     """Delete one batch of finished jobs (its own transaction); how many went."""
     return int(conn.execute(_sql("prune"), params).rowcount)
+
+
+def _by_queue(rows: list[tuple[str]]) -> dict[str, int]:
+    """How many of ``rows`` (each a job's queue) are in each queue."""
+    counts: dict[str, int] = {}
+    for (queue,) in rows:
+        counts[queue] = counts.get(queue, 0) + 1
+    return counts
 
 
 def _meta(text: str | None) -> dict[str, Any]:
@@ -220,10 +229,7 @@ class SQLiteEngine:
         """Make due scheduled and retryable jobs available."""
         params = {"now": now, "queue": queue}
         rows = await self._db.acall(lambda c: c.execute(_sql("stage"), params).fetchall())
-        counts: dict[str, int] = {}
-        for (q,) in rows:
-            counts[q] = counts.get(q, 0) + 1
-        return StageResult(counts)
+        return StageResult(_by_queue(rows))
 
     async def prune(self, max_age: Mapping[JobState, float], now: float, limit: int) -> int:
         """Delete finished jobs older than their state's age, at most ``limit`` of them.
@@ -395,22 +401,46 @@ class SQLiteEngine:
 
     def list_jobs(self, where: JobFilter) -> list[Job[Any]]:
         """Jobs matching ``where``, newest first."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if where.states:
-            clauses.append(f"state IN ({','.join('?' * len(where.states))})")
-            params.extend(s.value for s in where.states)
-        if where.queue is not None:
-            clauses.append("queue = ?")
-            params.append(where.queue)
-        if where.worker is not None:
-            clauses.append("worker = ?")
-            params.append(where.worker)
-        cond = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {COLUMNS} FROM underway_jobs {cond} ORDER BY id DESC LIMIT ? OFFSET ?"
-        params.extend([where.limit, where.offset])
+        sql, params = filtered(_sql("list_jobs").replace("{columns}", COLUMNS), where)
+        params.update(limit=where.limit, offset=where.offset)
         rows = self._db.call(lambda c: c.execute(sql, params).fetchall())
         return [job_from_row(r, lenient=True) for r in rows]
+
+    def retry_jobs(self, where: JobFilter, now: float) -> BulkResult:
+        """Make matching jobs available now, in one statement (see
+        :meth:`BulkActions.retry_jobs`); other processes see the change on the file."""
+        sql, params = filtered(_sql("retry_jobs"), where)
+        params["now"] = now
+        rows = self._db.call(lambda c: c.execute(sql, params).fetchall())
+        return BulkResult(_by_queue(rows))
+
+    def cancel_jobs(self, where: JobFilter, now: float) -> BulkResult:
+        """Cancel matching unfinished jobs in one statement (see
+        :meth:`BulkActions.cancel_jobs`).
+
+        In the same write transaction the ids of the executing ones are read first, and a
+        cancel signal is written for each after.
+        """
+        sql, params = filtered(_sql("cancel_jobs"), where)
+        find, _ = filtered(_sql("cancel_jobs_executing"), where)
+        params["now"] = now
+
+        def run(conn: sqlite3.Connection) -> BulkResult:
+            with write_transaction(conn):
+                running = [i for (i,) in conn.execute(find, params)]
+                rows = conn.execute(sql, params).fetchall()
+                if running:
+                    signals = {"now": now, "ids": json.dumps(running)}
+                    conn.execute(_sql("cancel_signals"), signals)
+            return BulkResult(_by_queue(rows), tuple(running))
+
+        return self._db.call(run)
+
+    def delete_jobs(self, where: JobFilter) -> BulkResult:
+        """Delete matching finished jobs in one statement (their unique keys go with them)."""
+        sql, params = filtered(_sql("delete_jobs"), where)
+        rows = self._db.call(lambda c: c.execute(sql, params).fetchall())
+        return BulkResult(_by_queue(rows))
 
     def retry_job(self, job_id: int, now: float) -> Job[Any] | None:
         """Make a job that is not executing available again now."""

@@ -1,0 +1,146 @@
+"""``underway jobs retry|cancel|delete`` with filters, on both engines: the confirmation,
+``--yes``, the warning of an empty filter, and the count printed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+
+from underway.cli import main
+from underway.jobs import Jobs
+
+from ..conftest import Database
+from .test_bulk_actions import populate, states
+
+NO_ENV: dict[str, str | None] = {"UNDERWAY_APP": None, "UNDERWAY_DATABASE": None}
+
+
+@pytest.fixture
+def ids(database: Database) -> Iterator[dict[str, int]]:
+    """The jobs of ``test_bulk_actions.JOBS`` in the test's database."""
+    jobs = Jobs(database.url, prune=None)
+    try:
+        yield populate(database, jobs)
+    finally:
+        asyncio.run(jobs.engine.close())
+        close_sync = getattr(jobs.engine, "close_sync", None)
+        if close_sync is not None:
+            close_sync()
+
+
+def underway(database: Database, *args: str, answer: str | None = None) -> Result:
+    runner = CliRunner(env=NO_ENV)
+    return runner.invoke(main, [*args, "--database", database.url], input=answer)
+
+
+def test_yes_acts_without_asking_and_prints_the_count(
+    database: Database, ids: dict[str, int]
+) -> None:
+    result = underway(database, "jobs", "retry", "--state", "discarded", "--queue", "mail", "-y")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "1 job retried\n"
+    assert states(database)[ids["b"]] == "available"
+
+
+def test_without_yes_it_asks_first_and_a_no_changes_nothing(
+    database: Database, ids: dict[str, int]
+) -> None:
+    before = states(database)
+
+    refused = underway(database, "jobs", "cancel", "--queue", "mail", answer="n\n")
+
+    assert refused.exit_code == 1
+    assert "Cancel every scheduled, available, executing, retryable job matching queue mail?" in (
+        refused.output
+    )
+    assert "Aborted" in refused.output
+    assert states(database) == before
+
+    nobody = underway(database, "jobs", "cancel", "--queue", "mail")  # no terminal to answer
+    assert nobody.exit_code == 1
+    assert states(database) == before
+
+    agreed = underway(database, "jobs", "cancel", "--queue", "mail", answer="y\n")
+    assert agreed.exit_code == 0, agreed.output
+    assert agreed.stdout.endswith("1 job cancelled\n")
+    assert states(database)[ids["g"]] == "cancelled"
+
+
+def test_an_empty_filter_warns_that_it_means_every_job(
+    database: Database, ids: dict[str, int]
+) -> None:
+    refused = underway(database, "jobs", "delete", answer="n\n")
+
+    assert refused.exit_code == 1
+    assert "Warning: no filter given" in refused.stderr
+    assert "delete EVERY job that is completed, discarded, cancelled" in refused.stderr
+    assert len(states(database)) == len(ids)
+
+    agreed = underway(database, "jobs", "delete", answer="y\n")
+    assert agreed.exit_code == 0, agreed.output
+    assert agreed.stdout.endswith("3 jobs deleted\n")
+    assert sorted(states(database).values()) == ["available", "executing", "retryable", "scheduled"]
+
+
+def test_every_filter_option_reaches_the_action(database: Database, ids: dict[str, int]) -> None:
+    tagged = underway(database, "jobs", "delete", "--tag", "x", "--tag", "y", "--yes")
+    assert tagged.stdout == "1 job deleted\n"
+    assert ids["a"] not in states(database)
+
+    by_node = underway(database, "jobs", "cancel", "--node", "node-2", "--yes")
+    assert by_node.stdout == "1 job cancelled\n"
+    assert states(database)[ids["g"]] == "cancelled"
+
+    by_worker = underway(
+        database,
+        "jobs",
+        "retry",
+        "--worker",
+        "w.a",
+        "--worker",
+        "w.c",
+        "--state",
+        "cancelled",
+        "-y",
+    )
+    assert by_worker.stdout == "2 jobs retried\n"  # c and g
+    assert states(database)[ids["c"]] == states(database)[ids["g"]] == "available"
+
+    none = underway(database, "jobs", "delete", "--queue", "nothing-here", "--yes")
+    assert none.stdout == "0 jobs deleted\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("retry", "7", "--state", "discarded"), "give a job id or filters"),
+        (("cancel", "7", "--queue", "mail", "--yes"), "give a job id or filters"),
+        (("delete", "--state", "executing", "--yes"), "'executing' is not one of"),
+        (("retry", "--state", "available", "--yes"), "'available' is not one of"),
+        (("cancel", "--queue", "bad name!", "--yes"), "queue name must be"),
+    ],
+)
+def test_bad_options_are_usage_errors_that_change_nothing(
+    database: Database, ids: dict[str, int], args: tuple[str, ...], message: str
+) -> None:
+    before = states(database)
+
+    result = underway(database, "jobs", *args)
+
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert states(database) == before
+
+
+def test_a_job_id_still_acts_on_that_job_alone(database: Database, ids: dict[str, int]) -> None:
+    result = underway(database, "jobs", "retry", str(ids["b"]))
+
+    assert result.exit_code == 0, result.output
+    assert "available again" in result.stdout
+    assert states(database)[ids["b"]] == "available"
+    assert states(database)[ids["c"]] == "cancelled"

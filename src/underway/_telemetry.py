@@ -18,12 +18,25 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-__all__ = ["Handler", "attach", "attach_logging", "detach", "emit", "span"]
+__all__ = [
+    "Handler",
+    "attach",
+    "attach_logging",
+    "attached",
+    "detach",
+    "emit",
+    "span",
+    "wants",
+]
 
 Handler = Callable[[str, Mapping[str, Any], Mapping[str, Any]], None]
 
 _log = logging.getLogger("underway.telemetry")
 _handlers: dict[object, tuple[str, Handler]] = {}
+
+#: The attached handlers by token: truthy while any is attached. A loop that runs for every
+#: message tests it instead of calling :func:`enabled`. Read it; never change it.
+attached: Mapping[object, tuple[str, Handler]] = _handlers
 
 
 def attach(handler: Handler, *, prefix: str = "") -> object:
@@ -49,6 +62,16 @@ def detach(token: object) -> None:
 def enabled() -> bool:
     """Whether any handler is attached (emitters skip building metadata when not)."""
     return bool(_handlers)
+
+
+def wants(name: str) -> bool:
+    """Whether a handler is attached to any event of the span or event family ``name``.
+
+    ``name`` matches a handler whose prefix starts ``name + "."`` or is started by it
+    (``"pipeline."`` and ``"pipeline.message.stop"`` both want ``"pipeline.message"``).
+    """
+    family = name + "."
+    return any(family.startswith(p) or p.startswith(family) for p, _ in _handlers.values())
 
 
 def emit(event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
@@ -80,9 +103,10 @@ def span(name: str, metadata: dict[str, Any]) -> AbstractContextManager[dict[str
     """Emit ``name.start`` then ``name.stop`` (or ``name.exception``) around a block.
 
     The block may add entries to the yielded dict; they are sent as measurements with the
-    stop event (for example ``count``). With no handler attached it costs next to nothing.
+    stop and exception events (for example ``count``). With no handler attached to its
+    events it costs next to nothing.
     """
-    return _span(name, metadata) if _handlers else _QUIET
+    return _span(name, metadata) if _handlers and wants(name) else _QUIET
 
 
 @contextmanager
@@ -94,7 +118,8 @@ def _span(name: str, metadata: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield extra
     except BaseException as exc:
         duration = time.perf_counter() - start
-        emit(f"{name}.exception", {"duration": duration}, {**metadata, "error": exc})
+        measurements = {"duration": duration, **extra}
+        emit(f"{name}.exception", measurements, {**metadata, "error": exc})
         raise
     emit(f"{name}.stop", {"duration": time.perf_counter() - start, **extra}, metadata)
 

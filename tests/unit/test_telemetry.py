@@ -140,6 +140,45 @@ def test_span_exception_is_reported_and_reraised(collect: Attach) -> None:
     assert metadata == {"node": "n1", "error": boom}
 
 
+def test_span_exception_carries_what_the_block_recorded(collect: Attach) -> None:
+    events, _ = collect("batch.")
+
+    def failing_batch() -> None:
+        with telemetry.span("batch", {}) as extra:
+            extra["size"] = 7
+            raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        failing_batch()
+    assert names(events) == ["batch.start", "batch.exception"]
+    assert events[1][1]["size"] == 7
+
+
+@pytest.mark.parametrize(
+    ("prefix", "wanted"),
+    [
+        ("", True),
+        ("pipeline.", True),
+        ("pipeline.message", True),
+        ("pipeline.message.stop", True),
+        ("pipeline.messages", False),
+        ("pipeline.batch", False),
+        ("job.", False),
+    ],
+)
+def test_a_span_runs_only_for_handlers_of_its_events(
+    collect: Attach, prefix: str, wanted: bool
+) -> None:
+    events, _ = collect(prefix)
+    assert telemetry.wants("pipeline.message") is wanted
+    assert bool(telemetry.attached)
+    with telemetry.span("pipeline.message", {}):
+        pass
+    quiet = isinstance(telemetry.span("pipeline.message", {}), type(telemetry._QUIET))
+    assert quiet is not wanted
+    assert (events != []) is wanted
+
+
 def test_span_without_handlers_still_runs_the_block() -> None:
     if telemetry.enabled():
         pytest.skip("another handler is attached in this process")

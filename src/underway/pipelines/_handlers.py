@@ -91,12 +91,12 @@ class Handlers:
         message but the handler's own) and a span is opened only while telemetry is on.
         """
         handle = self.handle_message if self._message_is_async else self._call_sync
-        traced = telemetry.enabled  # asked per message: a handler may be attached mid-chunk
+        attached = telemetry.attached  # tested per message: one may be attached mid-chunk
         for message in chunk:
             if message.status == "failed":
                 continue
             try:
-                if traced():
+                if attached:
                     with telemetry.span("pipeline.message", self._meta()):
                         result = await handle(message)  # type: ignore[misc]
                 else:

@@ -72,8 +72,8 @@ class Metrics:
         )
         self.messages_total = Counter(
             "underway_messages_total",
-            "Pipeline messages handled, by stage (processor, batch_processor) and outcome "
-            "(ok, failed).",
+            "Pipeline messages settled, each once: by the stage that settled it (processor, "
+            "batch_processor) and its outcome (ok, failed).",
             ["pipeline", "stage", "outcome"],
             registry=None,
         )
@@ -99,9 +99,9 @@ class Metrics:
         self._tokens = [
             telemetry.attach(self._job_finished, prefix="job.stop"),
             telemetry.attach(self._job_finished, prefix="job.exception"),
-            telemetry.attach(self._message, prefix="pipeline.message.stop"),
-            telemetry.attach(self._message, prefix="pipeline.message.exception"),
+            telemetry.attach(self._settled, prefix="pipeline.settled"),
             telemetry.attach(self._batch, prefix="pipeline.batch.stop"),
+            telemetry.attach(self._batch, prefix="pipeline.batch.exception"),
         ]
         self._thread: threading.Thread | None = None
         if jobs is not None:
@@ -136,19 +136,20 @@ class Metrics:
         if duration is not None:
             self.job_duration.labels(queue, worker).observe(duration)
 
-    def _message(
+    def _settled(
         self, event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> None:
-        outcome = "failed" if event.endswith(".exception") else "ok"
-        self.messages_total.labels(str(metadata.get("pipeline")), "processor", outcome).inc()
+        pipeline, stage = str(metadata.get("pipeline")), str(metadata.get("stage"))
+        for outcome in ("ok", "failed"):
+            count = int(measurements.get(outcome, 0))
+            if count:
+                self.messages_total.labels(pipeline, stage, outcome).inc(count)
 
     def _batch(
         self, event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> None:
         pipeline, batcher = str(metadata.get("pipeline")), str(metadata.get("batcher"))
-        size = int(measurements.get("size", 0))
-        self.batch_size.labels(pipeline, batcher).observe(size)
-        self.messages_total.labels(pipeline, "batch_processor", "ok").inc(size)
+        self.batch_size.labels(pipeline, batcher).observe(int(measurements.get("size", 0)))
 
     # -- from the database, on the leader -----------------------------------------------------
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
+from underway import _telemetry as telemetry
 from underway.pipelines._handlers import Handlers
 from underway.pipelines._topology.demand import Demand
-from underway.pipelines.message import Message, call_ack, claim_acks
+from underway.pipelines.message import Acknowledger, Message, call_ack, claim_acks
 
 __all__ = ["Acker"]
 
@@ -40,15 +42,45 @@ class Acker:
         """
         try:
             failed = [m for m in messages if m.status == "failed"]
+            if telemetry.attached:
+                self._report(len(messages) - len(failed), len(failed), batched)
             if failed:
                 await self._handlers.failed(failed)
             for acknowledger, ok, bad in claim_acks(messages).values():
-                try:
-                    await call_ack(acknowledger, ok, bad)
-                except Exception:
-                    _log.exception("%s: acknowledger %r failed", self._handlers.name, acknowledger)
+                await self._ack(acknowledger, ok, bad)
         finally:
-            if self._flush_ids:
-                for message in messages:
-                    self._flush_ids.discard(id(message))
-            self._demand.settle(len(messages), batched=batched)
+            self._done(messages, batched)
+
+    async def settle_successful(self, messages: list[Message], acknowledger: Acknowledger) -> None:
+        """Settle handled messages that all succeeded, none acked yet, of one acknowledger.
+
+        What :meth:`settle` does, in one pass and one call (the usual chunk).
+        """
+        try:
+            for message in messages:
+                message.acked = True
+            if telemetry.attached:
+                self._report(len(messages), 0, False)
+            await self._ack(acknowledger, messages, ())
+        finally:
+            self._done(messages, False)
+
+    async def _ack(
+        self, acknowledger: Acknowledger, ok: Sequence[Message], bad: Sequence[Message]
+    ) -> None:
+        try:
+            await call_ack(acknowledger, ok, bad)
+        except Exception:
+            _log.exception("%s: acknowledger %r failed", self._handlers.name, acknowledger)
+
+    def _report(self, ok: int, failed: int, batched: bool) -> None:
+        """Emit ``pipeline.settled``: how many messages ended ok and failed, and where."""
+        stage = "batch_processor" if batched else "processor"
+        metadata = {"pipeline": self._handlers.name, "stage": stage}
+        telemetry.emit("pipeline.settled", {"ok": ok, "failed": failed}, metadata)
+
+    def _done(self, messages: list[Message], batched: bool) -> None:
+        if self._flush_ids:
+            for message in messages:
+                self._flush_ids.discard(id(message))
+        self._demand.settle(len(messages), batched=batched)

@@ -154,6 +154,20 @@ class ProcessorStage(Stage):
         if handlers.prepare_messages is not None:
             await handlers.prepare(chunk)
         await handlers.messages(chunk)
+        if not chunk:
+            return
+        acknowledger = chunk[0].acknowledger
+        for message in chunk:
+            if (
+                message.status != "ok"
+                or message.batcher is not None
+                or message.acked
+                or message.acknowledger is not acknowledger
+            ):
+                break
+        else:  # the usual chunk: all succeeded, none goes on, one acknowledger
+            await self._acker.settle_successful(chunk, acknowledger)
+            return
         for message in chunk:
             if message.batcher is not None and message.status != "failed":
                 chunk = self._route(chunk)  # some go on to a batcher

@@ -11,9 +11,13 @@ from underway.pipelines.producers.kafka._offsets import OffsetTracker
 A, B = TopicPartition("t", 0), TopicPartition("t", 1)
 
 
-def _setup() -> tuple[KafkaAcknowledger, OffsetTracker[TopicPartition], list[int]]:
+def acknowledger(
+    *partitions: TopicPartition,
+) -> tuple[KafkaAcknowledger, OffsetTracker[TopicPartition], list[int]]:
+    """An acknowledger without dead letters over ``partitions``, its tracker, and the counts
+    it reported settled."""
     tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-    tracker.assign([A, B])
+    tracker.assign(partitions)
     counts: list[int] = []
 
     def publish(deliveries: list[Delivery]) -> None:
@@ -30,6 +34,10 @@ def _setup() -> tuple[KafkaAcknowledger, OffsetTracker[TopicPartition], list[int
         owner="test",
     )
     return acks, tracker, counts
+
+
+def _setup() -> tuple[KafkaAcknowledger, OffsetTracker[TopicPartition], list[int]]:
+    return acknowledger(A, B)
 
 
 def _message(acks: KafkaAcknowledger, tp: TopicPartition, offset: int, generation: int) -> Message:

@@ -11,9 +11,11 @@ from aiokafka.structs import ConsumerRecord
 
 from underway.errors import DecodeError
 from underway.pipelines import Message
-from underway.pipelines.producers.kafka._acks import Delivery, KafkaAcknowledger
+from underway.pipelines.producers.kafka._acks import KafkaAcknowledger
 from underway.pipelines.producers.kafka._message import KafkaMessage, kafka_messages
 from underway.pipelines.producers.kafka._offsets import OffsetTracker, PartitionOffsets
+
+from .test_kafka_acks import acknowledger
 
 TP = TopicPartition("orders", 3)
 
@@ -35,22 +37,7 @@ def _record(offset: int, value: bytes | None = b"v", headers: Any = ()) -> Consu
 
 
 def _setup() -> tuple[KafkaAcknowledger, OffsetTracker[TopicPartition], PartitionOffsets]:
-    tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-    tracker.assign([TP])
-
-    def publish(deliveries: list[Delivery]) -> None:
-        raise AssertionError("no dead letters here")
-
-    acks = KafkaAcknowledger(
-        tracker=tracker,
-        record=lambda tp, generation, offset: None,
-        on_failure="ack",
-        dead_letter=False,
-        publish=publish,
-        stop_partition=lambda tp: None,
-        settled=lambda count: None,
-        owner="test",
-    )
+    acks, tracker, _ = acknowledger(TP)
     state = tracker.get(TP)
     assert state is not None
     return acks, tracker, state
@@ -156,11 +143,8 @@ def test_a_message_made_by_hand_has_empty_metadata() -> None:
 
 
 def test_runs_of_several_partitions_and_copies_settle_each_one() -> None:
-    tracker: OffsetTracker[TopicPartition] = OffsetTracker()
     other = TopicPartition("orders", 4)
-    tracker.assign([TP, other])
-    acks, _, _ = _setup()
-    acks._tracker = tracker
+    acks, tracker, _ = acknowledger(TP, other)
     mine, theirs = tracker.get(TP), tracker.get(other)
     assert mine is not None
     assert theirs is not None

@@ -25,7 +25,6 @@ def acknowledger(
 
     acks = KafkaAcknowledger(
         tracker=tracker,
-        record=lambda tp, generation, offset: None,
         on_failure="ack",
         dead_letter=False,
         publish=publish,
@@ -107,16 +106,15 @@ def test_mangled_metadata_is_not_acknowledged() -> None:
     assert state.commit_point() == 0
 
 
-def test_a_dead_letter_carries_its_record_while_unsettled() -> None:
+def test_a_dead_letter_is_the_record_as_read_while_unsettled() -> None:
     tracker: OffsetTracker[TopicPartition] = OffsetTracker()
     tracker.assign([A])
     state = tracker.get(A)
     assert state is not None
-    state.add_all([0, 1])
+    state.add_all([0, 1, 2, 3])
     published: list[Delivery] = []
     acks = KafkaAcknowledger(
         tracker=tracker,
-        record=lambda tp, generation, offset: f"record {offset}",
         on_failure="dead_letter",
         dead_letter=True,
         publish=published.extend,
@@ -124,9 +122,23 @@ def test_a_dead_letter_carries_its_record_while_unsettled() -> None:
         settled=lambda count: None,
         owner="test",
     )
-    failing = _message(acks, A, 0, state.generation).failed("boom")
-    settled = _message(acks, A, 1, state.generation).failed("boom")
-    acks.settle((A, state.generation, 1))  # settled already: no dead letter
-    acks.ack([], [failing, settled])
-    assert [(d.tp, d.record, d.reason) for d in published] == [(A, "record 0", "boom")]
+    generation = state.generation
+    failing = _message(acks, A, 0, generation).failed("boom")
+    failing.data = b"raw"
+    failing.metadata.update(key=b"k", headers=[("h", b"1")])
+    settled = _message(acks, A, 1, generation).failed("boom")
+    decoded = _message(acks, A, 2, generation).failed("boom")
+    decoded.data = {"no longer": "bytes"}  # a copy whose raw value is gone
+    acks.settle((A, generation, 1))  # settled already: no dead letter
+    acks.ack([], [failing, settled, decoded])
+    [delivery] = published
+    assert (delivery.tp, delivery.reason) == (A, "boom")
+    record = delivery.record
+    assert (record.offset, record.key, record.value, record.headers) == (
+        0,
+        b"k",
+        b"raw",
+        [("h", b"1")],
+    )
     assert state.commit_point() == 0  # settled only once the dead letter is published
+    assert state.unsettled(2)  # not dead-lettered: read again, never committed past

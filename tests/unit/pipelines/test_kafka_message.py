@@ -11,7 +11,7 @@ from aiokafka.structs import ConsumerRecord
 
 from underway.errors import DecodeError
 from underway.pipelines import Message
-from underway.pipelines.producers.kafka._acks import KafkaAcknowledger
+from underway.pipelines.producers.kafka._acks import KafkaAcknowledger, raw_record
 from underway.pipelines.producers.kafka._message import KafkaMessage, kafka_messages
 from underway.pipelines.producers.kafka._offsets import OffsetTracker, PartitionOffsets
 
@@ -44,8 +44,7 @@ def _setup() -> tuple[KafkaAcknowledger, OffsetTracker[TopicPartition], Partitio
 
 
 def _read(state: PartitionOffsets, acks: KafkaAcknowledger, records: list[Any]) -> list[Message]:
-    state.add_all([r.offset for r in records])
-    return kafka_messages(records, state, acks, (TP.topic, TP.partition), None)
+    return kafka_messages(list(records), state, acks, None)
 
 
 def test_a_message_shows_its_record_as_metadata_and_data() -> None:
@@ -125,8 +124,9 @@ def test_a_copy_made_with_replace_is_acknowledged_by_its_metadata() -> None:
 def test_the_decoder_decodes_values_and_fails_what_it_refuses() -> None:
     acks, _, state = _setup()
     records = [_record(0, b'{"a": 1}'), _record(1, b"not json"), _record(2, None)]
-    state.add_all([0, 1, 2])
-    good, bad, tombstone = kafka_messages(records, state, acks, ("orders", 3), json.loads)
+    good, bad, tombstone = kafka_messages(records, state, acks, json.loads)
+    assert records == []  # each record let go as its message was made
+    assert state.in_flight == 3
     assert good.data == {"a": 1}
     assert not good.is_failed
     assert bad.is_failed
@@ -158,3 +158,20 @@ def test_runs_of_several_partitions_and_copies_settle_each_one() -> None:
     assert (theirs.commit_point(), theirs.in_flight) == (6, 0)
     acks.ack([*a, *b], [])  # settled once only
     assert (mine.in_flight, theirs.in_flight) == (0, 0)
+
+
+def test_the_record_a_failure_is_dead_lettered_as_is_the_one_read() -> None:
+    acks, _, state = _setup()
+    records = [_record(0, b'{"a": 1}', headers=[("h", b"1")])]
+    (message,) = kafka_messages(records, state, acks, json.loads)
+    message.put_data("replaced by the handler")
+    record = raw_record(message, (TP, state.generation, 0))
+    assert record is not None
+    assert (record.topic, record.partition, record.offset) == ("orders", 3, 0)
+    assert (record.key, record.value, record.headers) == (b"k0", b'{"a": 1}', [("h", b"1")])
+    assert record.timestamp == 1_700_000_000_000
+    copy = dataclasses.replace(message, data=b"copied")
+    from_copy = raw_record(copy, (TP, state.generation, 0))
+    assert from_copy is not None
+    assert (from_copy.key, from_copy.value, from_copy.headers) == (b"k0", b"copied", [("h", b"1")])
+    assert raw_record(dataclasses.replace(message), (TP, state.generation, 0)) is None

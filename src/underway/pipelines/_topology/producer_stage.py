@@ -124,6 +124,9 @@ class ProducerStage:
                 self._overfed(producer, len(messages), wanted)
             if messages:
                 self._admit(list(messages))
+            # The processors hold them now: kept here they would outlive their settling,
+            # until the next fetch returned.
+            del messages
 
     def _overfed(self, producer: Producer, got: int, wanted: int) -> None:
         """Warn (once per producer) that ``fetch`` returned more than it was asked for.

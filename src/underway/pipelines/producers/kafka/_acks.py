@@ -20,19 +20,15 @@ __all__ = [
     "Delivery",
     "KafkaAcknowledger",
     "OnFailure",
-    "RecordLookup",
     "describe",
     "message_place",
+    "raw_record",
 ]
 
 _log = logging.getLogger("underway.pipelines.kafka")
 
 OnFailure = Literal["ack", "dead_letter", "stop"]
 ON_FAILURE: tuple[OnFailure, ...] = ("ack", "dead_letter", "stop")
-
-#: Finds the raw record of a message in flight (for dead-lettering): ``(tp, generation,
-#: offset)`` to the record, or ``None`` when it is no longer kept.
-RecordLookup = Callable[[TopicPartition, int, int], "ConsumerRecord[Any, Any] | None"]
 
 
 @dataclass(frozen=True)
@@ -59,9 +55,9 @@ def message_place(message: Message) -> tuple[TopicPartition, int, int] | None:
     acknowledged itself) is placed by its metadata, ``None`` when that was mangled.
     """
     if type(message) is KafkaMessage:
-        record, offsets = message._record, message._offsets
-        if record is not None and offsets is not None:
-            return TopicPartition(record.topic, record.partition), offsets.generation, record.offset
+        offsets = message._offsets
+        if offsets is not None:
+            return offsets.partition, offsets.generation, message._offset
     meta = message.metadata
     topic, partition = meta.get("topic"), meta.get("partition")
     offset, generation = meta.get("offset"), meta.get("generation")
@@ -75,12 +71,40 @@ def message_place(message: Message) -> tuple[TopicPartition, int, int] | None:
     return TopicPartition(topic, partition), generation, offset
 
 
+def raw_record(
+    message: Message, place: tuple[TopicPartition, int, int]
+) -> ConsumerRecord[Any, Any] | None:
+    """The record a failed message is dead-lettered as, or ``None`` when it cannot be told.
+
+    A :class:`KafkaMessage` keeps what it was read as. A copy (``dataclasses.replace``)
+    is taken from its metadata, with its data as the value while that is still bytes.
+    """
+    if type(message) is KafkaMessage and (record := message.raw_record()) is not None:
+        return record
+    data, meta = message.data, message.metadata
+    if not (data is None or isinstance(data, bytes)):
+        return None
+    tp, _, offset = place
+    return ConsumerRecord(
+        topic=tp.topic,
+        partition=tp.partition,
+        offset=offset,
+        timestamp=meta.get("timestamp", -1),
+        timestamp_type=0,
+        key=meta.get("key"),
+        value=data,
+        checksum=None,
+        serialized_key_size=-1,
+        serialized_value_size=-1,
+        headers=list(meta.get("headers") or ()),
+    )
+
+
 class KafkaAcknowledger:
     """The acknowledger of one producer's messages.
 
     Args:
         tracker: The offsets of the partitions the producer owns.
-        record: Finds the raw record of a message in flight (for dead-lettering).
         on_failure: The producer's failure policy.
         dead_letter: Whether the producer has a dead-letter topic.
         publish: Starts publishing failed messages to the dead-letter topic; each is
@@ -94,7 +118,6 @@ class KafkaAcknowledger:
         self,
         *,
         tracker: OffsetTracker[TopicPartition],
-        record: RecordLookup,
         on_failure: OnFailure,
         dead_letter: bool,
         publish: Callable[[list[Delivery]], None],
@@ -104,7 +127,6 @@ class KafkaAcknowledger:
     ) -> None:
         self.on_failure = on_failure
         self._tracker = tracker
-        self._record = record
         self._dead_letter = dead_letter
         self._publish = publish
         self._stop_partition = stop_partition
@@ -151,8 +173,11 @@ class KafkaAcknowledger:
                 place is not None
                 and (state := self._tracker.get(place[0], place[1])) is not None
                 and state.unsettled(place[2])
-                and (record := self._record(*place)) is not None
             ):
+                record = raw_record(message, place)
+                if record is None:
+                    self._unpublishable(place, message)
+                    continue
                 dead.append(Delivery(place[0], place[1], record, describe(message.reason)))
         if dead:
             self._publish(dead)
@@ -165,26 +190,25 @@ class KafkaAcknowledger:
         The hot path: a pipeline's messages come in runs of one partition, so each run's
         offsets are gathered in one list and settled in one call.
         """
-        runs: dict[int, tuple[PartitionOffsets, TopicPartition, list[int]]] = {}
+        runs: dict[int, tuple[PartitionOffsets, list[int]]] = {}
         last: PartitionOffsets | None = None
         run: list[int] = []
         count = 0
         for message in messages:
             if type(message) is KafkaMessage:
-                offsets, record = message._offsets, message._record
-                if offsets is not None and record is not None:
+                offsets = message._offsets
+                if offsets is not None:
                     if offsets is not last:
                         entry = runs.get(id(offsets))
                         if entry is None:
-                            tp = TopicPartition(record.topic, record.partition)
-                            entry = runs[id(offsets)] = (offsets, tp, [])
-                        last, run = offsets, entry[2]
-                    run.append(record.offset)
+                            entry = runs[id(offsets)] = (offsets, [])
+                        last, run = offsets, entry[1]
+                    run.append(message._offset)
                     continue
             count += self.settle(message_place(message))
-        for offsets, tp, settled in runs.values():
+        for offsets, settled in runs.values():
             # A partition revoked since (perhaps assigned again) is read again by its owner.
-            if self._tracker.get(tp) is offsets:
+            if self._tracker.get(offsets.partition) is offsets:
                 count += offsets.settle_all(settled)
         return count
 
@@ -198,6 +222,19 @@ class KafkaAcknowledger:
         if state is None:
             return 0  # revoked since: the partition's new owner reads it again
         return int(state.settle(offset))
+
+    def _unpublishable(self, place: tuple[TopicPartition, int, int], message: Message) -> None:
+        """A failed copy of a message whose data is no longer bytes cannot be dead-lettered."""
+        tp, _, offset = place
+        _log.error(
+            "%s: the message at offset %d of %s[%d] failed as a copy whose data is not the "
+            "raw value (acknowledge the message the pipeline gave); it is not dead-lettered, "
+            "and nothing past it is committed until it is read again",
+            self._owner,
+            offset,
+            tp.topic,
+            tp.partition,
+        )
 
     def _failure_action(self, message: Message) -> OnFailure:
         action = message.ack_options.get("on_failure", self.on_failure)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import operator
 from collections.abc import Hashable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["OffsetTracker", "PartitionOffsets"]
 
@@ -42,14 +42,27 @@ class PartitionOffsets:
 
     Attributes:
         generation: Which assignment these offsets belong to.
+        partition: The partition they are of (as the tracker names it).
         committed: The last offset committed by this consumer in this generation.
     """
 
-    __slots__ = ("_head", "_in_flight", "_next", "_offsets", "_states", "committed", "generation")
+    __slots__ = (
+        "_head",
+        "_in_flight",
+        "_next",
+        "_offsets",
+        "_states",
+        "committed",
+        "generation",
+        "partition",
+    )
 
-    def __init__(self, generation: int, committed: int | None = None) -> None:
+    def __init__(
+        self, generation: int, committed: int | None = None, partition: Any = None
+    ) -> None:
         self.generation = generation
         self.committed = committed
+        self.partition = partition
         self._offsets: list[int] = []  # increasing; those before _head are settled
         self._states = bytearray()  # the state of each of _offsets
         self._head = 0  # index of the first offset not settled
@@ -262,7 +275,7 @@ class OffsetTracker(Generic[P]):
         """Start a new generation for each of ``partitions``."""
         for partition in partitions:
             self._generation += 1
-            self._partitions[partition] = PartitionOffsets(self._generation)
+            self._partitions[partition] = PartitionOffsets(self._generation, partition=partition)
 
     def revoke(self, partitions: Iterable[P]) -> None:
         """Forget ``partitions``: later settlements of their messages are dropped."""

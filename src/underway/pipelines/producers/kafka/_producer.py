@@ -33,7 +33,6 @@ from underway.pipelines.producers.kafka._offsets import OffsetTracker
 from underway.pipelines.producers.kafka._outage import Outage
 from underway.pipelines.producers.kafka._partitions import Partitions
 from underway.pipelines.producers.kafka._rebalance import Rebalance
-from underway.pipelines.producers.kafka._records import KeptRecords
 
 __all__ = ["KafkaProducer"]
 
@@ -197,7 +196,6 @@ class KafkaProducer:
         self._servers = servers if isinstance(servers, str) else ",".join(servers)
         self._outage = Outage(self._servers)
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self._records = KeptRecords()
         self._consumer: AIOKafkaConsumer[Any, Any] | None = None
         self._dlq_producer: AIOKafkaProducer[Any, Any] | None = None
         self._dead_letters: DeadLetters | None = None
@@ -220,7 +218,6 @@ class KafkaProducer:
         )
         self._acks = KafkaAcknowledger(
             tracker=self._tracker,
-            record=self._records.find,
             on_failure=on_failure,
             dead_letter=dead_letter_topic is not False,
             publish=self._publish,
@@ -365,7 +362,6 @@ class KafkaProducer:
                 except (KafkaError, TimeoutError) as exc:
                     _log.warning("%r: closing a Kafka client failed: %r", self, exc)
         self._tracker.revoke(self._tracker.partitions)
-        self._records.clear()
         self._partitions.reset()
 
     # -- fetching --------------------------------------------------------------------
@@ -415,18 +411,13 @@ class KafkaProducer:
                 if state is not None:  # kept: read them again later
                     consumer.seek(tp, records[0].offset)
                 continue
-            if self.dead_letter_topic is not False:
-                self._records.keep(tp, state.generation, records, state.commit_point())
-            messages += kafka_messages(
-                records, state, self._acks, (tp.topic, tp.partition), self._decoder
-            )
+            messages += kafka_messages(records, state, self._acks, self._decoder)
         return messages
 
     # -- partitions ------------------------------------------------------------------
 
     def _forget(self, partitions: set[TopicPartition]) -> None:
         self._partitions.forget(partitions)
-        self._records.forget(partitions)
 
     def _on_assigned(self, partitions: set[TopicPartition]) -> None:
         self._outage.recovered()  # the group coordinator answered

@@ -88,7 +88,8 @@ class Handlers:
 
         An exception fails its message only. This loop runs for every message a
         pipeline handles, so the handler is called from it directly (no coroutine per
-        message but the handler's own) and a span is opened only while telemetry is on.
+        message but the handler's own) and a span is opened only while a telemetry
+        handler is attached to its events.
         """
         handle = self.handle_message if self._message_is_async else self._call_sync
         attached = telemetry.attached  # tested per message: one may be attached mid-chunk

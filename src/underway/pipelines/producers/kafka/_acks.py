@@ -51,8 +51,9 @@ def describe(reason: Any) -> str:
 def message_place(message: Message) -> tuple[TopicPartition, int, int] | None:
     """``(tp, generation, offset)`` of a message, or ``None`` if it cannot be told.
 
-    A :class:`KafkaMessage` knows its record; another object (a copy a handler made and
-    acknowledged itself) is placed by its metadata, ``None`` when that was mangled.
+    A :class:`KafkaMessage` knows its partition and offset; another object (a copy a
+    handler made and acknowledged itself) is placed by its metadata, ``None`` when that
+    was mangled.
     """
     if type(message) is KafkaMessage:
         offsets = message._offsets

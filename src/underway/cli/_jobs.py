@@ -23,6 +23,7 @@ import click
 
 from underway.cli._console import STATES, table
 from underway.errors import ConfigError, UnderwayError
+from underway.jobs._bulk import bulk_filter
 from underway.jobs.app import Jobs
 from underway.jobs.engines import open_engine
 from underway.jobs.engines.base import BULK_CANCEL_STATES, BULK_DELETE_STATES, BULK_RETRY_STATES
@@ -361,6 +362,10 @@ def _run_bulk(
     action: str, filters: dict[str, Any], yes: bool, app: str | None, database: str | None
 ) -> None:
     """Confirm unless ``yes``, run the bulk ``action`` and print how many jobs it changed."""
+    try:
+        bulk_filter(action, filters, everything=not filters)  # a bad filter: said before asking
+    except ConfigError as exc:
+        raise AppError(str(exc)) from None
     with open_jobs(app, database) as jobs:
         if not yes:
             _confirm(action, filters)

@@ -144,3 +144,15 @@ def test_a_job_id_still_acts_on_that_job_alone(database: Database, ids: dict[str
     assert "available again" in result.stdout
     assert states(database)[ids["b"]] == "available"
     assert states(database)[ids["c"]] == "cancelled"
+
+
+def test_a_bad_filter_is_reported_before_asking(database: Database, ids: dict[str, int]) -> None:
+    before = states(database)
+
+    result = underway(database, "jobs", "retry", "--queue", "not a queue!", answer="y\n")
+
+    assert result.exit_code != 0
+    assert "?" not in result.output  # never asked
+    assert "queue" in result.output + result.stderr
+    assert "Traceback" not in result.output
+    assert states(database) == before

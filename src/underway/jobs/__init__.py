@@ -4,6 +4,7 @@ Define workers on a :class:`Jobs` app, enqueue jobs (inside your own transaction
 like), and run a node with ``underway start module:jobs`` or ``async with jobs:``.
 """
 
+from underway.jobs._overview import CronInfo, NodeInfo, NodeQueue, QueueInfo
 from underway.jobs.app import Jobs, TestingMode
 from underway.jobs.config import Pruning
 from underway.jobs.cron import Cron
@@ -15,13 +16,17 @@ from underway.jobs.worker import Worker
 __all__ = [
     "Cancel",
     "Cron",
+    "CronInfo",
     "Error",
     "Job",
     "JobError",
     "JobSpec",
     "JobState",
     "Jobs",
+    "NodeInfo",
+    "NodeQueue",
     "Pruning",
+    "QueueInfo",
     "Snooze",
     "TestingMode",
     "Unique",

@@ -18,6 +18,14 @@ from underway import tasks
 from underway._aio import Service, finish_despite_cancel
 from underway.errors import ChildStartError, ConfigError, EnqueueError
 from underway.jobs._bulk import JobFilters, bulk, bulk_filter, job_filter
+from underway.jobs._overview import (
+    CronInfo,
+    NodeInfo,
+    QueueInfo,
+    cron_infos,
+    node_infos,
+    queue_infos,
+)
 from underway.jobs._queue_name import validate_queue_name
 from underway.jobs._runtime.node import Node
 from underway.jobs.config import NodeConfig, Pruning, check_queues
@@ -679,6 +687,44 @@ class Jobs(Service):
     def counts_sync(self) -> dict[tuple[str, JobState], int]:
         """Number of jobs by (queue, state)."""
         return self.engine.counts()
+
+    # -- overview: queues, nodes and cron entries, from indexes and small tables -------------
+
+    def queues_sync(self) -> list[QueueInfo]:
+        """Every queue, by name: its waiting and running jobs by state, and the live nodes
+        that run it (each one's limit, running jobs and whether it is paused, as of its
+        last heartbeat).
+
+        The queues listed are this app's, those with waiting or running jobs, and those a
+        live node runs. Finished jobs are not counted (that would read the whole history);
+        only indexes and the nodes' heartbeats are read.
+        """
+        known = {*self.config.queues, *(w.queue for w in self.workers.values())}
+        now, after = time.time(), self.config.rescue_after
+        return queue_infos(self.engine, known=known, rescue_after=after, now=now)
+
+    async def queues(self) -> list[QueueInfo]:
+        """Async :meth:`queues_sync`."""
+        return await asyncio.to_thread(self.queues_sync)
+
+    def nodes_sync(self) -> list[NodeInfo]:
+        """Every node with a heartbeat row, by name: when it started, how old its last
+        heartbeat is, whether it is alive (heartbeated within ``rescue_after``) and the
+        leader, its queues (limit, running, paused), workers, version, host and pid."""
+        return node_infos(self.engine, rescue_after=self.config.rescue_after, now=time.time())
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Async :meth:`nodes_sync`."""
+        return await asyncio.to_thread(self.nodes_sync)
+
+    def cron_entries_sync(self) -> list[CronInfo]:
+        """This app's cron entries, in the order they were added: expression, worker,
+        queue, the last slot a job was inserted for (by any node) and the next one."""
+        return cron_infos(self.engine, self.crontab, now=time.time())
+
+    async def cron_entries(self) -> list[CronInfo]:
+        """Async :meth:`cron_entries_sync`."""
+        return await asyncio.to_thread(self.cron_entries_sync)
 
     def migrate_sync(self) -> list[str]:
         """Apply pending schema migrations; returns their names."""

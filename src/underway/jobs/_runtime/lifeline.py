@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from underway import __version__
 from underway import _telemetry as telemetry
 from underway.jobs._runtime.periodic import Periodic
 from underway.jobs.engines.base import Engine
@@ -36,6 +37,8 @@ class Heartbeat(Periodic):
         interval: float,
         queues: Callable[[], Mapping[str, int]],
         workers: Callable[[], Iterable[str]] = tuple,
+        running: Callable[[], Mapping[str, int]] = dict,
+        paused: Callable[[], Iterable[str]] = tuple,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(interval)
@@ -43,6 +46,8 @@ class Heartbeat(Periodic):
         self.node = node
         self.queues = queues
         self.workers = workers
+        self.running = running
+        self.paused = paused
         self.clock = clock
         self._connected_since: float | None = None
         self._last_beat: float | None = None
@@ -51,11 +56,16 @@ class Heartbeat(Periodic):
         self._max_gap = 3 * interval
 
     def meta(self) -> dict[str, Any]:
-        """What a heartbeat records besides the time: host, pid, queues and workers."""
+        """What a heartbeat records besides the time: host, pid, version, each queue's limit
+        (``queues``), jobs running (``running``) and whether it is paused (``paused``, the
+        paused queues), and the workers."""
         return {
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "version": __version__,
             "queues": dict(self.queues()),
+            "running": dict(self.running()),
+            "paused": sorted(self.paused()),
             "workers": sorted(self.workers()),
         }
 

@@ -88,6 +88,8 @@ class Node:
             interval=config.heartbeat_interval,
             queues=lambda: {q: p.limit for q, p in self.producers.items()},
             workers=workers.keys,
+            running=lambda: {q: len(p.running) for q, p in self.producers.items()},
+            paused=lambda: [q for q, p in self.producers.items() if p.paused],
         )
         self.periodic: list[Periodic] = [
             Stager(engine, interval=config.stage_interval, wake=self.wake, node=self.name),

@@ -28,6 +28,8 @@ __all__ = [
     "Engine",
     "Inserts",
     "JobFilter",
+    "NodeRow",
+    "Overview",
     "StageResult",
     "Vacuums",
 ]
@@ -337,3 +339,45 @@ class BulkActions(Protocol):
 
     def delete_jobs(self, where: JobFilter) -> BulkResult:
         """Delete matching finished jobs (and free the unique keys they still held)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRow:
+    """One node's heartbeat row, as :meth:`Overview.node_rows` reads it.
+
+    Attributes:
+        name: The node's name.
+        started_at: When its heartbeat row was first written (epoch seconds).
+        heartbeat_at: Its last heartbeat (epoch seconds).
+        age: Seconds since its last heartbeat, on the clock liveness is judged by (the
+            server's on PostgreSQL).
+        meta: What its last heartbeat recorded (see ``Heartbeat.meta``).
+        leader: Whether it holds an unexpired leader lease.
+    """
+
+    name: str
+    started_at: float
+    heartbeat_at: float
+    age: float
+    meta: Mapping[str, Any]
+    leader: bool
+
+
+@runtime_checkable
+class Overview(Protocol):
+    """An engine that tells what the queues, nodes and cron entries are doing.
+
+    Every call reads an index or a small table (nodes, leases, cron slots), never the
+    history of finished jobs, so a dashboard may ask every few seconds whatever the table
+    holds. The calls block the calling thread, like the other administrative calls.
+    """
+
+    def queue_counts(self) -> dict[tuple[str, JobState], int]:
+        """Waiting and running jobs (scheduled, available, executing, retryable) by
+        ``(queue, state)``; finished jobs are not counted."""
+
+    def node_rows(self, lease: str, now: float) -> list[NodeRow]:
+        """Every node with a heartbeat row, by name; ``leader`` tells who holds ``lease``."""
+
+    def cron_slots(self, names: Collection[str]) -> dict[str, float]:
+        """The last slot recorded for each of the cron entries ``names`` that has fired."""

@@ -37,8 +37,9 @@ import psycopg
 from underway import _telemetry as telemetry
 from underway.errors import ConfigError, DatabaseError
 from underway.jobs.engines._claimed import claimed_job
+from underway.jobs.engines._nodes import node_row
 from underway.jobs.engines._rows import UndecodableRow, discard_params, job_from_row
-from underway.jobs.engines.base import BulkResult, JobFilter, StageResult
+from underway.jobs.engines.base import BulkResult, JobFilter, NodeRow, StageResult
 from underway.jobs.engines.postgres._beat import Beat
 from underway.jobs.engines.postgres._insert import Rows, insert_steps, run_steps, run_steps_async
 from underway.jobs.engines.postgres._insert import statements as _statements
@@ -611,3 +612,17 @@ class PostgresEngine:
     def counts(self) -> dict[tuple[str, JobState], int]:
         """Jobs by (queue, state)."""
         return {(q, JobState(s)): n for q, s, n in self._rows_sync("counts", {})}
+
+    def queue_counts(self) -> dict[tuple[str, JobState], int]:
+        """Waiting and running jobs by (queue, state), from the live partition only."""
+        return {(q, JobState(s)): n for q, s, n in self._rows_sync("queue_counts", {})}
+
+    def node_rows(self, lease: str, now: float) -> list[NodeRow]:
+        """Every node's heartbeat row (ages on the server's clock; ``now`` is not used)."""
+        found = self._rows_sync("node_rows", {"lease": lease})
+        return [node_row(*row) for row in found]
+
+    def cron_slots(self, names: Collection[str]) -> dict[str, float]:
+        """The last slot of each of the cron entries ``names`` that has fired."""
+        found = self._rows_sync("cron_slots", {"names": sorted(names)}) if names else []
+        return {name: float(slot) for name, slot in found}

@@ -40,9 +40,10 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+from underway.jobs.engines._nodes import node_row
 from underway.jobs.engines._rows import COLUMNS, job_from_row
 from underway.jobs.engines._sql import query
-from underway.jobs.engines.base import BulkResult, JobFilter, StageResult
+from underway.jobs.engines.base import BulkResult, JobFilter, NodeRow, StageResult
 from underway.jobs.engines.sqlite._attempts import ack_writer, claim
 from underway.jobs.engines.sqlite._control import Control
 from underway.jobs.engines.sqlite._direct import DirectWriter
@@ -456,3 +457,20 @@ class SQLiteEngine:
         """Jobs by (queue, state)."""
         rows = self._db.call(lambda c: c.execute(_sql("counts")).fetchall())
         return {(q, JobState(s)): n for q, s, n in rows}
+
+    def queue_counts(self) -> dict[tuple[str, JobState], int]:
+        """Waiting and running jobs by (queue, state), through the state index."""
+        rows = self._db.call(lambda c: c.execute(_sql("queue_counts")).fetchall())
+        return {(q, JobState(s)): n for q, s, n in rows}
+
+    def node_rows(self, lease: str, now: float) -> list[NodeRow]:
+        """Every node's heartbeat row, with its age at ``now``."""
+        params = {"lease": lease, "now": now}
+        rows = self._db.call(lambda c: c.execute(_sql("node_rows"), params).fetchall())
+        return [node_row(*row) for row in rows]
+
+    def cron_slots(self, names: Collection[str]) -> dict[str, float]:
+        """The last slot of each of the cron entries ``names`` that has fired."""
+        params = {"names": json.dumps(sorted(names))}
+        rows = self._db.call(lambda c: c.execute(_sql("cron_slots"), params).fetchall())
+        return {name: float(slot) for name, slot in rows}

@@ -45,6 +45,7 @@ __all__ = ["ACTION_STATES", "JobFilters", "bulk", "bulk_filter", "job_filter"]
 
 _log = logging.getLogger("underway.jobs")
 _SCALARS = (str, int, float, bool, type(None))
+_MAX_ID = 2**63 - 1  # a bigint: a larger id names no job (and would fail PostgreSQL's cast)
 _VERBS = {
     "retry": ("retries", "retried"),
     "cancel": ("cancels", "cancelled"),
@@ -81,6 +82,8 @@ class JobFilters(TypedDict, total=False):
     """A JSON object contained in the job's args (as PostgreSQL's ``@>``)."""
     meta: Mapping[str, Any] | None
     """A JSON object contained in the job's meta."""
+    id: int | Iterable[int] | None
+    """One job id or several."""
 
 
 FILTER_NAMES = JobFilters.__optional_keys__ | JobFilters.__required_keys__
@@ -91,12 +94,22 @@ ACTION_STATES: dict[str, tuple[JobState, ...]] = {
 }
 
 
-def job_filter(filters: Mapping[str, Any], *, limit: int = 100, offset: int = 0) -> JobFilter:
+def job_filter(
+    filters: Mapping[str, Any],
+    *,
+    limit: int = 100,
+    offset: int = 0,
+    before_id: int | None = None,
+) -> JobFilter:
     """Check ``filters`` (see :class:`JobFilters`) and make them one :class:`JobFilter`.
 
+    ``limit``, ``offset`` and ``before_id`` (the cursor of a newest-first page: only jobs
+    with a smaller id) are listing's; bulk actions leave them at their defaults.
+
     Raises:
-        ConfigError: A filter is unknown, of the wrong type, empty or out of range (named
-            in the message).
+        ConfigError: A filter is unknown, of the wrong type, empty or out of range, or
+            ``limit``, ``offset`` or ``before_id`` is not a whole number in range (named in
+            the message).
     """
     unknown = sorted(set(filters) - FILTER_NAMES)
     if unknown:
@@ -117,8 +130,10 @@ def job_filter(filters: Mapping[str, Any], *, limit: int = 100, offset: int = 0)
         finished_before=_time("finished_before", given.get("finished_before")),
         args=_contained("args", given["args"]) if "args" in given else None,
         meta=_contained("meta", given["meta"]) if "meta" in given else None,
-        limit=limit,
-        offset=offset,
+        ids=_ids(given["id"]) if "id" in given else (),
+        before_id=None if before_id is None else _whole("before_id", before_id, 1),
+        limit=_whole("limit", limit, 1),
+        offset=_whole("offset", offset, 0),
     )
     for kind in ("inserted", "finished"):
         after, before = getattr(where, f"{kind}_after"), getattr(where, f"{kind}_before")
@@ -218,6 +233,27 @@ def _worker_name(worker: Worker | str) -> str:
     if not name:
         raise ConfigError("worker must be a worker or its full name, got ''")
     return name
+
+
+def _ids(value: object) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        items: list[Any] = [value]
+    elif isinstance(value, Mapping | str | bytes) or not isinstance(value, Iterable):
+        raise ConfigError(f"id must be a job id or a list of job ids, got {value!r}")
+    else:
+        items = list(value)
+    if not items:
+        raise ConfigError("id is an empty list, which would match no job; leave it out")
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= _MAX_ID:
+            raise ConfigError(f"id must be a job id (a whole number > 0), got {item!r}")
+    return tuple(dict.fromkeys(items))
+
+
+def _whole(name: str, value: object, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= _MAX_ID:
+        raise ConfigError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return value
 
 
 def _tags(value: object) -> tuple[str, ...]:

@@ -549,26 +549,43 @@ class Jobs(Service):
         return await asyncio.to_thread(self.engine.get_job, job_id)
 
     def list_jobs_sync(
-        self, *, limit: int = 100, offset: int = 0, **filters: Unpack[JobFilters]
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        before_id: int | None = None,
+        **filters: Unpack[JobFilters],
     ) -> list[Job[Any]]:
         """Jobs matching every filter given, newest first.
 
         Filters (any of them; see :class:`~underway.jobs._bulk.JobFilters`): ``state``,
-        ``queue``, ``worker`` (one or a list each), ``tags`` (all present), ``node``,
-        ``inserted_after``/``inserted_before``, ``finished_after``/``finished_before``
-        (aware datetimes or epoch seconds), ``args``/``meta`` (a dict contained in the
-        job's). Without filters, the newest jobs.
+        ``queue``, ``worker``, ``id`` (one or a list each), ``tags`` (all present),
+        ``node``, ``inserted_after``/``inserted_before``, ``finished_after``/
+        ``finished_before`` (aware datetimes or epoch seconds), ``args``/``meta`` (a dict
+        contained in the job's). Without filters, the newest jobs.
+
+        Page through a long history with ``before_id``: the next page is
+        ``before_id=<the last id of this one>``; no job is skipped or repeated while new
+        ones are inserted, and a page deep in the history costs what the first one does
+        (``offset`` reads every job it skips).
 
         Raises:
-            ConfigError: A filter is unknown, of the wrong type or empty (named).
+            ConfigError: A filter is unknown, of the wrong type or empty, or ``limit``,
+                ``offset`` or ``before_id`` is out of range (named).
         """
-        return self.engine.list_jobs(job_filter(filters, limit=limit, offset=offset))
+        where = job_filter(filters, limit=limit, offset=offset, before_id=before_id)
+        return self.engine.list_jobs(where)
 
     async def list_jobs(
-        self, *, limit: int = 100, offset: int = 0, **filters: Unpack[JobFilters]
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        before_id: int | None = None,
+        **filters: Unpack[JobFilters],
     ) -> list[Job[Any]]:
         """Async :meth:`list_jobs_sync`."""
-        where = job_filter(filters, limit=limit, offset=offset)
+        where = job_filter(filters, limit=limit, offset=offset, before_id=before_id)
         return await asyncio.to_thread(self.engine.list_jobs, where)
 
     def retry_job_sync(self, job_id: int) -> Job[Any] | None:

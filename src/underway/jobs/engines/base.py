@@ -58,8 +58,14 @@ class JobFilter:
             ``finished_*`` bound).
         args: JSON text of an object contained in the job's args (see ``_bulk``).
         meta: JSON text of an object contained in the job's meta.
+        ids: The job's id is one of these.
+        before_id: The job's id is below this one: the cursor of a page of the newest-first
+            listing (the next page starts below the last id of the one before), which stays
+            as cheap on page 1,000 as on page 1 and skips or repeats no job while new ones
+            are inserted. Not used by bulk actions.
         limit: At most this many jobs listed (bulk actions change every match).
-        offset: Skip this many jobs when listing (not used by bulk actions).
+        offset: Skip this many jobs when listing (not used by bulk actions). Prefer
+            ``before_id``: an offset reads and throws away every row it skips.
     """
 
     states: tuple[JobState, ...] = ()
@@ -73,6 +79,8 @@ class JobFilter:
     finished_before: float | None = None
     args: str | None = None
     meta: str | None = None
+    ids: tuple[int, ...] = ()
+    before_id: int | None = None
     limit: int = 100
     offset: int = 0
     queue: InitVar[str | None] = None
@@ -94,6 +102,7 @@ class JobFilter:
             or self.tags
             or self.args
             or self.meta
+            or self.ids
             or any(
                 v is not None
                 for v in (
@@ -102,6 +111,7 @@ class JobFilter:
                     self.inserted_before,
                     self.finished_after,
                     self.finished_before,
+                    self.before_id,
                 )
             )
         )

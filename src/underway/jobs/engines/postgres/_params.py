@@ -65,4 +65,6 @@ def filter_params(where: JobFilter) -> dict[str, Any]:
         "finished_before": where.finished_before,
         "args": where.args,
         "meta": where.meta,
+        "ids": list(where.ids) or None,
+        "before_id": where.before_id,
     }

@@ -67,6 +67,8 @@ def filter_params(where: JobFilter) -> dict[str, Any]:
         "workers": _array(where.workers),
         "tags": _array(where.tags),
         "node": where.node,
+        "ids": _array(where.ids),
+        "before_id": where.before_id,
         "inserted_after": where.inserted_after,
         "inserted_before": where.inserted_before,
         "finished_after": where.finished_after,

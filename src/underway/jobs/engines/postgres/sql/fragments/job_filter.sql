@@ -1,5 +1,6 @@
 -- The conditions of a JobFilter, shared by list_jobs and the bulk actions as {job_filter}
 -- (a NULL parameter is no condition). :tags, :args and :meta are JSON (jsonb containment).
+-- :before_id is the cursor of a newest-first page (the primary keys serve it).
     (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
 AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
 AND (%(workers)s::text[] IS NULL OR worker = ANY(%(workers)s::text[]))
@@ -17,3 +18,5 @@ AND (%(finished_before)s::float8 IS NULL
 AND (%(tags)s::jsonb IS NULL OR tags @> %(tags)s::jsonb)
 AND (%(args)s::jsonb IS NULL OR args @> %(args)s::jsonb)
 AND (%(meta)s::jsonb IS NULL OR meta @> %(meta)s::jsonb)
+AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)

@@ -14,6 +14,10 @@ queue IN (SELECT value FROM json_each(:queues))
 worker IN (SELECT value FROM json_each(:workers))
 -- :node
 attempted_by = :node
+-- :ids
+id IN (SELECT value FROM json_each(:ids))
+-- :before_id
+id < :before_id
 -- :inserted_after
 inserted_at >= :inserted_after
 -- :inserted_before

@@ -1,0 +1,2 @@
+-- The migrations recorded in the file, in version order.
+SELECT version, name FROM underway_migrations ORDER BY version

@@ -4,6 +4,9 @@
 with ``--database URL`` or through an application (``--app module:attr``). ``retry`` and
 ``cancel`` act on one job by id, or, like ``delete``, on every job matching filters, after a
 confirmation (``--yes`` skips it; no filter at all asks with a warning that names it).
+Listing and the bulk actions take time ranges: ``--inserted-after``/``--inserted-before``
+and ``--finished-after``/``--finished-before``, ISO 8601 dates or datetimes (local time
+when no offset is given).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +26,7 @@ import click
 
 from underway.cli._console import STATES, table
 from underway.errors import ConfigError, UnderwayError
-from underway.jobs._bulk import bulk_filter
+from underway.jobs._bulk import bulk_filter, job_filter
 from underway.jobs.app import Jobs
 from underway.jobs.engines import open_engine
 from underway.jobs.engines.base import BULK_CANCEL_STATES, BULK_DELETE_STATES, BULK_RETRY_STATES
@@ -214,6 +217,54 @@ def _show_lines(job: Job[Any]) -> list[str]:
     return lines
 
 
+# -- time ranges ------------------------------------------------------------------------------
+
+
+class IsoTime(click.ParamType[datetime, "str | datetime"]):
+    """An ISO 8601 date or datetime; without an offset it is local time."""
+
+    name = "datetime"
+
+    def convert(
+        self, value: str | datetime, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(
+                f"{value!r} is not an ISO 8601 date or datetime (for example 2024-05-01, "
+                "2024-05-01T12:30 or 2024-05-01T12:30:00+00:00)",
+                param,
+                ctx,
+            )
+        return parsed if parsed.tzinfo is not None else parsed.astimezone()
+
+
+TIME_FILTERS = ("inserted_after", "inserted_before", "finished_after", "finished_before")
+_TIME_HELP = {
+    "inserted_after": "Only jobs inserted at or after this time.",
+    "inserted_before": "Only jobs inserted before this time.",
+    "finished_after": "Only jobs finished (completed, discarded, cancelled) at or after this time.",
+    "finished_before": "Only jobs finished before this time.",
+}
+
+
+def time_options(fn: F) -> F:
+    """Add ``--inserted-after``/``--inserted-before``/``--finished-after``/
+    ``--finished-before`` (ISO 8601; local time without an offset)."""
+    for name in reversed(TIME_FILTERS):
+        fn = click.option(
+            f"--{name.replace('_', '-')}",
+            name,
+            type=IsoTime(),
+            metavar="WHEN",
+            help=_TIME_HELP[name] + " ISO 8601; local time without an offset.",
+        )(fn)
+    return fn
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 
@@ -236,6 +287,7 @@ def jobs_group() -> None:
 )
 @click.option("--queue", help="Only jobs of this queue.")
 @click.option("--worker", help="Only jobs of this worker (its full name).")
+@time_options
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @target_options
 def list_command(
@@ -245,10 +297,16 @@ def list_command(
     limit: int,
     app: str | None,
     database: str | None,
+    **times: datetime | None,
 ) -> None:
     """List jobs, newest first."""
+    filters: dict[str, Any] = {"state": states or None, "queue": queue, "worker": worker, **times}
+    try:
+        job_filter(filters)  # a bad filter is a usage error, said before the database is read
+    except ConfigError as exc:
+        raise AppError(str(exc)) from None
     with open_jobs(app, database) as jobs:
-        found = jobs.list_jobs_sync(state=states or None, queue=queue, worker=worker, limit=limit)
+        found = jobs.list_jobs_sync(limit=limit, **filters)
     if not found:
         click.echo("no jobs match")
         return
@@ -307,6 +365,7 @@ def filter_options(action: str) -> Callable[[F], F]:
                     help="Only jobs with this tag (repeatable: all).",
                 ),
                 click.option("--node", help="Only jobs whose last attempt ran on this node."),
+                time_options,
                 click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
             ]
         ):
@@ -322,15 +381,26 @@ def _filters(
     workers: tuple[str, ...],
     tags: tuple[str, ...],
     node: str | None,
+    times: Mapping[str, datetime | None],
 ) -> dict[str, Any]:
     """The API's filters for the options given (those not given are left out)."""
-    given = {"state": states, "queue": queues, "worker": workers, "tags": tags, "node": node}
+    given: dict[str, Any] = {
+        "state": states,
+        "queue": queues,
+        "worker": workers,
+        "tags": tags,
+        "node": node,
+        **times,
+    }
     return {name: value for name, value in given.items() if value}
 
 
 def _describe(filters: dict[str, Any]) -> str:
     parts = []
     for name, value in filters.items():
+        if isinstance(value, datetime):
+            parts.append(f"{name.replace('_', ' ')} {value.isoformat(sep=' ')}")
+            continue
         values = value if isinstance(value, tuple) else (value,)
         parts.append(
             f"{name} {' or '.join(values)}" if name != "tags" else f"tags {', '.join(values)}"
@@ -401,10 +471,11 @@ def retry_command(
     yes: bool,
     app: str | None,
     database: str | None,
+    **times: datetime | None,
 ) -> None:
     """Make a job available to run now (any state but executing), or every job matching
     the filters (scheduled, retryable, completed, discarded or cancelled ones)."""
-    filters = _filters(states, queues, workers, tags, node)
+    filters = _filters(states, queues, workers, tags, node, times)
     if job_id is None:
         _run_bulk("retry", filters, yes, app, database)
         return
@@ -434,13 +505,14 @@ def cancel_command(
     yes: bool,
     app: str | None,
     database: str | None,
+    **times: datetime | None,
 ) -> None:
     """Cancel a job that has not finished, or every such job matching the filters.
 
     A job executing on a node is marked cancelled at once and interrupted there; what its
     run returns is ignored.
     """
-    filters = _filters(states, queues, workers, tags, node)
+    filters = _filters(states, queues, workers, tags, node, times)
     if job_id is None:
         _run_bulk("cancel", filters, yes, app, database)
         return
@@ -470,9 +542,10 @@ def delete_command(
     yes: bool,
     app: str | None,
     database: str | None,
+    **times: datetime | None,
 ) -> None:
     """Delete every finished (completed, discarded or cancelled) job matching the filters.
 
     Waiting and executing jobs are never deleted: cancel them first.
     """
-    _run_bulk("delete", _filters(states, queues, workers, tags, node), yes, app, database)
+    _run_bulk("delete", _filters(states, queues, workers, tags, node, times), yes, app, database)

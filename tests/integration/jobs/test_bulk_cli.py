@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner, Result
@@ -13,7 +14,7 @@ from underway.cli import main
 from underway.jobs import Jobs
 
 from ..conftest import Database
-from .test_bulk_actions import populate, states
+from .test_bulk_actions import T0, populate, states
 
 NO_ENV: dict[str, str | None] = {"UNDERWAY_APP": None, "UNDERWAY_DATABASE": None}
 
@@ -156,3 +157,128 @@ def test_a_bad_filter_is_reported_before_asking(database: Database, ids: dict[st
     assert "queue" in result.output + result.stderr
     assert "Traceback" not in result.output
     assert states(database) == before
+
+
+# -- time ranges ------------------------------------------------------------------------------
+
+
+def at(offset: float) -> str:
+    """T0 + ``offset`` as an ISO 8601 datetime with its offset (UTC)."""
+    return datetime.fromtimestamp(T0 + offset, UTC).isoformat()
+
+
+def listed_ids(result: Result) -> set[int]:
+    assert result.exit_code == 0, result.output
+    if result.stdout == "no jobs match\n":
+        return set()
+    return {int(line.split()[0]) for line in result.stdout.splitlines()[1:]}
+
+
+def test_time_ranges_select_the_jobs_listed(database: Database, ids: dict[str, int]) -> None:
+    def listing(*args: str) -> set[int]:
+        return listed_ids(underway(database, "jobs", "list", *args))
+
+    def named(names: str) -> set[int]:
+        return {ids[n] for n in names}
+
+    assert listing("--inserted-after", at(50)) == named("cdefg")
+    assert listing("--inserted-before", at(50)) == named("ab")
+    assert listing("--inserted-after", at(30), "--inserted-before", at(70)) == named("bc")
+    assert listing("--finished-after", at(40)) == named("bc")
+    assert listing("--finished-before", at(40)) == named("a")
+    assert listing("--finished-after", at(40), "--queue", "mail", "--state", "cancelled") == (
+        named("c")
+    )
+    # Without an offset the time is local: the same instant as the UTC one.
+    local = datetime.fromtimestamp(T0 + 50).isoformat()
+    assert listing("--inserted-after", local) == named("cdefg")
+    # A date alone is midnight (local time).
+    assert listing("--inserted-before", "2100-01-01") == set(ids.values())
+    assert listing("--inserted-after", "2100-01-01") == set()
+
+
+def test_time_ranges_reach_each_bulk_action(database: Database, ids: dict[str, int]) -> None:
+    deleted = underway(database, "jobs", "delete", "--finished-before", at(40), "--yes")
+    assert deleted.exit_code == 0, deleted.output
+    assert deleted.stdout == "1 job deleted\n"
+    assert ids["a"] not in states(database)
+
+    retried = underway(
+        database,
+        "jobs",
+        "retry",
+        "--inserted-after",
+        at(30),
+        "--inserted-before",
+        at(70),
+        "--state",
+        "cancelled",
+        "-y",
+    )
+    assert retried.stdout == "1 job retried\n"
+    assert states(database)[ids["c"]] == "available"
+
+    cancelled = underway(database, "jobs", "cancel", "--inserted-after", at(75), "--yes")
+    assert cancelled.stdout == "3 jobs cancelled\n"  # e, f and g
+    assert {states(database)[ids[n]] for n in "efg"} == {"cancelled"}
+    assert states(database)[ids["d"]] == "retryable"  # inserted at T0 + 70
+
+
+def test_the_confirmation_names_the_time_range(database: Database, ids: dict[str, int]) -> None:
+    before = states(database)
+
+    refused = underway(
+        database, "jobs", "delete", "--finished-after", at(40), "--queue", "mail", answer="n\n"
+    )
+
+    assert refused.exit_code == 1
+    when = datetime.fromtimestamp(T0 + 40, UTC).isoformat(sep=" ")
+    assert (
+        f"Delete every completed, discarded, cancelled job matching queue mail; "
+        f"finished after {when}?" in refused.output
+    )
+    assert states(database) == before
+
+
+@pytest.mark.parametrize("command", ["list", "retry", "cancel", "delete"])
+@pytest.mark.parametrize(
+    "option", ["--inserted-after", "--inserted-before", "--finished-after", "--finished-before"]
+)
+def test_a_bad_date_is_a_usage_error_naming_the_option(
+    database: Database, ids: dict[str, int], command: str, option: str
+) -> None:
+    before = states(database)
+
+    yes = [] if command == "list" else ["--yes"]
+
+    result = underway(database, "jobs", command, option, "last tuesday", *yes)
+
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert "'last tuesday' is not an ISO 8601 date or datetime" in result.stderr
+    assert "Traceback" not in result.output
+    assert states(database) == before
+
+
+@pytest.mark.parametrize("command", ["list", "retry", "cancel", "delete"])
+def test_an_empty_range_is_a_usage_error(
+    database: Database, ids: dict[str, int], command: str
+) -> None:
+    before = states(database)
+    args = ["--inserted-after", at(70), "--inserted-before", at(30)]
+    if command != "list":
+        args.append("--yes")
+
+    result = underway(database, "jobs", command, *args)
+
+    assert result.exit_code == 2, result.output
+    assert "inserted_after must be earlier than inserted_before" in result.stderr
+    assert states(database) == before
+
+
+def test_a_job_id_with_a_time_range_is_refused(database: Database, ids: dict[str, int]) -> None:
+    result = underway(database, "jobs", "retry", str(ids["b"]), "--inserted-after", at(0))
+
+    assert result.exit_code == 2
+    assert "give a job id or filters, not both" in result.stderr
+    assert states(database)[ids["b"]] == "discarded"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -70,7 +71,7 @@ class Board:
         pairs.append(("csrf_token", await self.csrf() if csrf is None else csrf))
         return await self.client.post(
             path,
-            content=httpx.QueryParams(pairs).__str__(),
+            content=urlencode(pairs),
             headers={
                 **BEARER,
                 "content-type": "application/x-www-form-urlencoded",

@@ -9,6 +9,7 @@ from underway.pipelines.message import Acknowledger, Message, MessageStatus, Noo
 from underway.pipelines.pipeline import BatchInfo, Pipeline, Producer
 from underway.pipelines.producers.dummy import DummyProducer, RecordingAcknowledger
 from underway.pipelines.rate_limit import RateLimiter
+from underway.pipelines.stats import PipelineStats
 
 __all__ = [
     "Acknowledger",
@@ -18,6 +19,7 @@ __all__ = [
     "MessageStatus",
     "NoopAcknowledger",
     "Pipeline",
+    "PipelineStats",
     "Producer",
     "RateLimiter",
     "RecordingAcknowledger",

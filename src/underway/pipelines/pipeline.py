@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from underway._aio import Service
 from underway.errors import ConfigError
@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from underway.tasks._policy import Restart
     from underway.tasks.child import Ready
 
-__all__ = ["BatchInfo", "Pipeline", "Producer"]
+__all__ = ["BatchInfo", "Pipeline", "PipelineState", "Producer"]
+
+PipelineState = Literal["running", "draining", "stopped"]
 
 
 class Pipeline(Service):
@@ -135,6 +137,20 @@ class Pipeline(Service):
     def running(self) -> bool:
         """Whether the pipeline has started and not yet stopped."""
         return self._topology is not None
+
+    @property
+    def state(self) -> PipelineState:
+        """``"running"``, ``"draining"`` (a stop is finishing the messages in flight; no
+        more are fetched) or ``"stopped"``."""
+        if self._topology is None:
+            return "stopped"
+        return "draining" if self._stop_asked.is_set() else "running"
+
+    @property
+    def in_batchers(self) -> int:
+        """Of :attr:`in_flight`, the messages handed to batchers: waiting for their batch
+        to be cut, or in ``handle_batch``."""
+        return self._demand.in_flight - self._demand.in_processors
 
     def update_rate_limit(self, allowed: int | None = None, interval: float | None = None) -> None:
         """Change the rate limit while running.

@@ -27,17 +27,20 @@ class Pruning:
     jobs seven days, so the table does not grow without bound. Every ``interval`` seconds
     the leader deletes at most ``limit`` jobs that are due, oldest first, in short batches:
     the defaults keep up with about 1,600 finished jobs a second on average; raise ``limit``
-    for more.
+    for more. The per-minute counters of finished attempts (``Jobs.job_counters``) are
+    kept ``counters`` seconds (seven days), and pruned the same way, up to ``limit`` rows
+    a pass.
     """
 
     completed: float = _DAY
     cancelled: float = 7 * _DAY
     discarded: float = 7 * _DAY
+    counters: float = 7 * _DAY
     interval: float = 60.0
     limit: int = 100_000
 
     def __post_init__(self) -> None:
-        for name in ("completed", "cancelled", "discarded", "interval"):
+        for name in ("completed", "cancelled", "discarded", "counters", "interval"):
             value = getattr(self, name)
             if not _seconds(value):
                 raise ConfigError(f"Pruning.{name} must be seconds > 0, got {value!r}")

@@ -330,8 +330,8 @@ async def test_one_statement_changes_every_job_whatever_their_number(
     assert len(changes) == 1
     if database.postgres or action != "cancel":
         assert len(sent[60]) == 1  # on PostgreSQL cancel's signals go in the same statement
-    else:  # BEGIN, the executing ids, the update, the signals, COMMIT: one transaction
-        assert len(sent[60]) == 5
+    else:  # BEGIN, the executing ids, the update, the signals, the counters, COMMIT
+        assert len(sent[60]) == 6
 
 
 async def test_cancel_publishes_one_signal_per_executing_job_only(

@@ -30,7 +30,7 @@ from underway.jobs.engines.postgres._insert import (
     run_steps,
     statements,
 )
-from underway.jobs.engines.postgres._params import ack_batches
+from underway.jobs.engines.postgres._params import ack_params
 from underway.jobs.outcomes import Ack
 
 from ..conftest import FAST, wait_until
@@ -390,7 +390,7 @@ async def test_a_large_ack_batch_is_planned_without_a_nested_loop(engines: MakeE
     await engine.insert([spec(i) for i in range(20_000)])
     claimed = [j for _ in range(10) for j in await engine.fetch(QUEUE, 100, "n", time.time())]
     acks = [Ack(j.id, JobState.COMPLETED, time.time(), 1) for j in claimed]
-    ((name, params),) = ack_batches(acks, "n")
+    params = ack_params(acks, "n")
     names: list[str] = []
 
     def positional(match: re.Match[str]) -> str:
@@ -398,7 +398,7 @@ async def test_a_large_ack_batch_is_planned_without_a_nested_loop(engines: MakeE
             names.append(match[1])
         return f"${names.index(match[1]) + 1}"
 
-    prepared = re.sub(r"%\((\w+)\)[sb]", positional, engine._sql[name])
+    prepared = re.sub(r"%\((\w+)\)[sb]", positional, engine._sql["ack"])
     async with engine._pools.connection() as conn:
         await conn.execute(f"PREPARE ack_probe AS {prepared}")
         await conn.execute("SET plan_cache_mode = force_generic_plan")
@@ -775,10 +775,10 @@ def test_concurrent_migrations_apply_once(pg: Schemas) -> None:
         results = list(pool.map(migrate, migrators))
     again = migrators[0].migrate()
 
-    assert sorted(results) == [[], [], [], ["0001_initial", "0002_live_and_done"]]
+    assert sorted(results) == [[], [], [], ["0001_initial", "0002_live_and_done", "0003_counters"]]
     assert again == []
     applied = raw(pg, "SELECT version, name FROM underway_migrations ORDER BY version")
-    assert applied == [(1, "initial"), (2, "live_and_done")]
+    assert applied == [(1, "initial"), (2, "live_and_done"), (3, "counters")]
 
 
 TCP = (

@@ -133,11 +133,11 @@ async def test_migrate_is_idempotent(
     other = sqlite_engines("")
     from_other = await asyncio.to_thread(other.migrate)
 
-    assert first == ["0001_initial", "0002_signals_leases_cron"]
+    assert first == ["0001_initial", "0002_signals_leases_cron", "0003_counters"]
     assert again == []
     assert from_other == []
     conn = raw_db()
-    assert conn.execute("SELECT version FROM underway_migrations").fetchall() == [(1,), (2,)]
+    assert conn.execute("SELECT version FROM underway_migrations").fetchall() == [(1,), (2,), (3,)]
     assert conn.execute("SELECT COUNT(*) FROM underway_jobs").fetchone() == (1,)
 
 

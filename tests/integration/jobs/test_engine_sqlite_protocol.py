@@ -330,10 +330,10 @@ async def test_migration_0002_applies_on_a_0001_database_once(
     other = engines()
     from_other = await asyncio.to_thread(other.migrate)
 
-    assert applied == ["0002_signals_leases_cron"]
+    assert applied == ["0002_signals_leases_cron", "0003_counters"]
     assert (again, from_other) == ([], [])
     conn = raw_db()
-    assert conn.execute("SELECT version FROM underway_migrations").fetchall() == [(1,), (2,)]
+    assert conn.execute("SELECT version FROM underway_migrations").fetchall() == [(1,), (2,), (3,)]
     assert [j.args for j in all_jobs(engine)] == [{"old": True}]
     assert await other.signals() == []
     await engine.publish({"action": "pause"})
@@ -367,6 +367,6 @@ def test_nodes_opening_a_new_file_at_the_same_moment_all_succeed(tmp_path: Path)
         conn = sqlite3.connect(tmp_path / f"new-{attempt}.db")
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("SELECT COUNT(*) FROM underway_migrations").fetchone() == (2,)
+            assert conn.execute("SELECT COUNT(*) FROM underway_migrations").fetchone() == (3,)
         finally:
             conn.close()

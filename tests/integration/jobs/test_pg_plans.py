@@ -29,7 +29,9 @@ from ..pg import Schemas
 pytestmark = pytest.mark.postgres
 
 HISTORY = 300_000  # finished rows: enough that a scan of them is never the cheapest plan
-BIG = ("underway_jobs", "underway_unique")  # tables that grow with the jobs and the history
+# Tables that grow with the jobs and the history (the counters: a row per minute, queue and
+# worker for as long as they are kept).
+BIG = ("underway_jobs", "underway_unique", "underway_counters")
 NOW = time.time()
 # Not planned by test_no_statement_scans_a_jobs_table: VACUUM is maintenance of the live
 # partition itself; the prune statement is a template per state, planned by its own test;
@@ -52,27 +54,22 @@ NAMED: dict[str, dict[str, Any]] = {
         "any_worker": False,
         "workers": ["w"],
     },
-    "ack_completed": {
-        "id": [1, 2],
-        "at": [NOW, NOW],
-        "result": [None, None],
-        "attempt": [1, 1],
-        "node": "n1",
-    },
-    "ack_failed": {
-        "id": [1],
-        "state": ["retryable"],
-        "at": [NOW],
-        "attempt": [1],
-        "scheduled_at": [NOW + 5],
-        "error": ["boom"],
-        "traceback": [None],
-        "node": "n1",
-    },
-    "ack_snoozed": {
-        "id": [1],
-        "scheduled_at": [NOW + 5],
-        "attempt": [1],
+    "ack": {
+        "c_id": [1, 2],
+        "c_at": [NOW, NOW],
+        "c_result": [None, None],
+        "c_attempt": [1, 1],
+        "f_id": [3],
+        "f_state": ["retryable"],
+        "f_at": [NOW],
+        "f_attempt": [1],
+        "f_scheduled_at": [NOW + 5],
+        "f_error": ["boom"],
+        "f_traceback": [None],
+        "s_id": [4],
+        "s_at": [NOW],
+        "s_scheduled_at": [NOW + 5],
+        "s_attempt": [1],
         "node": "n1",
     },
     "available_sample": {"queues": ["q", "other"], "sample": 100},
@@ -91,11 +88,13 @@ NAMED: dict[str, dict[str, Any]] = {
     "forget_node": {"node": "n1"},
     "forget_stale_nodes": {"window": 60.0},
     "get_job": {"id": 5},
+    "job_counters": {"since": NOW - 3600, "until": NOW, "queues": ["q"], "workers": None},
     "heartbeat": {"node": "n1", "now": NOW, "meta": "{}"},
     "lease_acquire": {"name": "leader", "node": "n1", "ttl": 30.0},
     "lease_release": {"name": "leader", "node": "n1"},
     "list_jobs": {**filter_params(JobFilter()), "limit": 50, "offset": 0},
     "live_nodes": {"window": 60.0},
+    "prune_counters": {"before": NOW - 7 * 86_400, "limit": 1000},
     "node_rows": {"lease": "leader"},
     "queue_counts": {},
     "release": {"ids": [1, 2], "attempts": [1, 1], "node": "n1", "now": NOW},
@@ -139,8 +138,11 @@ SELECT CASE WHEN i % 10 = 0 THEN 'executing' WHEN i % 10 = 1 THEN 'scheduled'
        CASE WHEN i % 10 = 0 THEN 'n1' END
   FROM generate_series(1, 4000) AS i;
 INSERT INTO underway_nodes (name, started_at, heartbeat_at) VALUES ('n1', now(), now());
+INSERT INTO underway_counters (minute, queue, worker, completed)
+SELECT date_trunc('minute', now()) - make_interval(mins => m), 'q' || k % 4, 'w' || k / 4, 1
+  FROM generate_series(0, 7 * 1440) AS m, generate_series(0, 11) AS k;
 ANALYZE underway_jobs, underway_jobs_live, underway_jobs_done, underway_unique,
-        underway_nodes;
+        underway_nodes, underway_counters;
 """
 
 
@@ -211,3 +213,24 @@ def test_the_pruner_walks_its_index_whether_or_not_jobs_are_due(
     done = [kind for kind, rel in scans if rel == "underway_jobs_done"]
     assert done, scans
     assert all(kind.startswith("Index") for kind in done), scans
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("job_counters", {"since": NOW - 3600, "until": NOW, "queues": None, "workers": None}),
+        ("job_counters", {"since": NOW - 60, "until": NOW, "queues": ["q1"], "workers": ["w1"]}),
+        ("prune_counters", {"before": NOW - 8 * 86_400, "limit": 1000}),
+        ("prune_counters", {"before": NOW - 86_400, "limit": 1000}),
+    ],
+)
+def test_the_counters_are_read_and_pruned_through_their_key(
+    seeded: Any, name: str, params: dict[str, Any]
+) -> None:
+    """A range of minutes is read, and the oldest minutes deleted, through the primary key
+    (which starts with the minute), whether or not any minute is due."""
+    schemas, engine = seeded
+    scans = _explain(schemas, engine._sql[name], params)
+    counters = [k for k, rel in scans if rel == "underway_counters" and k != "ModifyTable"]
+    assert counters, scans
+    assert all(kind.startswith(("Index", "Bitmap", "Tid")) for kind in counters), scans

@@ -85,7 +85,7 @@ def test_an_old_table_becomes_the_two_partitions(pg: Schemas) -> None:
     _first_schema(pg, schema)
     engine = PostgresEngine(pg.url(schema))
     try:
-        assert engine.migrate() == ["0002_live_and_done"]
+        assert engine.migrate() == ["0002_live_and_done", "0003_counters"]
         assert _where(pg, schema) == {
             1: ("available", "underway_jobs_live"),
             2: ("executing", "underway_jobs_live"),

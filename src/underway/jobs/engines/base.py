@@ -25,8 +25,10 @@ __all__ = [
     "BULK_RETRY_STATES",
     "BulkActions",
     "BulkResult",
+    "CounterRow",
     "Engine",
     "Inserts",
+    "JobCounters",
     "JobFilter",
     "NodeRow",
     "Overview",
@@ -391,3 +393,36 @@ class Overview(Protocol):
 
     def cron_slots(self, names: Collection[str]) -> dict[str, float]:
         """The last slot recorded for each of the cron entries ``names`` that has fired."""
+
+
+CounterRow = tuple[float, str, str, int, int, int, int, int]
+"""One row of :meth:`JobCounters.job_counters`: the minute's start (epoch seconds), queue,
+worker, and the attempts completed, failed (to be retried), discarded, cancelled and
+snoozed in that minute."""
+
+
+@runtime_checkable
+class JobCounters(Protocol):
+    """An engine that counts finished attempts per minute, queue and worker.
+
+    The counts are added by the statement (PostgreSQL) or transaction (SQLite) that writes
+    a batch of acks, aggregated over the batch, and by the cancellations of
+    :meth:`Engine.cancel_job` and :meth:`BulkActions.cancel_jobs`. An ack that changes no
+    job (a late ack of a rescued run) counts nothing.
+    """
+
+    def job_counters(
+        self,
+        since: float,
+        until: float,
+        *,
+        queues: tuple[str, ...] = (),
+        workers: tuple[str, ...] = (),
+    ) -> list[CounterRow]:
+        """The counters of the minutes starting in ``[since, until)``, of ``queues`` and
+        ``workers`` only when given, ordered by minute, queue and worker (a plain call that
+        blocks, like the other administrative calls)."""
+
+    async def prune_counters(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` counters of minutes before ``before``, oldest first,
+        through the primary key; return how many went."""

@@ -39,13 +39,13 @@ from underway.errors import ConfigError, DatabaseError
 from underway.jobs.engines._claimed import claimed_job
 from underway.jobs.engines._nodes import node_row
 from underway.jobs.engines._rows import UndecodableRow, discard_params, job_from_row
-from underway.jobs.engines.base import BulkResult, JobFilter, NodeRow, StageResult
+from underway.jobs.engines.base import BulkResult, CounterRow, JobFilter, NodeRow, StageResult
 from underway.jobs.engines.postgres._beat import Beat
 from underway.jobs.engines.postgres._insert import Rows, insert_steps, run_steps, run_steps_async
 from underway.jobs.engines.postgres._insert import statements as _statements
 from underway.jobs.engines.postgres._listen import Listener
 from underway.jobs.engines.postgres._migrate import check_steps, migration_steps
-from underway.jobs.engines.postgres._params import ack_batches, filter_params
+from underway.jobs.engines.postgres._params import ack_params, filter_params
 from underway.jobs.engines.postgres._pool import (
     AConn,
     Conn,
@@ -365,20 +365,10 @@ class PostgresEngine:
         return jobs
 
     async def ack(self, acks: Sequence[Ack], node: str) -> None:
-        """Record finished attempts in one transaction (one statement per kind of outcome)."""
-        batches = ack_batches(acks, node)
-        if not batches:
-            return
-
-        async def write(conn: AConn) -> None:
-            if len(batches) == 1:
-                await arows(conn, self._sql[batches[0][0]], batches[0][1])
-                return
-            async with conn.transaction():
-                for name, params in batches:
-                    await arows(conn, self._sql[name], params)
-
-        await self._run(write)
+        """Record finished attempts, and add them to the per-minute counters, in one
+        statement (``sql/ack.sql``)."""
+        if acks:
+            await self._rows("ack", ack_params(acks, node))
 
     async def stage(self, now: float, *, queue: str | None = None) -> StageResult:
         """Make due scheduled and retryable jobs available (and notify their queues)."""
@@ -396,6 +386,12 @@ class PostgresEngine:
             found = await self._run(partial(arows, sql=sql, params=params))
             total += int(found[0][0])
         return total
+
+    async def prune_counters(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` per-minute counters of minutes before ``before``, oldest
+        first, in one statement through the primary key."""
+        found = await self._rows("prune_counters", {"before": float(before), "limit": limit})
+        return int(found[0][0])
 
     async def vacuum(self, dead_rows: int) -> int | None:
         """Vacuum the live partition once ``dead_rows`` more rows are dead than after the last.
@@ -608,6 +604,26 @@ class PostgresEngine:
         """Cancel a job that has not finished."""
         self._rows_sync("cancel_job", {"id": job_id, "now": float(now)})
         return self.get_job(job_id)
+
+    def job_counters(
+        self,
+        since: float,
+        until: float,
+        *,
+        queues: tuple[str, ...] = (),
+        workers: tuple[str, ...] = (),
+    ) -> list[CounterRow]:
+        """The per-minute counters of the minutes in ``[since, until)``, in key order."""
+        params = {
+            "since": float(since),
+            "until": float(until),
+            "queues": list(queues) or None,
+            "workers": list(workers) or None,
+        }
+        return [
+            (float(m), q, w, c, f, d, x, s)
+            for m, q, w, c, f, d, x, s in self._rows_sync("job_counters", params)
+        ]
 
     def counts(self) -> dict[tuple[str, JobState], int]:
         """Jobs by (queue, state)."""

@@ -12,38 +12,38 @@ from underway.jobs.engines.base import JobFilter
 from underway.jobs.job import JobState
 from underway.jobs.outcomes import Ack
 
-__all__ = ["ack_batches", "filter_params"]
+__all__ = ["ack_params", "filter_params"]
+
+_ACK_COLUMNS = (
+    *("c_id", "c_at", "c_result", "c_attempt"),
+    *("f_id", "f_state", "f_at", "f_attempt", "f_scheduled_at", "f_error", "f_traceback"),
+    *("s_id", "s_at", "s_scheduled_at", "s_attempt"),
+)
 
 
-def ack_batches(acks: Sequence[Ack], node: str) -> list[tuple[str, dict[str, Any]]]:
-    """One (statement, array parameters) per kind of outcome present in ``acks``."""
-    done: dict[str, list[Any]] = {"id": [], "at": [], "result": [], "attempt": []}
-    snoozed: dict[str, list[Any]] = {"id": [], "scheduled_at": [], "attempt": []}
-    failed: dict[str, list[Any]] = {
-        k: [] for k in ("id", "state", "at", "attempt", "scheduled_at", "error", "traceback")
-    }
+def ack_params(acks: Sequence[Ack], node: str) -> dict[str, Any]:
+    """The array parameters of ``sql/ack.sql`` for ``acks``: one array per column of each
+    kind of outcome (``c_`` completed, ``f_`` failed, ``s_`` snoozed; empty when absent)."""
+    columns: dict[str, list[Any]] = {name: [] for name in _ACK_COLUMNS}
     for a in acks:
+        at = float(a.at)
         if a.state is JobState.COMPLETED:
-            _append(done, id=a.job_id, at=float(a.at), result=a.result, attempt=a.attempt)
+            _append(columns, c_id=a.job_id, c_at=at, c_result=a.result, c_attempt=a.attempt)
         elif a.snoozed:
-            at = float(a.scheduled_at if a.scheduled_at is not None else a.at)
-            _append(snoozed, id=a.job_id, scheduled_at=at, attempt=a.attempt)
+            due = float(a.scheduled_at if a.scheduled_at is not None else a.at)
+            _append(columns, s_id=a.job_id, s_at=at, s_scheduled_at=due, s_attempt=a.attempt)
         else:
             _append(
-                failed,
-                id=a.job_id,
-                state=a.state.value,
-                at=float(a.at),
-                attempt=a.attempt,
-                scheduled_at=None if a.scheduled_at is None else float(a.scheduled_at),
-                error=a.error,
-                traceback=a.traceback,
+                columns,
+                f_id=a.job_id,
+                f_state=a.state.value,
+                f_at=at,
+                f_attempt=a.attempt,
+                f_scheduled_at=None if a.scheduled_at is None else float(a.scheduled_at),
+                f_error=a.error,
+                f_traceback=a.traceback,
             )
-    batches = []
-    for name, params in (("ack_completed", done), ("ack_failed", failed), ("ack_snoozed", snoozed)):
-        if params["id"]:
-            batches.append((name, {**params, "node": node}))
-    return batches
+    return {**columns, "node": node}
 
 
 def _append(columns: dict[str, list[Any]], **values: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from underway.jobs.engines._claimed import claimed_job
 from underway.jobs.engines._rows import COLUMNS, UndecodableRow, discard_params
 from underway.jobs.engines._sql import query
+from underway.jobs.engines.sqlite._counters import Tally
 from underway.jobs.engines.sqlite._thread import DIALECT, write_transaction
 from underway.jobs.job import Job, JobState
 from underway.jobs.outcomes import Ack
@@ -18,7 +19,6 @@ from underway.jobs.outcomes import Ack
 __all__ = ["ack_writer", "claim"]
 
 _log = logging.getLogger("underway.jobs")
-_ACK_QUERIES = ("ack_failed", "ack_snoozed")  # in the order they run, after ack_completed
 
 
 def _sql(name: str) -> str:
@@ -58,25 +58,28 @@ def ack_writer(acks: Sequence[Ack], node: str) -> Callable[[sqlite3.Connection],
     """A function that records ``acks`` of ``node`` in one write transaction.
 
     Completed attempts, the usual case, go in one statement (a JSON array of them), the
-    others one statement each.
+    others one statement each. Each job an ack changed comes back and is counted; the
+    counts of the batch are added to the per-minute counters with one more statement.
     """
     completed: list[list[Any]] = []
-    grouped: dict[str, list[dict[str, Any]]] = {}
+    others: list[tuple[Ack, str, dict[str, Any]]] = []
     for a in acks:
         if a.state is JobState.COMPLETED:
             completed.append([a.job_id, a.at, a.attempt, a.result])
-            continue
-        name, params = _ack_params(a, node)
-        grouped.setdefault(name, []).append(params)
+        else:
+            others.append((a, *_ack_params(a, node)))
     done = {"acks": json.dumps(completed), "node": node}
 
     def write(conn: sqlite3.Connection) -> None:
+        tally = Tally()
         with write_transaction(conn):
             if completed:
-                conn.execute(_sql("ack_completed"), done)
-            for name in _ACK_QUERIES:
-                if name in grouped:
-                    conn.executemany(_sql(name), grouped[name])
+                for queue, worker, at in conn.execute(_sql("ack_completed"), done):
+                    tally.add(at, queue, worker, "completed")
+            for a, name, params in others:
+                kind = "snoozed" if a.snoozed else a.state.value
+                tally.add_rows(conn.execute(_sql(name), params), kind, a.at)
+            tally.write(conn)
 
     return write
 

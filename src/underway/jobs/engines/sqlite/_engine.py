@@ -43,9 +43,10 @@ from typing import Any
 from underway.jobs.engines._nodes import node_row
 from underway.jobs.engines._rows import COLUMNS, job_from_row
 from underway.jobs.engines._sql import query
-from underway.jobs.engines.base import BulkResult, JobFilter, NodeRow, StageResult
+from underway.jobs.engines.base import BulkResult, CounterRow, JobFilter, NodeRow, StageResult
 from underway.jobs.engines.sqlite._attempts import ack_writer, claim
 from underway.jobs.engines.sqlite._control import Control
+from underway.jobs.engines.sqlite._counters import Tally, prune_counters, read_counters
 from underway.jobs.engines.sqlite._direct import DirectWriter
 from underway.jobs.engines.sqlite._filter import filtered
 from underway.jobs.engines.sqlite._insert import Inserter
@@ -83,12 +84,19 @@ def _prune_batch(conn: sqlite3.Connection, params: dict[str, Any]) -> int:
     return int(conn.execute(_sql("prune"), params).rowcount)
 
 
-def _by_queue(rows: list[tuple[str]]) -> dict[str, int]:
-    """How many of ``rows`` (each a job's queue) are in each queue."""
+def _by_queue(rows: list[tuple[Any, ...]]) -> dict[str, int]:
+    """How many of ``rows`` (each a job's queue, first) are in each queue."""
     counts: dict[str, int] = {}
-    for (queue,) in rows:
+    for queue, *_ in rows:
         counts[queue] = counts.get(queue, 0) + 1
     return counts
+
+
+def _count_cancelled(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float) -> None:
+    """Add jobs cancelled by request (``(queue, worker)`` rows) to the minute's counters."""
+    tally = Tally()
+    tally.add_rows(rows, "cancelled", now)
+    tally.write(conn)
 
 
 def _meta(text: str | None) -> dict[str, Any]:
@@ -254,6 +262,20 @@ class SQLiteEngine:
                     break
         if total:
             await self.reclaim()
+        return total
+
+    async def prune_counters(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` per-minute counters of minutes before ``before``, oldest
+        first, in batches of at most :data:`PRUNE_BATCH` (each its own short write
+        transaction through the primary key, paced as the jobs' batches)."""
+        total = 0
+        while total < limit:
+            batch = min(PRUNE_BATCH, limit - total)
+            params = {"before": before, "limit": batch}
+            deleted = await self._paced(functools.partial(prune_counters, params=params))
+            total += deleted
+            if deleted < batch:
+                break
         return total
 
     async def reclaim(self) -> int:
@@ -433,6 +455,7 @@ class SQLiteEngine:
                 if running:
                     signals = {"now": now, "ids": json.dumps(running)}
                     conn.execute(_sql("cancel_signals"), signals)
+                _count_cancelled(conn, rows, now)
             return BulkResult(_by_queue(rows), tuple(running))
 
         return self._db.call(run)
@@ -449,9 +472,26 @@ class SQLiteEngine:
         return self.get_job(job_id)
 
     def cancel_job(self, job_id: int, now: float) -> Job[Any] | None:
-        """Cancel a job that has not finished."""
-        self._db.call(lambda c: c.execute(_sql("cancel_job"), {"id": job_id, "now": now}))
+        """Cancel a job that has not finished (counted in its minute's counters)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            with write_transaction(conn):
+                rows = conn.execute(_sql("cancel_job"), {"id": job_id, "now": now}).fetchall()
+                _count_cancelled(conn, rows, now)
+
+        self._db.call(run)
         return self.get_job(job_id)
+
+    def job_counters(
+        self,
+        since: float,
+        until: float,
+        *,
+        queues: tuple[str, ...] = (),
+        workers: tuple[str, ...] = (),
+    ) -> list[CounterRow]:
+        """The per-minute counters of the minutes in ``[since, until)``, in key order."""
+        return self._db.call(lambda c: read_counters(c, since, until, queues, workers))
 
     def counts(self) -> dict[tuple[str, JobState], int]:
         """Jobs by (queue, state)."""

@@ -1,5 +1,6 @@
 -- A failed attempt: retryable (with its next time), discarded or cancelled. An errors
--- column that is not JSON starts again from this entry rather than failing the batch.
+-- column that is not JSON starts again from this entry rather than failing the batch. The
+-- job comes back, if changed, for the per-minute counters.
 UPDATE underway_jobs
    SET state = :state,
        scheduled_at = COALESCE(:scheduled_at, scheduled_at),
@@ -9,3 +10,4 @@ UPDATE underway_jobs
            CASE WHEN json_valid(errors) THEN errors ELSE '[]' END, '$[#]', json_object(
                'attempt', :attempt, 'at', :at, 'error', :error, 'traceback', :traceback))
  WHERE id = :id AND state = 'executing' AND attempted_by = :node AND attempt = :attempt
+RETURNING queue, worker

@@ -4,6 +4,7 @@
     underway start myapp.tasks:jobs --processes 4 --metrics-port 9464
     underway migrate --database sqlite:///app.db
     underway jobs list --state retryable --database sqlite:///app.db
+    UNDERWAY_DASHBOARD_TOKEN=... underway dashboard --app myapp.tasks:jobs --port 8200
     underway demo
 
 Exit codes: 0 success, 1 the command failed (a database error, a missing job), 2 bad
@@ -25,6 +26,7 @@ import click
 
 from underway import __version__
 from underway import _telemetry as telemetry
+from underway.cli._dashboard import dashboard_command
 from underway.cli._jobs import (
     AppError,
     FailError,
@@ -64,6 +66,7 @@ def main() -> None:
 
 
 main.add_command(jobs_group)
+main.add_command(dashboard_command)
 
 
 # -- start ------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ Define workers on a :class:`Jobs` app, enqueue jobs (inside your own transaction
 like), and run a node with ``underway start module:jobs`` or ``async with jobs:``.
 """
 
+from underway.jobs._counters import MinuteCount
+from underway.jobs._health import Health, HealthCheck
 from underway.jobs._overview import CronInfo, NodeInfo, NodeQueue, QueueInfo
 from underway.jobs.app import Jobs, TestingMode
 from underway.jobs.config import Pruning
@@ -18,11 +20,14 @@ __all__ = [
     "Cron",
     "CronInfo",
     "Error",
+    "Health",
+    "HealthCheck",
     "Job",
     "JobError",
     "JobSpec",
     "JobState",
     "Jobs",
+    "MinuteCount",
     "NodeInfo",
     "NodeQueue",
     "Pruning",

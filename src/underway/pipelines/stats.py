@@ -83,6 +83,9 @@ class StageStats:
             messages waiting in batchers); ``None`` for a batcher alone, or a pipeline that
             was not given (only its events are known).
         minutes: The recent minutes, oldest first, the current one last (zeros included).
+        per_minute: Messages settled per minute: those of the recent minutes over the
+            time they cover (from when the collector was first attached, if later), the
+            current minute included.
         ok: Messages that succeeded since the collector was attached.
         failed: Messages that failed since then.
         batches: For a batcher, its batches over the recent minutes.
@@ -92,15 +95,10 @@ class StageStats:
     name: str
     in_flight: int | None
     minutes: tuple[MinuteStats, ...]
+    per_minute: float
     ok: int
     failed: int
     batches: BatchSizes | None = None
-
-    @property
-    def per_minute(self) -> float:
-        """Messages settled per minute over the recent minutes before the current one."""
-        done = self.minutes[:-1]
-        return sum(m.ok + m.failed for m in done) / len(done) if done else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +196,7 @@ class PipelineStats:
         self._clock = clock
         self._rings: dict[tuple[str, StageKind, str], _Ring] = {}
         self._tokens: list[object] = []
+        self._since: float | None = None  # when first attached
         for pipeline in pipelines:
             self.add(pipeline)
 
@@ -225,6 +224,8 @@ class PipelineStats:
     def attach(self) -> PipelineStats:
         """Start counting (idempotent); returns the collector."""
         if not self._tokens:
+            if self._since is None:
+                self._since = self._clock()
             self._tokens = [
                 telemetry.attach(self._settled, prefix="pipeline.settled"),
                 telemetry.attach(self._batch, prefix="pipeline.batch.stop"),
@@ -276,11 +277,11 @@ class PipelineStats:
 
     def snapshot(self) -> list[PipelineSnapshot]:
         """Every pipeline given, then every other one seen in events, by name."""
-        now = int(self._clock() // _MINUTE)
+        now = self._clock()
         seen = {p for p, _, _ in self._rings}
         return [self._snapshot(name, now) for name in sorted({*self.pipelines, *seen})]
 
-    def _snapshot(self, name: str, now: int) -> PipelineSnapshot:
+    def _snapshot(self, name: str, now: float) -> PipelineSnapshot:
         pipeline = self.pipelines.get(name)
         batchers = sorted(
             {b for p, k, b in self._rings if p == name and k == "batcher"}
@@ -304,16 +305,20 @@ class PipelineStats:
         )
 
     def _stage(
-        self, pipeline: str, kind: StageKind, name: str, now: int, holds: Pipeline | int | None
+        self, pipeline: str, kind: StageKind, name: str, now: float, holds: Pipeline | int | None
     ) -> StageStats:
         ring = self._rings.get((pipeline, kind, name)) or _Ring(self.minutes)
-        recent = {b[0]: b for b in ring.recent(now, self.minutes)}
+        last = int(now // _MINUTE)
+        first = last - self.minutes + 1
+        recent = {b[0]: b for b in ring.recent(last, self.minutes)}
         minutes = tuple(
             MinuteStats(_minute(m), recent[m][1], recent[m][2])
             if m in recent
             else MinuteStats(_minute(m), 0, 0)
-            for m in range(now - self.minutes + 1, now + 1)
+            for m in range(first, last + 1)
         )
+        since = max(first * _MINUTE, self._since if self._since is not None else now)
+        settled = sum(m.ok + m.failed for m in minutes)
         if isinstance(holds, Pipeline):
             in_flight: int | None = holds.in_flight - holds.in_batchers
         else:
@@ -323,6 +328,7 @@ class PipelineStats:
             name=name,
             in_flight=in_flight,
             minutes=minutes,
+            per_minute=settled * _MINUTE / max(now - since, 1.0),
             ok=ring.ok,
             failed=ring.failed,
             batches=_sizes(recent.values()) if kind == "batcher" else None,

@@ -84,7 +84,7 @@ def test_settled_messages_fill_the_minutes_of_their_stage(
         MinuteStats(_minute(1), 4, 2),
     )
     assert (processors.ok, processors.failed) == (11, 3)
-    assert processors.per_minute == 4.0  # (0 + 8) / 2 complete minutes
+    assert processors.per_minute == pytest.approx(14 / 1.5)  # 14 in the 90 s since attached
     assert batch_processors.kind == "batch_processors"
     assert batch_processors.minutes[-1] == MinuteStats(_minute(1), 7, 3)
     assert batcher.minutes[-1] == MinuteStats(_minute(1), 0, 0)
@@ -98,6 +98,7 @@ def test_old_minutes_leave_the_ring_and_totals_stay(stats: PipelineStats, clock:
     assert [m.ok for m in processors.minutes] == [0, 0, 1]
     assert processors.minutes[0].minute == _minute(8)
     assert processors.ok == 6
+    assert processors.per_minute == pytest.approx(0.5)  # 1 in the ring, which began 2 min ago
     clock.now += 5 * 60  # nothing since: every recent minute is empty
     assert [m.ok for m in stats.snapshot()[0].stages[0].minutes] == [0, 0, 0]
 

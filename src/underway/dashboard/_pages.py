@@ -16,6 +16,7 @@ in ``_app.PAGES``. Its endpoints take a Starlette ``Request`` and use:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -33,7 +34,7 @@ from starlette.routing import NoMatchFound
 
 from underway import _telemetry as telemetry
 from underway.dashboard import _values
-from underway.dashboard._security import CSRF_FIELD, access_of, csrf_token
+from underway.dashboard._security import CSRF_FIELD, access_of, csrf_token, root_of
 from underway.jobs.app import Jobs
 
 __all__ = [
@@ -133,8 +134,7 @@ def url(
     Raises:
         NoMatchFound: No route has this name.
     """
-    root: str = request.scope.get("root_path", "")
-    path = root + str(request.app.router.url_path_for(name, **params))
+    path = root_of(request) + str(request.app.router.url_path_for(name, **params))
     if not query:
         return path
     pairs = []
@@ -181,13 +181,32 @@ def render(
     }
     page = board.templates.get_template(template)
     if request.headers.get(LIVE_HEADER) and "live" in page.blocks:
-        body = "".join(page.blocks["live"](page.new_context(full)))
+        body = _live_part(board.templates, template, full)
     else:
         body = page.render(full)
     response = HTMLResponse(body, status_code=status)
     if flashes:
-        response.delete_cookie(FLASH_COOKIE, path=request.scope.get("root_path", "") or "/")
+        response.delete_cookie(FLASH_COOKIE, path=root_of(request) or "/")
     return response
+
+
+_START, _END = "<!--underway:live-->", "<!--/underway:live-->"
+
+
+def _live_part(env: jinja2.Environment, template: str, context: Mapping[str, Any]) -> str:
+    """The ``live`` block of ``template`` as the whole page renders it (with the page's
+    imports and variables): the page is rendered with markers around the block, which
+    user data cannot forge (it is escaped), and cut out between them."""
+    text = _marked(env, template).render(context)
+    return text[text.index(_START) + len(_START) : text.rindex(_END)]
+
+
+@functools.lru_cache(maxsize=64)
+def _marked(env: jinja2.Environment, template: str) -> jinja2.Template:
+    return env.from_string(
+        f"{{% extends {json.dumps(template)} %}}"
+        f"{{% block live %}}{_START}{{{{ super() }}}}{_END}{{% endblock %}}"
+    )
 
 
 def _nav(request: Request, section: object) -> list[dict[str, Any]]:
@@ -212,7 +231,7 @@ def redirect(
         response.set_cookie(
             FLASH_COOKIE,
             f"{payload}.{signature}",
-            path=request.scope.get("root_path", "") or "/",
+            path=root_of(request) or "/",
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",

@@ -45,6 +45,7 @@ __all__ = [
     "access_of",
     "csrf_token",
     "form",
+    "root_of",
     "route_path",
 ]
 
@@ -52,6 +53,7 @@ CSRF_COOKIE = "underway_csrf"
 CSRF_FIELD = "csrf_token"
 MAX_FORM = 1_000_000
 _ACCESS, _CSRF, _FORM = "underway_access", "underway_csrf", "underway_form"
+_ROOT = "underway_root"
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -74,6 +76,13 @@ def route_path(scope: Scope) -> str:
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
         return path[len(root) :] or "/"
     return path
+
+
+def root_of(request: Request) -> str:
+    """The prefix the dashboard is mounted under (``""`` at the root), also inside one of
+    its own mounts (the static files)."""
+    found = request.scope.get("state", {}).get(_ROOT)
+    return found if isinstance(found, str) else str(request.scope.get("root_path", ""))
 
 
 def access_of(request: Request) -> Access:
@@ -132,6 +141,7 @@ class Guard:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
+        scope.setdefault("state", {})[_ROOT] = scope.get("root_path", "")
         if static:
             await self.app(scope, receive, send_with_headers)
             return

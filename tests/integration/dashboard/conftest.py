@@ -42,9 +42,11 @@ class Board:
         self.database = database
         self.client = client
 
-    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        """GET ``path`` with the token."""
-        return await self.client.get(path, headers=BEARER, **kwargs)
+    async def get(
+        self, path: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """GET ``path`` with the token (and ``headers``; ``kwargs`` as httpx's)."""
+        return await self.client.get(path, headers={**BEARER, **(headers or {})}, **kwargs)
 
     async def csrf(self, page: str = "/jobs") -> str:
         """The CSRF token of this client's session (read from ``page``)."""

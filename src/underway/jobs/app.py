@@ -17,6 +17,7 @@ from underway import _telemetry as telemetry
 from underway import tasks
 from underway._aio import Service, finish_despite_cancel
 from underway.errors import ChildStartError, ConfigError, EnqueueError
+from underway.jobs import _hooks as hooks
 from underway.jobs._bulk import JobFilters, bulk, bulk_filter, job_filter
 from underway.jobs._overview import (
     CronInfo,
@@ -217,6 +218,22 @@ class Jobs(Service):
         connection) the jobs join its current transaction.
         """
         specs = _specs(jobs)
+        if not hooks.enqueue_hooks:
+            return await self._insert(specs, conn)
+        with hooks.enqueueing(hooks.Enqueueing(specs)) as insert:
+            inserted = insert.jobs = await self._insert(insert.specs, conn)
+        return inserted
+
+    def enqueue_many_sync(self, jobs: Iterable[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """:meth:`enqueue_many` for synchronous code (Flask, Django, scripts, threads)."""
+        specs = _specs(jobs)
+        if not hooks.enqueue_hooks:
+            return self._insert_sync(specs, conn)
+        with hooks.enqueueing(hooks.Enqueueing(specs)) as insert:
+            inserted = insert.jobs = self._insert_sync(insert.specs, conn)
+        return inserted
+
+    async def _insert(self, specs: list[JobSpec], conn: Any) -> list[Job[Any]]:
         with telemetry.span("insert", {}) as extra:
             extra["count"] = len(specs)
             inserted = await self._inserts().insert(specs, conn=conn)
@@ -224,9 +241,7 @@ class Jobs(Service):
             self._wake(inserted)
         return inserted
 
-    def enqueue_many_sync(self, jobs: Iterable[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
-        """:meth:`enqueue_many` for synchronous code (Flask, Django, scripts, threads)."""
-        specs = _specs(jobs)
+    def _insert_sync(self, specs: list[JobSpec], conn: Any) -> list[Job[Any]]:
         with telemetry.span("insert", {}) as extra:
             extra["count"] = len(specs)
             inserted = self._inserts().insert_sync(specs, conn=conn)

@@ -8,12 +8,14 @@ pipeline received stays the one acknowledged.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from underway import _telemetry as telemetry
+from underway.pipelines import _hooks as hooks
 from underway.pipelines.message import BatchInfo, Message
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("underway.pipelines")
+_NO_HOOKS = contextlib.nullcontext()
 
 HandleMessage = Callable[[Message], "Message | Awaitable[Message | None] | None"]
 HandleBatch = Callable[[str, list[Message], BatchInfo], "Awaitable[None] | None"]
@@ -93,8 +96,12 @@ class Handlers:
         """
         handle = self.handle_message if self._message_is_async else self._call_sync
         attached = telemetry.attached  # tested per message: one may be attached mid-chunk
+        hooked = hooks.message_hooks  # likewise
         for message in chunk:
             if message.status == "failed":
+                continue
+            if hooked:
+                await self._hooked(handle, message)
                 continue
             try:
                 if attached:
@@ -105,6 +112,21 @@ class Handlers:
             except Exception as exc:
                 message.failed(exc)
                 continue
+            if result is not None and result is not message:
+                self._returned(result, message)
+
+    async def _hooked(self, handle: Callable[[Message], Any], message: Message) -> None:
+        """Run ``handle`` on one message inside the message hooks, as :meth:`messages` runs it."""
+        with hooks.around_message(self.name, message):
+            try:
+                if telemetry.attached:
+                    with telemetry.span("pipeline.message", self._meta()):
+                        result = await handle(message)
+                else:
+                    result = await handle(message)
+            except Exception as exc:
+                message.failed(exc)
+                return
             if result is not None and result is not message:
                 self._returned(result, message)
 
@@ -132,9 +154,11 @@ class Handlers:
         """Run ``handle_batch``; an exception fails every message of the batch."""
         assert self.handle_batch is not None
         try:
+            around = hooks.around_batch(self.name, batch, info) if hooks.batch_hooks else _NO_HOOKS
             with telemetry.span("pipeline.batch", self._meta(batcher=info.batcher)) as extra:
                 extra["size"] = info.size
-                await maybe_await(self.handle_batch(info.batcher, list(batch), info))
+                with around:
+                    await maybe_await(self.handle_batch(info.batcher, list(batch), info))
         except Exception as exc:
             for message in batch:
                 if not message.is_failed:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import logging
 import time
@@ -13,6 +15,7 @@ from typing import Any
 import underway.jobs.backoff as backoff_policy
 from underway import _telemetry as telemetry
 from underway.errors import JobTimeout, UnknownWorker
+from underway.jobs import _hooks as hooks
 from underway.jobs._runtime.lanes import Lanes
 from underway.jobs.job import Job, JobState
 from underway.jobs.outcomes import Ack, Cancel, Error, Snooze, decide, storable_json
@@ -43,6 +46,13 @@ class Executor:
 
     async def run(self, job: Job[Any]) -> Ack:
         """Run ``job`` and return the change to record. Never raises except on cancellation."""
+        if not hooks.run_hooks:
+            return await self._run(job, None)
+        with hooks.running(hooks.Running(job, self.node)) as run:
+            ack = run.ack = await self._run(job, run)
+        return ack
+
+    async def _run(self, job: Job[Any], run: hooks.Running | None) -> Ack:
         worker = self.workers.get(job.worker)
         if worker is None:
             return _unknown_worker(job, self.node, self.workers)
@@ -59,6 +69,8 @@ class Executor:
                 result = storable_json(outcome)
             except (TypeError, ValueError) as exc:
                 outcome = TypeError(f"result of {worker.name} is not JSON-serialisable: {exc}")
+        if run is not None:
+            run.outcome = outcome
         failed = isinstance(outcome, BaseException | Error)
         retry = failed and job.attempt < job.max_attempts
         ack = decide(
@@ -98,9 +110,12 @@ class Executor:
         # Cancelling the awaiting task cannot stop a running thread, so the job stays in
         # in_threads until its thread really returns (the thread itself removes it).
         self.in_threads.add(job.id)
-        return await self.lanes.run(
-            lambda: _timed_call(worker, job), lambda: self.in_threads.discard(job.id)
-        )
+        if hooks.run_hooks:  # what the hooks made current (a span) is current in the thread
+            context = contextvars.copy_context()
+            body = functools.partial(context.run, _timed_call, worker, job)
+        else:
+            body = functools.partial(_timed_call, worker, job)
+        return await self.lanes.run(body, lambda: self.in_threads.discard(job.id))
 
 
 async def _with_timeout(call: Any, timeout: float | None, job_id: int) -> Any:

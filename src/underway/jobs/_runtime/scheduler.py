@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from underway import _telemetry as telemetry
+from underway.jobs import _hooks as hooks
 from underway.jobs._runtime.periodic import Periodic
 from underway.jobs.cron import SLOT_WINDOW, Cron
 from underway.jobs.engines.base import Engine
+from underway.jobs.job import Job, JobSpec
 
 __all__ = ["Scheduler"]
 
@@ -59,7 +62,7 @@ class Scheduler(Periodic):
             if slot is None or self._fired.get(entry.key) == slot:
                 continue
             spec = entry.spec(meta_extra={"cron": entry.key, "cron_slot": slot})
-            job = await self.engine.insert_for_slot(entry.key, slot, spec)
+            job = await self._insert(entry.key, slot, spec)
             self._fired[entry.key] = slot
             if job is not None:
                 _log.info("cron %s: enqueued job %s for slot %s", entry.key, job.id, slot)
@@ -69,6 +72,15 @@ class Scheduler(Periodic):
                     {"entry": entry.key, "job": job, "node": self.node},
                 )
                 self.wake(job.queue)
+
+    async def _insert(self, key: str, slot: float, spec: JobSpec) -> Job[Any] | None:
+        """Insert ``spec`` for ``slot`` (``None``: the slot was taken), within the hooks."""
+        if not hooks.enqueue_hooks:
+            return await self.engine.insert_for_slot(key, slot, spec)
+        with hooks.enqueueing(hooks.Enqueueing([spec])) as insert:
+            job = await self.engine.insert_for_slot(key, slot, insert.specs[0])
+            insert.jobs = [] if job is None else [job]
+        return job
 
     def _slot(self, entry: Cron, now: float, leader_since: float) -> float | None:
         if entry.is_reboot:  # once per start of the node that leads right after starting

@@ -144,7 +144,8 @@ def test_serves_healthz_and_pages_with_the_token_only(
     assert status == 401
     assert TOKEN not in body
     status, body, _ = fetch(f"{base}/healthz", {"Authorization": f"Bearer {TOKEN}"})
-    assert (status, json.loads(body)) == (200, {"ok": True, "database": "ok"})
+    assert status == 200
+    assert json.loads(body)["ok"] is True
     status, _, headers = fetch(f"{base}/jobs?token={TOKEN}")
     assert status == 303
     assert headers["location"] == "/jobs"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 
 import pytest
 
@@ -167,22 +168,43 @@ async def test_the_static_files_are_served(board: Board) -> None:
 async def test_healthz_reports_the_database(board: Board) -> None:
     response = await board.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "database": "ok"}
+    body = response.json()
+    assert body["ok"] is True
+    assert body["database"]["reachable"] is True
+    assert body["migrations"]["pending"] == []
+    assert [c["name"] for c in body["checks"]] == ["database", "migrations"]
 
 
-async def test_healthz_reports_a_database_it_cannot_reach(board: Board, jobs: Jobs) -> None:
-    engine = jobs.engine
-
-    def broken(job_id: int) -> None:
-        raise OSError("connection refused")
-
-    engine.get_job = broken  # type: ignore[method-assign]
-    try:
-        response = await board.get("/healthz")
-    finally:
-        del engine.get_job
+async def test_healthz_reports_a_node_without_a_heartbeat(board: Board) -> None:
+    response = await board.get("/healthz", params={"node": "web-1"})
     assert response.status_code == 503
-    assert response.json() == {"ok": False, "database": "OSError: connection refused"}
+    body = response.json()
+    assert body["ok"] is False
+    assert body["node"]["name"] == "web-1"
+    assert body["node"]["alive"] is False
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [("node=", "node must be"), ("colour=red", "unknown parameter 'colour'")],
+)
+async def test_healthz_refuses_bad_parameters(board: Board, query: str, reason: str) -> None:
+    response = await board.get(f"/healthz?{query}")
+    assert response.status_code == 400
+    assert response.json()["ok"] is False
+    assert reason in response.json()["error"]
+
+
+async def test_healthz_reports_a_database_it_cannot_reach(tmp_path: Path) -> None:
+    jobs = Jobs(f"sqlite:///{tmp_path / 'nowhere' / 'jobs.db'}")
+    async with client_of(dashboard.app(jobs, auth=dashboard.allow_all)) as client:
+        response = await client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["ok"] is False
+    assert body["database"]["reachable"] is False
+    assert "no SQLite database" in body["database"]["error"]
+    assert not (tmp_path / "nowhere").exists()
 
 
 @pytest.fixture

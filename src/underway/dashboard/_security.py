@@ -3,7 +3,7 @@
 In order, for each HTTP request (static files skip the access check only):
 
 1. Security headers on every response: a Content-Security-Policy without inline script
-   or style, ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer``, ``nosniff``,
+   or style, ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin``, ``nosniff``,
    ``Cache-Control: no-store`` on pages.
 2. The ``auth`` callable decides the request's :class:`Access`; ``none`` is a 401 (with
    the auth's ``WWW-Authenticate`` challenge, if it has one).
@@ -61,7 +61,9 @@ CSP = (
 _HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    # No referrer beyond this host; within it, browsers then send the real ``Origin`` with
+    # a form's POST (under ``no-referrer`` they send ``Origin: null``, refused below).
+    (b"referrer-policy", b"same-origin"),
     (b"x-content-type-options", b"nosniff"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]

@@ -260,7 +260,7 @@ async def test_every_response_carries_the_security_headers(board: Board) -> None
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
         assert headers["x-frame-options"] == "DENY"
         assert headers["x-content-type-options"] == "nosniff"
-        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["referrer-policy"] == "same-origin"
     assert (await board.get("/jobs")).headers["cache-control"] == "no-store"
     unauthorized = await board.client.get("/jobs")
     assert unauthorized.headers["x-frame-options"] == "DENY"

@@ -1,6 +1,7 @@
 """The dashboard's guard: an ASGI middleware every request passes before any page.
 
-In order, for each HTTP request (static files skip the access check only):
+In order, for each HTTP request (a GET of a static file, the stylesheet and the script,
+skips the access check only):
 
 1. Security headers on every response: a Content-Security-Policy without inline script
    or style, ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin``, ``nosniff``,
@@ -133,7 +134,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
-        static = path.startswith("/static/")
+        static = path.startswith("/static/") and scope["method"] in ("GET", "HEAD")
         extra: list[tuple[bytes, bytes]] = list(_HEADERS)
         if not static:
             extra.append((b"cache-control", b"no-store"))

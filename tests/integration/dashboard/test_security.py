@@ -311,3 +311,13 @@ async def test_an_auth_that_returns_something_else_is_an_error(jobs: Jobs) -> No
     async with client_of(app) as client:
         with pytest.raises(TypeError, match="not an Access"):
             await client.get("/jobs")
+
+
+async def test_static_files_need_no_credential_but_a_post_to_them_does(board: Board) -> None:
+    assert (await board.client.get("/static/dashboard.css")).status_code == 200
+    posted = await board.client.post(
+        "/static/dashboard.css",
+        content="a=1",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert posted.status_code == 401

@@ -3,6 +3,7 @@
     underway start myapp.tasks:jobs --queue default=10 --queue mail=20
     underway start myapp.tasks:jobs --processes 4 --metrics-port 9464
     underway migrate --database sqlite:///app.db
+    underway health --app myapp.tasks:jobs --node web-1
     underway jobs list --state retryable --database sqlite:///app.db
     UNDERWAY_DASHBOARD_TOKEN=... underway dashboard --app myapp.tasks:jobs --port 8200
     underway demo
@@ -27,6 +28,7 @@ import click
 from underway import __version__
 from underway import _telemetry as telemetry
 from underway.cli._dashboard import dashboard_command
+from underway.cli._health import health_command
 from underway.cli._jobs import (
     AppError,
     FailError,
@@ -67,6 +69,7 @@ def main() -> None:
 
 main.add_command(jobs_group)
 main.add_command(dashboard_command)
+main.add_command(health_command)
 
 
 # -- start ------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from underway._aio import Service, finish_despite_cancel
 from underway.errors import ChildStartError, ConfigError, EnqueueError
 from underway.jobs import _hooks as hooks
 from underway.jobs._bulk import JobFilters, bulk, bulk_filter, job_filter
+from underway.jobs._counters import MinuteCount, counter_query, read_counters
+from underway.jobs._health import Health, check_args, check_health
 from underway.jobs._overview import (
     CronInfo,
     NodeInfo,
@@ -39,6 +41,8 @@ from underway.jobs.worker import Worker, WorkerOptions
 from underway.tasks import ChildSpec, Ready
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from underway.tasks._policy import Restart
 
 __all__ = ["Jobs", "TestingMode"]
@@ -720,6 +724,48 @@ class Jobs(Service):
         """Number of jobs by (queue, state)."""
         return self.engine.counts()
 
+    def job_counters_sync(
+        self,
+        *,
+        since: datetime | float,
+        until: datetime | float | None = None,
+        queue: str | Iterable[str] | None = None,
+        worker: Worker | str | Iterable[Worker | str] | None = None,
+    ) -> list[MinuteCount]:
+        """Finished attempts per minute, queue and worker: completed, failed (to be
+        retried), discarded, cancelled and snoozed, ordered by minute, queue and worker.
+
+        The counts are kept by the acks as they are written (and by cancellations), so a
+        chart over any range reads those rows only, never the jobs; they are kept for
+        ``Pruning.counters`` seconds. A minute, queue and worker with nothing finished has
+        no row.
+
+        Args:
+            since: The first minute (an aware datetime or epoch seconds; the minute it
+                falls in is included).
+            until: The end (excluded): minutes starting before it. Default: now.
+            queue: Only these queues (one or a list).
+            worker: Only these workers (one, or a list; workers or their full names).
+
+        Raises:
+            ConfigError: An argument is missing, of the wrong type or empty (named), or
+                ``since`` is not before ``until``; or the engine keeps no counters.
+        """
+        query = counter_query(since=since, until=until, queue=queue, worker=worker)
+        return read_counters(self.engine, query)
+
+    async def job_counters(
+        self,
+        *,
+        since: datetime | float,
+        until: datetime | float | None = None,
+        queue: str | Iterable[str] | None = None,
+        worker: Worker | str | Iterable[Worker | str] | None = None,
+    ) -> list[MinuteCount]:
+        """Async :meth:`job_counters_sync`."""
+        query = counter_query(since=since, until=until, queue=queue, worker=worker)
+        return await asyncio.to_thread(read_counters, self.engine, query)
+
     # -- overview: queues, nodes and cron entries, from indexes and small tables -------------
 
     def queues_sync(self) -> list[QueueInfo]:
@@ -761,6 +807,36 @@ class Jobs(Service):
     def migrate_sync(self) -> list[str]:
         """Apply pending schema migrations; returns their names."""
         return self.engine.migrate()
+
+    async def health(self, *, node: str | None = None, timeout: float = 5.0) -> Health:
+        """Check the database and, with ``node``, that node's heartbeat; report, never raise.
+
+        The database is read on a short connection of the check's own, within ``timeout``
+        seconds: nothing is migrated or created. The report says whether the database
+        answered (and why not), whether its migrations are this version's (pending ones
+        and those of a newer version listed), and whether ``node`` heartbeated within
+        ``rescue_after``, the window after which its jobs are rescued. ``Health.ok`` is
+        whether every check passed.
+
+        Raises:
+            ConfigError: ``node`` is not a name, or ``timeout`` is not seconds > 0.
+        """
+        window = self.config.rescue_after
+        return await check_health(self.engine, node=node, window=window, timeout=timeout)
+
+    def health_sync(self, *, node: str | None = None, timeout: float = 5.0) -> Health:
+        """:meth:`health` for synchronous code (not on a running event loop).
+
+        Raises:
+            ConfigError: As :meth:`health`.
+            RuntimeError: Called on a running event loop.
+        """
+        check_args(node, timeout)
+        if _in_event_loop():
+            raise RuntimeError(
+                "health_sync() cannot block a running event loop; use await jobs.health()"
+            )
+        return asyncio.run(self.health(node=node, timeout=timeout))
 
 
 def exit_if_left_running(jobs: Jobs, *, error: BaseException | None = None) -> None:

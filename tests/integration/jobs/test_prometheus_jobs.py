@@ -180,3 +180,50 @@ async def test_the_leader_reads_the_counts_every_interval(make_jobs: MakeJobs) -
                 30,
                 message="a reading after the jobs completed",
             )
+
+
+async def test_a_job_cancelled_while_it_runs_counts_as_cancelled_and_a_stop_does_not(
+    make_jobs: MakeJobs,
+) -> None:
+    jobs = make_jobs(node_name="runner")
+    admin = make_jobs(node_name="admin")  # another process's view: runs no node
+    started: set[int] = set()
+
+    @jobs.worker(name="waits")
+    async def waits(job: Job[Any]) -> None:
+        started.add(job.id)
+        await asyncio.Event().wait()  # until interrupted
+
+    registry = CollectorRegistry()
+
+    def jobs_total(outcome: str) -> float | None:
+        return value(
+            registry, "underway_jobs_total", queue="default", worker="waits", outcome=outcome
+        )
+
+    with instrument(registry=registry):
+        async with jobs:
+            here, there, left = [await waits.enqueue({}) for _ in range(3)]
+            bulk = await waits.enqueue({}, tags=["bulk"])
+            await wait_until(lambda: len(started) == 4, 30, message="all four jobs running")
+
+            await jobs.cancel_job(here.id)  # interrupted at once on this node
+            await asyncio.to_thread(admin.cancel_job_sync, there.id)  # by a control signal
+            assert await jobs.cancel_all_jobs(tags=["bulk"]) == 1
+            await wait_until(
+                lambda: jobs_total("cancelled") == 3, 30, message="three cancelled attempts"
+            )
+            for job in (here, there, bulk):
+                done = await wait_for_state(jobs, job.id, timeout=30)
+                assert done.state is JobState.CANCELLED
+            jobs.stop_now()  # the last job is handed back by the stop: no outcome of its own
+
+        assert jobs_total("cancelled") == 3
+        assert jobs_total("completed") is None
+        attempts = value(
+            registry, "underway_job_duration_seconds_count", queue="default", worker="waits"
+        )
+        assert attempts == 3
+    stored = await admin.get_job(left.id)
+    assert stored is not None
+    assert stored.state is JobState.AVAILABLE

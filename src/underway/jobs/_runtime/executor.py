@@ -21,9 +21,13 @@ from underway.jobs.job import Job, JobState
 from underway.jobs.outcomes import Ack, Cancel, Error, Snooze, decide, storable_json
 from underway.jobs.worker import Worker
 
-__all__ = ["Executor"]
+__all__ = ["INTERRUPTED", "Executor"]
 
 _log = logging.getLogger("underway.jobs")
+INTERRUPTED = "underway: the job was cancelled while it ran"
+"""The message a node cancels a running job's task with when the job itself was cancelled
+(``Jobs.cancel_job``, a bulk cancel): its attempt ends with the outcome ``cancelled``, not
+handed back as on a stop."""
 
 
 class Executor:
@@ -61,7 +65,13 @@ class Executor:
         start = time.perf_counter()
         if traced:
             telemetry.emit("job.start", {"system_time": time.time()}, meta)
-        outcome = await self._perform(worker, job)
+        try:
+            outcome = await self._perform(worker, job)
+        except asyncio.CancelledError as exc:
+            if traced and exc.args == (INTERRUPTED,):
+                measures = {"duration": time.perf_counter() - start}
+                telemetry.emit("job.stop", measures, {**meta, "state": JobState.CANCELLED.value})
+            raise
         result = None
         plain = not isinstance(outcome, BaseException | Snooze | Cancel | Error)
         if worker.record_result and plain:

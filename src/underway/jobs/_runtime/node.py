@@ -11,7 +11,7 @@ from typing import Any
 from underway import _telemetry as telemetry
 from underway._aio import Component, start_in_order, stop_in_reverse
 from underway.jobs._runtime.acker import Acker
-from underway.jobs._runtime.executor import Executor
+from underway.jobs._runtime.executor import INTERRUPTED, Executor
 from underway.jobs._runtime.leader import Leader
 from underway.jobs._runtime.lifeline import Heartbeat, Lifeline
 from underway.jobs._runtime.notifier import Notifier
@@ -128,6 +128,7 @@ class Node:
                     engine,
                     interval=config.prune.interval,
                     max_age=config.prune.max_age,
+                    counters_max_age=config.prune.counters,
                     limit=config.prune.limit,
                     node=self.name,
                     enabled=leading,
@@ -214,7 +215,7 @@ class Node:
         for producer in self.producers.values():
             task = producer.running.get(job_id)
             if task is not None:
-                task.cancel()
+                task.cancel(INTERRUPTED)
 
     async def start(self) -> None:
         """Open the engine and start every component, in order."""

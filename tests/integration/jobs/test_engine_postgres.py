@@ -23,6 +23,7 @@ from underway.jobs import Job, Jobs, JobSpec, JobState
 from underway.jobs.engines import open_engine
 from underway.jobs.engines.base import JobFilter
 from underway.jobs.engines.postgres import PostgresEngine
+from underway.jobs.engines.postgres._ack import ack_params, ack_statement
 from underway.jobs.engines.postgres._insert import (
     build_insert,
     insert_steps,
@@ -30,7 +31,6 @@ from underway.jobs.engines.postgres._insert import (
     run_steps,
     statements,
 )
-from underway.jobs.engines.postgres._params import ack_params
 from underway.jobs.outcomes import Ack
 
 from ..conftest import FAST, wait_until
@@ -390,7 +390,7 @@ async def test_a_large_ack_batch_is_planned_without_a_nested_loop(engines: MakeE
     await engine.insert([spec(i) for i in range(20_000)])
     claimed = [j for _ in range(10) for j in await engine.fetch(QUEUE, 100, "n", time.time())]
     acks = [Ack(j.id, JobState.COMPLETED, time.time(), 1) for j in claimed]
-    params = ack_params(acks, "n")
+    kinds, params = ack_params(acks, "n")
     names: list[str] = []
 
     def positional(match: re.Match[str]) -> str:
@@ -398,7 +398,7 @@ async def test_a_large_ack_batch_is_planned_without_a_nested_loop(engines: MakeE
             names.append(match[1])
         return f"${names.index(match[1]) + 1}"
 
-    prepared = re.sub(r"%\((\w+)\)[sb]", positional, engine._sql["ack"])
+    prepared = re.sub(r"%\((\w+)\)[sb]", positional, ack_statement(engine._sql.schema_sql, kinds))
     async with engine._pools.connection() as conn:
         await conn.execute(f"PREPARE ack_probe AS {prepared}")
         await conn.execute("SET plan_cache_mode = force_generic_plan")

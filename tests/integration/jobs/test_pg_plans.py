@@ -10,6 +10,7 @@ table or of the unique keys (``Seq Scan``) fails. The statements come from
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from importlib import resources
@@ -19,6 +20,7 @@ import pytest
 
 from underway.jobs.engines.base import JobFilter
 from underway.jobs.engines.postgres import PostgresEngine
+from underway.jobs.engines.postgres._ack import KINDS, ack_statement
 from underway.jobs.engines.postgres._insert import insert_params
 from underway.jobs.engines.postgres._params import filter_params
 from underway.jobs.engines.postgres._pool import SESSION
@@ -39,7 +41,9 @@ NOW = time.time()
 # (off by default) ask for, which a node does not issue on its own; the bulk actions change
 # every job matching a filter of the caller's choosing (args, tags, time ranges): a node
 # never issues them, and some filters can only be checked row by row.
-UNPLANNED = {"vacuum", "prune", "counts", "retry_jobs", "cancel_jobs", "delete_jobs"}
+# The ack statement is made for each batch of the kinds of outcome in it: every combination
+# is planned by its own test.
+UNPLANNED = {"vacuum", "prune", "counts", "retry_jobs", "cancel_jobs", "delete_jobs", "ack"}
 # Asked for by an overview (a dashboard), not by a node: the counts of waiting and running jobs
 # read the live partition only, a pass the size of the backlog that the planner prefers to
 # an index while most waiting jobs are available; the history is never read.
@@ -53,24 +57,6 @@ NAMED: dict[str, dict[str, Any]] = {
         "now": NOW,
         "any_worker": False,
         "workers": ["w"],
-    },
-    "ack": {
-        "c_id": [1, 2],
-        "c_at": [NOW, NOW],
-        "c_result": [None, None],
-        "c_attempt": [1, 1],
-        "f_id": [3],
-        "f_state": ["retryable"],
-        "f_at": [NOW],
-        "f_attempt": [1],
-        "f_scheduled_at": [NOW + 5],
-        "f_error": ["boom"],
-        "f_traceback": [None],
-        "s_id": [4],
-        "s_at": [NOW],
-        "s_scheduled_at": [NOW + 5],
-        "s_attempt": [1],
-        "node": "n1",
     },
     "available_sample": {"queues": ["q", "other"], "sample": 100},
     "cancel_job": {"id": 5, "now": NOW},
@@ -103,6 +89,24 @@ NAMED: dict[str, dict[str, Any]] = {
     "signal_publish": {"payload": "{}"},
     "signals_since": {"since": NOW - 60},
     "stage": {"now": NOW, "queue": None},
+}
+ACKS = {
+    "c_id": [1, 2],
+    "c_at": [NOW, NOW],
+    "c_result": [None, None],
+    "c_attempt": [1, 1],
+    "f_id": [3],
+    "f_state": ["retryable"],
+    "f_at": [NOW],
+    "f_attempt": [1],
+    "f_scheduled_at": [NOW + 5],
+    "f_error": ["boom"],
+    "f_traceback": [None],
+    "s_id": [4],
+    "s_at": [NOW],
+    "s_scheduled_at": [NOW + 5],
+    "s_attempt": [1],
+    "node": "n1",
 }
 POSITIONAL: dict[str, tuple[Any, ...]] = {
     "insert": insert_params(
@@ -213,6 +217,21 @@ def test_the_pruner_walks_its_index_whether_or_not_jobs_are_due(
     done = [kind for kind, rel in scans if rel == "underway_jobs_done"]
     assert done, scans
     assert all(kind.startswith("Index") for kind in done), scans
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [c for n in range(1, len(KINDS) + 1) for c in itertools.combinations(KINDS, n)],
+    ids="+".join,
+)
+def test_no_ack_statement_scans_a_jobs_table(seeded: Any, kinds: tuple[str, ...]) -> None:
+    """Whatever kinds of outcome a batch holds, its jobs are found by primary key and its
+    counts upserted through the counters' key."""
+    schemas, engine = seeded
+    scans = _explain(schemas, ack_statement(engine._sql.schema_sql, kinds), ACKS)
+    big = [rel for kind, rel in scans if kind == "Seq Scan" and rel.startswith(BIG)]
+    assert not big, scans
+    assert {rel for _, rel in scans} >= {"underway_jobs_live", "underway_counters"}, scans
 
 
 @pytest.mark.parametrize(

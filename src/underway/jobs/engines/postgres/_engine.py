@@ -40,12 +40,13 @@ from underway.jobs.engines._claimed import claimed_job
 from underway.jobs.engines._nodes import node_row
 from underway.jobs.engines._rows import UndecodableRow, discard_params, job_from_row
 from underway.jobs.engines.base import BulkResult, CounterRow, JobFilter, NodeRow, StageResult
+from underway.jobs.engines.postgres._ack import ack_params, ack_statement
 from underway.jobs.engines.postgres._beat import Beat
 from underway.jobs.engines.postgres._insert import Rows, insert_steps, run_steps, run_steps_async
 from underway.jobs.engines.postgres._insert import statements as _statements
 from underway.jobs.engines.postgres._listen import Listener
 from underway.jobs.engines.postgres._migrate import check_steps, migration_steps
-from underway.jobs.engines.postgres._params import ack_params, filter_params
+from underway.jobs.engines.postgres._params import filter_params
 from underway.jobs.engines.postgres._pool import (
     AConn,
     Conn,
@@ -366,9 +367,11 @@ class PostgresEngine:
 
     async def ack(self, acks: Sequence[Ack], node: str) -> None:
         """Record finished attempts, and add them to the per-minute counters, in one
-        statement (``sql/ack.sql``)."""
+        statement (``sql/ack.sql`` with the kinds of outcome present)."""
         if acks:
-            await self._rows("ack", ack_params(acks, node))
+            kinds, params = ack_params(acks, node)
+            sql = ack_statement(self._sql.schema_sql, kinds)
+            await self._run(lambda conn: arows(conn, sql, params))
 
     async def stage(self, now: float, *, queue: str | None = None) -> StageResult:
         """Make due scheduled and retryable jobs available (and notify their queues)."""

@@ -1,0 +1,422 @@
+"""Per-minute counters of finished attempts, on both engines: a scripted run gives exactly
+its outcomes by queue and worker, batches and nodes add up, a late ack counts nothing,
+cancellations by request count, the pruner keeps the window, a database of the previous
+version upgrades while its nodes keep working, and bad arguments are refused by name."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from underway.errors import ConfigError
+from underway.jobs import Cancel, Job, Jobs, JobState, MinuteCount, Pruning, Snooze
+from underway.jobs._counters import counter_query, read_counters
+from underway.jobs._runtime.pruner import Pruner
+from underway.jobs.engines._sql import migrations, query, split_statements
+from underway.jobs.engines.base import JobCounters
+from underway.jobs.job import JobSpec
+from underway.jobs.outcomes import Ack
+
+from ..conftest import Database, MakeJobs, wait_for_state, wait_until
+
+KINDS = ("completed", "failed", "discarded", "cancelled", "snoozed")
+DAY = 86_400.0
+# (queue, worker): how many jobs end each way. "retried" fail once, then complete;
+# "snoozing" snooze once, then complete.
+SCRIPT: dict[tuple[str, str], dict[str, int]] = {
+    ("q1", "alpha"): {"complete": 3, "retried": 2, "discard": 1, "cancel": 1, "snoozing": 1},
+    ("q1", "beta"): {"complete": 1, "retried": 0, "discard": 2, "cancel": 0, "snoozing": 2},
+    ("q2", "alpha"): {"complete": 0, "retried": 1, "discard": 0, "cancel": 3, "snoozing": 0},
+    ("q2", "beta"): {"complete": 4, "retried": 1, "discard": 1, "cancel": 2, "snoozing": 1},
+}
+
+
+def totals(rows: list[MinuteCount]) -> dict[tuple[str, str], dict[str, int]]:
+    """The counts of every minute added up by (queue, worker)."""
+    out: dict[tuple[str, str], Counter[str]] = {}
+    for row in rows:
+        out.setdefault((row.queue, row.worker), Counter()).update(
+            {kind: getattr(row, kind) for kind in KINDS}
+        )
+    return {key: {k: c[k] for k in KINDS} for key, c in out.items()}
+
+
+def expected(script: dict[str, int]) -> dict[str, int]:
+    return {
+        "completed": script["complete"] + script["retried"] + script["snoozing"],
+        "failed": script["retried"],
+        "discarded": script["discard"],
+        "cancelled": script["cancel"],
+        "snoozed": script["snoozing"],
+    }
+
+
+def scripted_app(make_jobs: MakeJobs) -> tuple[Jobs, dict[str, Any]]:
+    jobs = make_jobs(queues={"q1": 5, "q2": 5})
+
+    async def perform(job: Job[Any]) -> Any:
+        how = job.args["how"]
+        if how == "discard" or (how == "retried" and job.attempt == 1):
+            raise RuntimeError("boom")
+        if how == "cancel":
+            return Cancel("not needed")
+        if how == "snoozing" and not job.meta.get("snoozed"):
+            return Snooze(0)
+        return None
+
+    alpha = jobs.worker(name="alpha", backoff=0)(perform)
+    beta = jobs.worker(name="beta", backoff=0)(perform)
+    return jobs, {"alpha": alpha, "beta": beta}
+
+
+async def test_a_scripted_run_counts_each_outcome_by_queue_and_worker(
+    make_jobs: MakeJobs,
+) -> None:
+    jobs, workers = scripted_app(make_jobs)
+    specs: list[JobSpec] = []
+    for (queue, worker), script in SCRIPT.items():
+        for how, n in script.items():
+            attempts = 1 if how == "discard" else 3
+            specs += [
+                workers[worker].new({"how": how}, queue=queue, max_attempts=attempts)
+                for _ in range(n)
+            ]
+    started = time.time()
+
+    async with jobs:
+        inserted = await jobs.enqueue_many(specs)
+        for job in inserted:
+            await wait_for_state(jobs, job.id, timeout=30)
+        rows = await jobs.job_counters(since=started - 60)
+
+    assert totals(rows) == {key: expected(script) for key, script in SCRIPT.items()}
+    assert [(r.minute, r.queue, r.worker) for r in rows] == sorted(
+        (r.minute, r.queue, r.worker) for r in rows
+    )
+    for row in rows:
+        assert row.minute.tzinfo is UTC
+        assert row.minute.second == row.minute.microsecond == 0
+        assert started - 60 <= row.minute.timestamp() <= time.time()
+        assert row.finished == row.completed + row.discarded + row.cancelled
+    # The same rows, by the synchronous call and filtered by queue and worker.
+    sync = await asyncio.to_thread(jobs.job_counters_sync, since=started - 60)
+    assert sync == rows
+    only = await jobs.job_counters(since=started - 60, queue="q2", worker=workers["beta"])
+    assert totals(only) == {("q2", "beta"): expected(SCRIPT["q2", "beta"])}
+    both = await jobs.job_counters(since=started - 60, queue=["q1", "q2"], worker=["alpha"])
+    assert set(totals(both)) == {("q1", "alpha"), ("q2", "alpha")}
+
+
+async def claim(jobs: Jobs, queue: str, n: int, node: str) -> list[Job[Any]]:
+    found: list[Job[Any]] = []
+    while len(found) < n:
+        found += await jobs.engine.fetch(queue, n - len(found), node, time.time())
+    return found
+
+
+async def test_acks_of_a_batch_add_up_by_minute_and_a_late_ack_counts_nothing(
+    make_jobs: MakeJobs,
+) -> None:
+    jobs = make_jobs()
+    worker = jobs.worker(name="w")(lambda job: None)
+    await jobs.enqueue_many([worker.new({}, queue=q) for q in ("a", "b") for _ in range(6)])
+    minute = (time.time() // 60 - 10) * 60  # ten minutes ago, at the start of a minute
+    a, b = await claim(jobs, "a", 6, "n1"), await claim(jobs, "b", 6, "n1")
+    acks = [
+        Ack(a[0].id, JobState.COMPLETED, minute + 1, 1),
+        Ack(a[1].id, JobState.COMPLETED, minute + 59.9, 1),
+        Ack(a[2].id, JobState.COMPLETED, minute + 60, 1),  # the next minute
+        Ack(a[3].id, JobState.RETRYABLE, minute + 2, 1, scheduled_at=minute + 9, error="x"),
+        Ack(a[4].id, JobState.DISCARDED, minute + 3, 1, error="x"),
+        Ack(a[5].id, JobState.CANCELLED, minute + 4, 1, error="cancelled: no"),
+        *(Ack(j.id, JobState.SCHEDULED, minute + 5, 1, minute + 99, snoozed=True) for j in b),
+    ]
+
+    await jobs.engine.ack(acks, "n1")
+    await jobs.engine.ack(acks, "n1")  # again: a late ack changes no job, counts nothing
+    rows = await jobs.job_counters(since=minute, until=minute + 120)
+
+    start = datetime.fromtimestamp(minute, UTC)
+    after = start + timedelta(minutes=1)
+    assert rows == [
+        MinuteCount(start, "a", "w", 2, 1, 1, 1, 0),
+        MinuteCount(start, "b", "w", 0, 0, 0, 0, 6),
+        MinuteCount(after, "a", "w", 1, 0, 0, 0, 0),
+    ]
+    assert await jobs.job_counters(since=minute + 60, until=minute + 120) == rows[2:]
+    assert await jobs.job_counters(since=minute + 59, until=minute + 60) == rows[:2]
+
+
+async def test_cancellations_by_request_are_counted_once(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+    started = asyncio.Event()
+
+    @jobs.worker(name="slow")
+    async def slow(job: Job[Any]) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    later = [await slow.enqueue({}, schedule_in=3600) for _ in range(4)]
+    since = time.time() - 60
+    await jobs.cancel_job(later[0].id)
+    assert await jobs.cancel_all_jobs(queue="default", state="scheduled") == 3
+    assert await jobs.cancel_job(later[0].id) is not None  # already cancelled: no change
+
+    async with jobs:
+        running = await slow.enqueue({})
+        await asyncio.wait_for(started.wait(), 10)
+        await jobs.cancel_job(running.id)  # its run is interrupted; its ack changes nothing
+        await wait_for_state(jobs, running.id)
+    rows = await jobs.job_counters(since=since)
+
+    assert totals(rows) == {("default", "slow"): {**dict.fromkeys(KINDS, 0), "cancelled": 5}}
+
+
+async def test_nodes_acking_into_the_same_minute_add_up(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+    worker = jobs.worker(name="w")(lambda job: None)
+    await jobs.enqueue_many([worker.new({}) for _ in range(400)])
+    nodes = [f"node-{i}" for i in range(4)]
+    claimed = [await claim(jobs, "default", 100, node) for node in nodes]
+    minute = (time.time() // 60) * 60
+
+    async def ack(node: str, batch: list[Job[Any]]) -> None:
+        for i in range(0, len(batch), 10):  # many batches of each node, all at once
+            acks = [Ack(j.id, JobState.COMPLETED, minute + 1, 1) for j in batch[i : i + 10]]
+            await jobs.engine.ack(acks, node)
+
+    await asyncio.gather(*(ack(n, b) for n, b in zip(nodes, claimed, strict=True)))
+
+    rows = await jobs.job_counters(since=minute, until=minute + 60)
+    assert [(r.queue, r.worker, r.completed) for r in rows] == [("default", "w", 400)]
+
+
+@pytest.mark.postgres_only
+async def test_two_nodes_on_one_database_add_up(make_jobs: MakeJobs) -> None:
+    apps = [make_jobs(node_name=f"node-{i}", queues={"default": 4}) for i in range(2)]
+    gate = asyncio.Event()
+    ran: Counter[str] = Counter()
+    for app in apps:
+
+        @app.worker(name="w")
+        async def work(job: Job[Any], app: Jobs = app) -> None:
+            ran[app.config.name] += 1
+            await gate.wait()
+
+    started = time.time()
+    async with apps[0], apps[1]:
+        inserted = await apps[0].enqueue_many([apps[0].workers["w"].new({}) for _ in range(40)])
+        # Each node holds jobs of its own before any finishes, so both write acks.
+        await wait_until(lambda: len(ran) == 2, 10)
+        gate.set()
+        for job in inserted:
+            await wait_for_state(apps[0], job.id, timeout=30)
+        rows = await apps[1].job_counters(since=started - 60)
+
+    assert sum(r.completed for r in rows) == 40
+    assert {(r.queue, r.worker) for r in rows} == {("default", "w")}
+    assert set(ran) == {"node-0", "node-1"}
+
+
+async def test_the_pruner_deletes_counters_older_than_the_window(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+    engine = jobs.engine
+    assert isinstance(engine, JobCounters)
+    worker = jobs.worker(name="w")(lambda job: None)
+    await jobs.enqueue_many([worker.new({}) for _ in range(6)])
+    claimed = await claim(jobs, "default", 6, "n")
+    now = time.time()
+    ages = [9 * DAY, 8 * DAY, 7 * DAY + 120, 7 * DAY - 120, DAY, 0]
+    for job, age in zip(claimed, ages, strict=True):
+        await engine.ack([Ack(job.id, JobState.COMPLETED, now - age, 1)], "n")
+    kept = [now - age for age in ages[3:]]
+
+    assert await engine.prune_counters(now - 7 * DAY, 2) == 2  # bounded: the oldest two
+    assert len(await jobs.job_counters(since=now - 10 * DAY)) == 4
+    pruner = Pruner(engine, interval=60, max_age={}, counters_max_age=7 * DAY, limit=1, node="n")
+    await pruner.tick()  # limit 1: one row a pass
+    await pruner.tick()
+    await pruner.tick()  # nothing left that is due
+
+    rows = await jobs.job_counters(since=now - 10 * DAY)
+    assert [r.minute.timestamp() for r in rows] == [t // 60 * 60 for t in kept]
+
+
+async def test_the_window_is_the_pruning_option(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs(prune=Pruning(counters=3600, interval=0.05))
+    worker = jobs.worker(name="w")(lambda job: None)
+    await jobs.enqueue_many([worker.new({}) for _ in range(2)])
+    old, new = await claim(jobs, "default", 2, "n")
+    now = time.time()
+    await jobs.engine.ack([Ack(old.id, JobState.COMPLETED, now - 7200, 1)], "n")
+    await jobs.engine.ack([Ack(new.id, JobState.COMPLETED, now, 1)], "n")
+
+    async with jobs:
+
+        async def old_gone() -> bool:
+            return len(await jobs.job_counters(since=now - DAY)) == 1
+
+        await wait_until(old_gone, 10)
+    rows = await jobs.job_counters(since=now - DAY)
+    assert [r.minute.timestamp() for r in rows] == [now // 60 * 60]
+
+
+@pytest.mark.parametrize("value", [0, -1, "7d", True, float("nan")])
+def test_a_bad_window_is_refused(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"Pruning\.counters must be seconds > 0"):
+        Pruning(counters=value)  # type: ignore[arg-type]
+
+
+NAIVE = datetime(2024, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"since": None}, "since is required"),
+        ({"since": NAIVE}, "since must be an aware datetime"),
+        ({"since": "yesterday"}, "since must be a datetime or epoch seconds"),
+        ({"since": float("inf")}, "since must be a datetime or epoch seconds"),
+        ({"since": 0, "until": True}, "until must be a datetime or epoch seconds"),
+        ({"since": 0, "until": NAIVE}, "until must be an aware datetime"),
+        ({"since": 100, "until": 100}, "since must be earlier than until"),
+        ({"since": time.time() + 3600}, "since must be earlier than until"),
+        ({"since": 0, "queue": []}, "queue is an empty list"),
+        ({"since": 0, "queue": "bad queue!"}, "queue name must be"),
+        ({"since": 0, "queue": 5}, "queue must be a string or a list"),
+        ({"since": 0, "worker": ""}, "worker must be a worker or its full name"),
+        ({"since": 0, "worker": [1]}, "worker must be a string or a list"),
+    ],
+)
+async def test_bad_arguments_are_refused_by_name(
+    make_jobs: MakeJobs, arguments: dict[str, Any], message: str
+) -> None:
+    jobs = make_jobs()
+    with pytest.raises(ConfigError, match=message):
+        await jobs.job_counters(**arguments)
+    with pytest.raises(ConfigError, match=message):
+        jobs.job_counters_sync(**arguments)
+
+
+def test_an_engine_without_counters_is_refused() -> None:
+    with pytest.raises(ConfigError, match="keeps no job counters"):
+        read_counters(object(), counter_query(since=0))
+
+
+# -- upgrades: a database of the previous version, and its nodes ------------------------------
+
+# What a node of the previous version runs to ack a completed job (its ack_completed.sql).
+OLD_ACK = {
+    "postgres": (
+        "UPDATE underway_jobs AS j SET state = 'completed', completed_at = to_timestamp(a.at) "
+        "FROM unnest(%(id)s::int8[], %(at)s::float8[], %(attempt)s::int4[]) AS a(id, at, attempt) "
+        "WHERE j.id = ANY(%(id)s::int8[]) AND j.id = a.id AND j.state = 'executing' "
+        "AND j.attempted_by = %(node)s AND j.attempt = a.attempt"
+    ),
+    "sqlite": (
+        "UPDATE underway_jobs SET state = 'completed', completed_at = :at "
+        "WHERE id = :id AND state = 'executing' AND attempted_by = :node AND attempt = :attempt"
+    ),
+}
+
+
+def previous_version(database: Database) -> None:
+    """The database as the previous version left it: migrations 0001 and 0002."""
+    kind = "postgres" if database.postgres else "sqlite"
+    older = [m for m in migrations(kind) if m.version < 3]
+    if database.postgres:
+        database.sql(f'CREATE SCHEMA "{database.schema}"')
+    conn = database.connect()  # PostgreSQL: on the schema, whose creation it waited for
+    try:
+        for m in older:
+            for statement in [m.sql] if database.postgres else split_statements(m.sql):
+                conn.execute(statement)
+        applied_at, now = ("timestamptz", "now()") if database.postgres else ("real", "0")
+        conn.execute(
+            "CREATE TABLE underway_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+            f"applied_at {applied_at} NOT NULL)"
+        )
+        for m in older:
+            conn.execute(f"INSERT INTO underway_migrations VALUES ({m.version}, '{m.name}', {now})")
+    finally:
+        conn.close()
+
+
+def old_ack(database: Database, job: Job[Any], node: str, at: float) -> int:
+    """Ack ``job`` completed as a node of the previous version does; the rows changed."""
+    params: dict[str, Any] = {"id": job.id, "at": at, "attempt": job.attempt, "node": node}
+    if database.postgres:
+        params = {**params, "id": [job.id], "at": [at], "attempt": [job.attempt]}
+    conn = database.connect()
+    try:
+        return int(conn.execute(OLD_ACK[database.kind], params).rowcount)
+    finally:
+        conn.close()
+
+
+async def test_an_upgrade_adds_the_counters_while_old_nodes_keep_working(
+    make_jobs: MakeJobs, database: Database
+) -> None:
+    previous_version(database)
+    jobs = make_jobs()
+    worker = jobs.worker(name="w")(lambda job: None)
+
+    assert jobs.migrate_sync() == ["0003_counters"]
+    await jobs.enqueue_many([worker.new({}) for _ in range(3)])
+    old_node, new_node = (
+        await claim(jobs, "default", 2, "old"),
+        await claim(jobs, "default", 1, "new"),
+    )
+    now = time.time()
+    # A node of the previous version knows nothing of the counters: its acks still work.
+    assert [old_ack(database, job, "old", now) for job in old_node] == [1, 1]
+    await jobs.engine.ack([Ack(new_node[0].id, JobState.COMPLETED, now, 1)], "new")
+
+    states = [(await jobs.get_job(j.id)) for j in (*old_node, *new_node)]
+    assert [j.state if j else None for j in states] == [JobState.COMPLETED] * 3
+    rows = await jobs.job_counters(since=now - 60)
+    assert [(r.queue, r.worker, r.completed) for r in rows] == [("default", "w", 1)]
+
+
+# -- plans: SQLite reads and prunes through the primary key ----------------------------------
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize(
+    ("name", "params", "search"),
+    [
+        (
+            "job_counters",
+            {"since": 0, "until": 60, "queues": None, "workers": None},
+            "SEARCH underway_counters USING PRIMARY KEY (minute>? AND minute<?)",
+        ),
+        (
+            "job_counters",
+            {"since": 0, "until": 60, "queues": '["q"]', "workers": '["w"]'},
+            "SEARCH underway_counters USING PRIMARY KEY (minute>? AND minute<?)",
+        ),
+        (
+            "prune_counters",
+            {"before": 60, "limit": 10},
+            "SEARCH underway_counters USING PRIMARY KEY (minute<?)",
+        ),
+    ],
+)
+async def test_sqlite_reads_and_prunes_counters_through_the_primary_key(
+    make_jobs: MakeJobs, database: Database, name: str, params: dict[str, Any], search: str
+) -> None:
+    make_jobs().migrate_sync()
+    conn = sqlite3.connect(database.path or "")
+    try:
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {query('sqlite', name)}", params).fetchall()
+    finally:
+        conn.close()
+    steps = [row[3] for row in plan]
+    assert search in steps, steps
+    assert not [s for s in steps if s.startswith("SCAN underway_counters")], steps

@@ -13,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
 from underway.jobs._hooks import Enqueueing, Running
+from underway.jobs._runtime.executor import INTERRUPTED
 from underway.jobs.job import JobSpec, JobState
 from underway.otel._carrier import META_KEY, job_carrier
 from underway.otel._tracing import (
@@ -116,8 +117,10 @@ class JobSpans:
         try:
             with trace.use_span(span, record_exception=False, set_status_on_exception=False):
                 yield
-        except asyncio.CancelledError:  # stopped: handed back, or cancelled while running
-            span.set_attribute(OUTCOME, "interrupted")
+        except asyncio.CancelledError as exc:  # the job cancelled while it ran, or a stop
+            span.set_attribute(
+                OUTCOME, "cancelled" if exc.args == (INTERRUPTED,) else "interrupted"
+            )
             raise
         except BaseException as exc:
             fail(span, exc, f"{type(exc).__name__}: {exc}")

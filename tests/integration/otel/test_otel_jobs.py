@@ -244,6 +244,31 @@ async def test_each_outcome_is_recorded_on_its_consumer_span(
         assert span.attributes["messaging.underway.attempt"] == 1
 
 
+async def test_a_job_cancelled_while_it_runs_ends_its_span_cancelled_and_a_stop_interrupted(
+    make_jobs: MakeJobs, spans: Spans, instrument: Instrument
+) -> None:
+    instrument()
+    jobs = make_jobs(shutdown_grace=0.1)
+    started: list[int] = []
+
+    @jobs.worker
+    async def waits(job: Job[Any]) -> None:
+        started.append(job.id)
+        await asyncio.Event().wait()
+
+    cancelled, stopped = await jobs.enqueue_many([waits.new({}), waits.new({})])
+    async with jobs:
+        await wait_until(lambda: len(started) == 2, message="both jobs started")
+        await jobs.cancel_job(cancelled.id)
+        await wait_until(lambda: spans.named("default process"), message="the cancelled span")
+    outcomes = {
+        s.attributes["messaging.message.id"]: s.attributes["messaging.underway.outcome"]  # type: ignore[index]
+        for s in spans.named("default process")
+    }
+    assert outcomes == {str(cancelled.id): "cancelled", str(stopped.id): "interrupted"}
+    assert all(s.status.status_code is StatusCode.UNSET for s in spans.named("default process"))
+
+
 async def test_a_span_of_the_job_nests_under_its_consumer_span_async_and_sync(
     make_jobs: MakeJobs, spans: Spans, instrument: Instrument
 ) -> None:

@@ -14,8 +14,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, NoMatchFound, Route
 from starlette.staticfiles import StaticFiles
 
+from underway.dashboard import _activity_pages as activity_pages
 from underway.dashboard import _health_pages as health_pages
 from underway.dashboard import _jobs_pages as jobs_pages
+from underway.dashboard import _overview_pages as overview_pages
 from underway.dashboard._access import AuthFn
 from underway.dashboard._pages import (
     NAV,
@@ -35,7 +37,9 @@ __all__ = ["PAGES", "app"]
 
 # The page modules, each with ``routes() -> list[BaseRoute]``. A new one is one line here.
 PAGES: tuple[Callable[[], list[BaseRoute]], ...] = (
+    overview_pages.routes,
     jobs_pages.routes,
+    activity_pages.routes,
     health_pages.routes,
 )
 STATIC = Path(__file__).parent / "static"

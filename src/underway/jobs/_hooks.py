@@ -4,7 +4,8 @@ Both lists are empty unless an instrumentation (such as :mod:`underway.otel`) re
 hook. The enqueue path and the executor test the list and do nothing more while it is
 empty. A hook is a callable returning a context manager that is entered before the work
 and exited after it, in the task (and the context) that does the work; hooks registered
-later are entered later, inside the earlier ones.
+later are entered later, inside the earlier ones. A hook that raises is logged and
+ignored (see :mod:`underway._hooks`): it never fails an enqueue or a job.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from underway._hooks import enter_guarded
 from underway.jobs.job import Job, JobSpec
 from underway.jobs.outcomes import Ack
 
@@ -76,8 +78,7 @@ run_hooks: list[RunHook] = []
 def enqueueing(insert: Enqueueing) -> Iterator[Enqueueing]:
     """Enter every enqueue hook around the block, the first registered outermost."""
     with ExitStack() as stack:
-        for hook in list(enqueue_hooks):
-            stack.enter_context(hook(insert))
+        enter_guarded(stack, list(enqueue_hooks), insert)
         yield insert
 
 
@@ -85,6 +86,5 @@ def enqueueing(insert: Enqueueing) -> Iterator[Enqueueing]:
 def running(run: Running) -> Iterator[Running]:
     """Enter every run hook around the block, the first registered outermost."""
     with ExitStack() as stack:
-        for hook in list(run_hooks):
-            stack.enter_context(hook(run))
+        enter_guarded(stack, list(run_hooks), run)
         yield run

@@ -4,7 +4,9 @@ Both lists are empty unless an instrumentation (such as :mod:`underway.otel`) re
 hook; the processors test the list and do nothing more while it is empty. A hook is a
 callable returning a context manager entered before the user's callback runs and exited
 after it, in the processor's task, so what the hook makes current (a span) is current in
-the callback; hooks registered later are entered later, inside the earlier ones.
+the callback; hooks registered later are entered later, inside the earlier ones. A hook
+that raises is logged and ignored (see :mod:`underway._hooks`): it never fails a message
+or a batch.
 
 - A message hook is called as ``hook(pipeline, message)`` around ``handle_message``. It
   never sees the callback's exception: on exit the message's ``status`` and ``reason``
@@ -18,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 
+from underway._hooks import enter_guarded
 from underway.pipelines.message import BatchInfo, Message
 
 __all__ = [
@@ -42,8 +45,7 @@ batch_hooks: list[BatchHook] = []
 def around_message(pipeline: str, message: Message) -> Iterator[None]:
     """Enter every message hook around the block, the first registered outermost."""
     with ExitStack() as stack:
-        for hook in list(message_hooks):
-            stack.enter_context(hook(pipeline, message))
+        enter_guarded(stack, list(message_hooks), pipeline, message)
         yield
 
 
@@ -51,6 +53,5 @@ def around_message(pipeline: str, message: Message) -> Iterator[None]:
 def around_batch(pipeline: str, batch: list[Message], info: BatchInfo) -> Iterator[None]:
     """Enter every batch hook around the block, the first registered outermost."""
     with ExitStack() as stack:
-        for hook in list(batch_hooks):
-            stack.enter_context(hook(pipeline, batch, info))
+        enter_guarded(stack, list(batch_hooks), pipeline, batch, info)
         yield

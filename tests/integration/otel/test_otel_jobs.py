@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from underway import otel
@@ -503,3 +503,49 @@ async def test_a_job_with_a_malformed_stored_context_runs_under_a_new_root_span(
     assert consumer.attributes is not None
     assert consumer.attributes["messaging.underway.outcome"] == "completed"
     assert parent_id(spans.one("user")) == span_id(consumer)
+
+
+class _Broken(SpanProcessor):
+    """A span processor that fails on every span it starts or ends (an exporter down)."""
+
+    def __init__(self, *, on: str) -> None:
+        self.on = on
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if self.on == "start":
+            raise ConnectionError("exporter down")
+
+    def on_end(self, span: Any) -> None:
+        if self.on == "end":
+            raise ConnectionError("exporter down")
+
+
+@pytest.mark.parametrize("on", ["start", "end"])
+async def test_a_failing_tracer_fails_no_enqueue_and_no_job(
+    make_jobs: MakeJobs, spans: Spans, instrument: Instrument, on: str, caplog: Any
+) -> None:
+    spans.provider.add_span_processor(_Broken(on=on))
+    instrument()
+    jobs = make_jobs()
+    ran: list[int] = []
+
+    @jobs.worker(max_attempts=3)
+    async def counted(job: Job[Any]) -> str:
+        ran.append(job.id)
+        return "ok"
+
+    @jobs.worker(max_attempts=3)
+    def counted_sync(job: Job[Any]) -> str:
+        ran.append(job.id)
+        return "ok"
+
+    first = await counted.enqueue({})
+    second = counted_sync.enqueue_sync({})
+    async with jobs:
+        for job in (first, second):
+            done = await wait_for_state(jobs, job.id)
+            assert done.state is JobState.COMPLETED, done.errors
+            assert done.attempt == 1
+    assert sorted(ran) == sorted([first.id, second.id])
+    assert len(await jobs.list_jobs()) == 2  # each enqueued once
+    assert "exporter down" in caplog.text  # the failure is logged, not lost

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from underway.pipelines import BatchInfo, DummyProducer, Message, Pipeline
@@ -224,6 +225,46 @@ async def test_uninstrument_stops_message_spans(
     instrumentation.uninstrument()
     await test_message(pipeline, "y", metadata={"headers": {"traceparent": TRACEPARENT}})
     assert len(spans.named("orders process")) == 1
+
+
+class _Broken(SpanProcessor):
+    """A span processor that fails on every span it starts or ends (an exporter down)."""
+
+    def __init__(self, *, on: str) -> None:
+        self.on = on
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if self.on == "start":
+            raise ConnectionError("exporter down")
+
+    def on_end(self, span: Any) -> None:
+        if self.on == "end":
+            raise ConnectionError("exporter down")
+
+
+@pytest.mark.parametrize("on", ["start", "end"])
+async def test_a_failing_tracer_fails_no_message_and_no_batch(
+    spans: Spans, instrument: Instrument, started: list[Pipeline], on: str, caplog: Any
+) -> None:
+    spans.provider.add_span_processor(_Broken(on=on))
+    instrument()
+    handled: list[Any] = []
+
+    async def handle_batch(batcher: str, messages: list[Message], info: BatchInfo) -> None:
+        handled.extend(m.data for m in messages)
+
+    pipeline = await start(
+        started,
+        handle_message=lambda m: m.put_batcher("s3") if m.data == "batched" else m,
+        batchers={"s3": {"batch_size": 1}},
+        handle_batch=handle_batch,
+    )
+    metadata = {"headers": {"traceparent": TRACEPARENT}}
+    ok, failed = await test_batch(pipeline, ["alone", "batched"], metadata=metadata)
+    assert sorted(m.data for m in ok) == ["alone", "batched"]
+    assert failed == []
+    assert handled == ["batched"]
+    assert "exporter down" in caplog.text
 
 
 async def _until(condition: Any, timeout: float = 5.0) -> None:

@@ -18,7 +18,14 @@ from underway.dashboard._pages import BadRequest
 from underway.errors import ConfigError
 from underway.jobs._bulk import job_filter
 
-__all__ = ["FILTER_FIELDS", "JobQuery", "job_id", "job_query", "parse_query_string"]
+__all__ = [
+    "FILTER_FIELDS",
+    "JobQuery",
+    "is_whole",
+    "job_id",
+    "job_query",
+    "parse_query_string",
+]
 
 # Several values each (repeated, or separated by commas in one field).
 _MANY = ("state", "queue", "worker", "tags")
@@ -26,6 +33,7 @@ _TIMES = ("inserted_after", "inserted_before", "finished_after", "finished_befor
 _JSON = ("args", "meta")
 FILTER_FIELDS = (*_MANY, "node", "id", *_TIMES, *_JSON)
 _MAX_ID = 2**63 - 1
+_MAX_DIGITS = len(str(_MAX_ID))
 
 
 @dataclass(frozen=True)
@@ -107,9 +115,16 @@ def job_id(text: str) -> int:
     Raises:
         BadRequest: ``text`` is not a whole number from 1 to 2**63-1.
     """
-    if not text.isdigit() or not 0 < int(text) <= _MAX_ID:
+    if not is_whole(text) or not 0 < int(text) <= _MAX_ID:
         raise BadRequest(f"{text!r} is not a job id (a whole number > 0)")
     return int(text)
+
+
+def is_whole(text: str, digits: int = _MAX_DIGITS) -> bool:
+    """Whether ``text`` is ASCII digits only, at most ``digits`` of them (what ``int``
+    reads as it is; ``str.isdigit`` also accepts ``²``, which ``int`` refuses, and ``int``
+    refuses more than 4300 digits)."""
+    return 0 < len(text) <= digits and text.isascii() and text.isdigit()
 
 
 def _one(key: str, given: list[str]) -> str:
@@ -130,7 +145,7 @@ def _field(key: str, text: str) -> Any:
 
 def _before(given: list[str]) -> int:
     text = _one("before", given)
-    if not text.isdigit() or not 0 < int(text) <= _MAX_ID:
+    if not is_whole(text) or not 0 < int(text) <= _MAX_ID:
         raise BadRequest(f"before must be a job id (a whole number > 0), got {text!r}")
     return int(text)
 

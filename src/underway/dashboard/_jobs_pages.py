@@ -75,7 +75,7 @@ async def job_page(request: Request) -> Response:
 
 async def _job(request: Request) -> Job[Any]:
     text = request.path_params["job_id"]
-    if not text.isdigit():
+    if not text.isascii() or not text.isdigit():
         raise NotFound(f"{text!r} is not a job id")
     try:
         wanted = job_id(text)

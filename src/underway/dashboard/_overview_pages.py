@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from underway.dashboard._activity_pages import pipeline_stats
+from underway.dashboard._forms import is_whole
 from underway.dashboard._pages import (
     BadRequest,
     NotFound,
@@ -113,7 +114,7 @@ def parse_limit(value: object) -> int:
         BadRequest: It is missing, not a whole number, or out of 1 to 100,000.
     """
     text = value.strip() if isinstance(value, str) else ""
-    if not text.isdecimal() or not 1 <= int(text) <= _MAX_LIMIT:
+    if not is_whole(text, len(str(_MAX_LIMIT))) or not 1 <= int(text) <= _MAX_LIMIT:
         raise BadRequest(f"limit must be a whole number from 1 to {_MAX_LIMIT:,}, got {value!r}")
     return int(text)
 

@@ -211,6 +211,8 @@ async def test_a_bulk_action_outside_its_states_is_a_400(board: Board) -> None:
         ({}, "do must be"),
         ({"do": "retry selected", "id": "abc"}, "&#39;abc&#39; is not a job id"),
         ({"do": "retry selected", "id": "0"}, "is not a job id"),
+        ({"do": "retry selected", "id": "²"}, "&#39;²&#39; is not a job id"),
+        ({"do": "retry selected", "id": "9" * 5000}, "is not a job id"),
         ({"do": "retry matching", "filters": "state=nope"}, "unknown job state"),
         ({"do": "retry matching", "filters": "colour=red"}, "unknown filter &#39;colour&#39;"),
         ({"do": "retry matching", "extra": "1"}, "unknown field &#39;extra&#39;"),

@@ -128,6 +128,10 @@ async def test_the_form_keeps_the_filters_given(board: Board, jobs_by_name: dict
         ("id=abc", "&#39;abc&#39; is not a job id"),
         ("id=-3", "is not a job id"),
         ("id=99999999999999999999", "is not a job id"),
+        ("id=%C2%B2", "&#39;²&#39; is not a job id"),  # a digit int() does not read
+        ("id=" + "9" * 5000, "is not a job id"),  # past int()'s 4300 digits
+        ("before=%C2%B2", "before must be a job id"),
+        ("before=" + "9" * 5000, "before must be a job id"),
         ("before=0", "before must be a job id"),
         ("before=x", "before must be a job id"),
         ("node=a&node=b", "node is given 2 times; give it once"),
@@ -149,6 +153,8 @@ async def test_bad_filters_are_a_400_with_the_reason(board: Board, query: str, r
         ("/jobs/abc", "&#39;abc&#39; is not a job id"),
         ("/jobs/0", "there is no job 0"),
         ("/jobs/99999999999999999999", "there is no job 99999999999999999999"),
+        ("/jobs/%C2%B2", "&#39;²&#39; is not a job id"),
+        ("/jobs/" + "9" * 5000, "there is no job 9999"),
         ("/nowhere", "no page has this address"),
         ("/static/nothing.css", "no page has this address"),
     ],

@@ -159,6 +159,7 @@ async def test_actions_are_refused_without_act_access_or_csrf_token(
         ("/queues/default/scale", {"limit": "abc"}, 400, "got &#39;abc&#39;"),
         ("/queues/default/scale", {"limit": "2.5"}, 400, "got &#39;2.5&#39;"),
         ("/queues/default/scale", {"limit": "100001"}, 400, "from 1 to 100,000"),
+        ("/queues/default/scale", {"limit": "9" * 5000}, 400, "from 1 to 100,000"),
         ("/queues/default/scale", {}, 400, "limit must be a whole number from 1 to 100,000"),
         ("/queues/default/drop", {}, 404, "no queue action &#39;drop&#39;"),
     ],

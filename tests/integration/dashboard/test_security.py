@@ -222,6 +222,25 @@ async def test_basic_auth_asks_the_browser_and_names_who_acts(jobs: Jobs, databa
         assert ">ops<" in page.text
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Basic \xe9\xe9",  # not base64's alphabet, nor ASCII
+        b"Basic",
+        b"Basic " + base64.b64encode(b"no colon"),
+        b"Basic " + base64.b64encode(b"ops:\xff\xfe"),  # not UTF-8
+        b"Basic " + base64.b64encode(b"ops:correct horse") + b"\xe9",
+        b"Bearer \xe9\xe9",
+    ],
+)
+async def test_a_malformed_authorization_header_is_a_401(jobs: Jobs, header: bytes) -> None:
+    app = dashboard.app(jobs, auth=dashboard.basic_auth("ops", "correct horse"))
+    async with client_of(app) as client:
+        response = await client.get("/jobs", headers=[(b"authorization", header)])
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Basic realm=")
+
+
 async def test_a_custom_async_auth_decides_per_request(jobs: Jobs) -> None:
     async def auth(request: Request) -> dashboard.Access:
         user = request.headers.get("x-user", "")

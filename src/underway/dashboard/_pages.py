@@ -34,7 +34,7 @@ from starlette.routing import NoMatchFound
 
 from underway import _telemetry as telemetry
 from underway.dashboard import _values
-from underway.dashboard._security import CSRF_FIELD, access_of, csrf_token, root_of
+from underway.dashboard._security import CSRF_FIELD, access_of, csrf_token, is_https, root_of
 from underway.jobs.app import Jobs
 
 __all__ = [
@@ -234,7 +234,7 @@ def redirect(
             path=root_of(request) or "/",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=is_https(request.scope),
         )
     return response
 

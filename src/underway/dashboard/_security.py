@@ -46,6 +46,7 @@ __all__ = [
     "access_of",
     "csrf_token",
     "form",
+    "is_https",
     "root_of",
     "route_path",
 ]
@@ -225,7 +226,10 @@ class Guard:
         ):
             return None
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
-        target = scope.get("root_path", "") + route_path(scope) + (f"?{query}" if query else "")
+        target = scope.get("root_path", "") + route_path(scope)
+        if target.startswith("//"):  # a browser reads //host as another site's address
+            target = "/" + target.lstrip("/")
+        target += f"?{query}" if query else ""
         response = RedirectResponse(target, status_code=303)
         response.raw_headers.append((b"set-cookie", _cookie(scope, SESSION_COOKIE, auth.session)))
         return response
@@ -235,9 +239,21 @@ def _plausible(cookie: str) -> bool:
     return 32 <= len(cookie) <= 64 and all(c.isalnum() or c in "-_" for c in cookie)
 
 
+def is_https(scope: Scope) -> bool:
+    """Whether the browser speaks HTTPS: to this server, or to a TLS proxy in front of it
+    that says so in ``X-Forwarded-Proto`` (its first value). Only used to mark cookies
+    ``Secure``: a client that claims HTTPS over plain HTTP only loses its own cookies."""
+    if scope.get("scheme") == "https":
+        return True
+    for key, value in scope.get("headers", ()):
+        if key == b"x-forwarded-proto":
+            return value.split(b",")[0].strip().lower() == b"https"
+    return False
+
+
 def _cookie(scope: Scope, name: str, value: str) -> bytes:
     path = scope.get("root_path", "") or "/"
-    secure = "; Secure" if scope.get("scheme") == "https" else ""
+    secure = "; Secure" if is_https(scope) else ""
     return f"{name}={value}; Path={path}; HttpOnly; SameSite=Strict{secure}".encode()
 
 

@@ -11,6 +11,7 @@ import pytest
 from starlette.requests import Request
 
 from underway import dashboard
+from underway.dashboard._security import _sign
 from underway.errors import ConfigError
 from underway.jobs import Jobs, JobState
 
@@ -79,8 +80,6 @@ async def test_read_only_access_shows_pages_but_refuses_every_action(
 
 def _token_of(client: Any, app: Any) -> str:
     """The CSRF token of ``client``'s cookie (what a page's forms would carry)."""
-    from underway.dashboard._security import _sign
-
     cookie = client.cookies.get("underway_csrf")
     assert cookie, "no CSRF cookie set yet"
     secret: bytes = app.state.dashboard.secret
@@ -340,3 +339,55 @@ async def test_static_files_need_no_credential_but_a_post_to_them_does(board: Bo
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert posted.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/%2Fevil.example", "/%2F%2Fevil.example/jobs", "//evil.example"])
+async def test_the_token_login_redirects_only_inside_the_dashboard(board: Board, path: str) -> None:
+    response = await board.client.get(f"http://dashboard.test{path}?token={TOKEN}")
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.startswith("/")
+    assert not location.startswith(("//", "/\\")), location
+
+
+def _set_cookies(response: Any) -> dict[str, str]:
+    found = [v for k, v in response.headers.multi_items() if k == "set-cookie"]
+    return {v.partition("=")[0]: v for v in found}
+
+
+@pytest.mark.parametrize(
+    ("base", "headers", "secure"),
+    [
+        ("https://dashboard.test", {}, True),
+        ("http://dashboard.test", {"x-forwarded-proto": "https"}, True),  # a TLS proxy
+        ("http://dashboard.test", {"x-forwarded-proto": "https,http"}, True),
+        ("http://dashboard.test", {}, False),
+        ("http://dashboard.test", {"x-forwarded-proto": "http"}, False),
+    ],
+)
+async def test_cookies_are_secure_when_the_browser_speaks_https(
+    board: Board, base: str, headers: dict[str, str], secure: bool
+) -> None:
+    job_id = board.add("discarded")
+    app = dashboard.app(board.jobs, auth=dashboard.token_auth(TOKEN))
+    async with client_of(app, base_url=base) as client:
+        login = await client.get(f"/jobs?token={TOKEN}", headers=headers)
+        cookies = _set_cookies(login)
+        assert set(cookies) == {"underway_session", "underway_csrf"}
+        csrf = cookies["underway_csrf"].partition("=")[2].partition(";")[0]
+        client.cookies.clear()  # (an http client keeps no Secure cookie: sent by hand)
+        action = await client.post(
+            f"/jobs/{job_id}/retry",
+            content=f"csrf_token={_sign(app.state.dashboard.secret, csrf)}",
+            headers={
+                **headers,
+                **BEARER,
+                "cookie": f"underway_csrf={csrf}",
+                "content-type": "application/x-www-form-urlencoded",
+            },
+        )
+        assert action.status_code == 303
+        cookies |= _set_cookies(action)
+    assert "underway_flash" in cookies
+    for name, cookie in cookies.items():
+        assert ("; Secure" in cookie) is secure, (name, cookie)

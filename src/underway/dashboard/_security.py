@@ -247,7 +247,7 @@ def is_https(scope: Scope) -> bool:
         return True
     for key, value in scope.get("headers", ()):
         if key == b"x-forwarded-proto":
-            return value.split(b",")[0].strip().lower() == b"https"
+            return bool(value.split(b",")[0].strip().lower() == b"https")
     return False
 
 

@@ -13,14 +13,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from underway.dashboard._charts import Chart, bucket_starts, line_chart, spark
-from underway.dashboard._pages import BadRequest, dashboard, error_page, render
+from underway.dashboard._pages import BadRequest, Dashboard, dashboard, render
 from underway.errors import ConfigError
 from underway.jobs._queue_name import validate_queue_name
 from underway.pipelines.stats import PipelineStats
 
-__all__ = ["RANGES", "Range", "pipeline_stats", "routes"]
+__all__ = ["MINUTES", "RANGES", "Range", "pipeline_stats", "routes", "start_pipeline_stats"]
 
 _STATS = "pipeline_stats"  # the collector's key in Dashboard.extra
+MINUTES = 30  # recent minutes of pipeline statistics kept and shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,24 +95,28 @@ def _chart(title: str, starts: Sequence[float], ok: list[int], failed: list[int]
     return line_chart(title, starts, lines)
 
 
-def pipeline_stats(request: Request) -> PipelineStats:
-    """The dashboard's collector of its pipelines' statistics, made and attached to the
-    telemetry bus on first use (it counts from then on)."""
-    board = dashboard(request)
-    stats = board.extra.get(_STATS)
-    if not isinstance(stats, PipelineStats):
-        stats = board.extra[_STATS] = PipelineStats(board.pipelines).attach()
-    return stats
+def start_pipeline_stats(board: Dashboard) -> None:
+    """Make the collector of ``board``'s pipelines and attach it to the telemetry bus, so
+    that they are counted from when the dashboard is made (none without pipelines).
+
+    Raises:
+        ConfigError: Two pipelines share a name (their counts would mix).
+    """
+    if board.pipelines:
+        board.extra[_STATS] = PipelineStats(board.pipelines, minutes=MINUTES).attach()
+
+
+def pipeline_stats(request: Request) -> PipelineStats | None:
+    """The dashboard's collector of its pipelines' statistics (``None``: no pipeline)."""
+    stats = dashboard(request).extra.get(_STATS)
+    return stats if isinstance(stats, PipelineStats) else None
 
 
 async def pipelines_page(request: Request) -> Response:
     """Each pipeline given to the dashboard: state, rate limit, and per stage in flight,
     messages per minute, failures and batch sizes."""
-    try:
-        stats = pipeline_stats(request)
-    except ConfigError as exc:  # two pipelines of one name: their counts would mix
-        return error_page(request, 500, "Pipelines", str(exc))
-    snapshots = [s for s in stats.snapshot() if s.name in stats.pipelines]
+    stats = pipeline_stats(request)
+    snapshots = [] if stats is None else [s for s in stats.snapshot() if s.name in stats.pipelines]
     sparks: dict[tuple[str, str, str], Any] = {
         (p.name, s.kind, s.name): spark([m.ok + m.failed for m in s.minutes])
         for p in snapshots
@@ -121,6 +126,6 @@ async def pipelines_page(request: Request) -> Response:
         "section": "pipelines",
         "pipelines": snapshots,
         "sparks": sparks,
-        "minutes": stats.minutes,
+        "minutes": MINUTES,
     }
     return render(request, "pipelines.html", context)

@@ -66,7 +66,8 @@ def app(
             :func:`token_auth`, :func:`basic_auth`, :func:`read_only` or :func:`allow_all`
             (for a dashboard behind the application's own authentication). Required: a
             dashboard is closed unless told whom to let in.
-        pipelines: The process's pipelines, for the pipelines page.
+        pipelines: The process's pipelines, for the pipelines page; their messages are
+            counted from this call on.
         title: Shown in the header and the page titles.
         secret: Signs the CSRF tokens and flash messages (at least 16 bytes); give the
             same one to every process serving the dashboard. Default: random per process.
@@ -77,7 +78,8 @@ def app(
         The Starlette application.
 
     Raises:
-        ConfigError: An option is missing or invalid (named in the message).
+        ConfigError: An option is missing or invalid (named in the message), or two
+            pipelines share a name.
     """
     if not isinstance(jobs, Jobs):
         raise ConfigError(f"jobs must be an underway.jobs.Jobs app, got {type(jobs).__name__}")
@@ -97,6 +99,7 @@ def app(
         page_size=_page_size(page_size),
         live_interval=_interval(live_interval),
     )
+    activity_pages.start_pipeline_stats(board)
     routes: list[BaseRoute] = [Route("/", _home, name="home")]
     for page in PAGES:
         routes += page()

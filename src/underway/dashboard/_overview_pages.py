@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -11,7 +10,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from underway.dashboard._activity_pages import pipeline_stats
 from underway.dashboard._forms import is_whole
 from underway.dashboard._pages import (
     BadRequest,
@@ -47,11 +45,7 @@ def routes() -> list[BaseRoute]:
 
 async def queues_page(request: Request) -> Response:
     """Every queue: jobs by state, finished in the last hour, and each node's share."""
-    board = dashboard(request)
-    if board.pipelines:  # the home page: the pipelines' activity is counted from now on
-        with contextlib.suppress(ConfigError):  # (the pipelines page tells what is wrong)
-            pipeline_stats(request)
-    jobs = board.jobs
+    jobs = dashboard(request).jobs
     queues = await jobs.queues()
     context = {
         "section": "queues",

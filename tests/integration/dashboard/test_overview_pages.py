@@ -15,6 +15,7 @@ from starlette.routing import Mount
 
 from underway import _telemetry as telemetry
 from underway import dashboard
+from underway.errors import ConfigError
 from underway.jobs import Job, Jobs
 from underway.pipelines import BatchInfo, DummyProducer, Message, Pipeline
 from underway.pipelines.stats import PipelineStats
@@ -281,7 +282,7 @@ def pipeline() -> Pipeline:
 async def test_pipelines_show_each_stage(jobs: Jobs, pipeline: Pipeline) -> None:
     web = dashboard.app(jobs, auth=dashboard.token_auth(TOKEN), pipelines=[pipeline])
     async with client_of(web) as client:
-        first = await client.get("/queues", headers=BEARER)  # the collector starts here
+        first = await client.get("/queues", headers=BEARER)
         stats: PipelineStats = web.state.dashboard.extra["pipeline_stats"]
         try:
             assert first.status_code == 200
@@ -312,14 +313,30 @@ async def test_pipelines_page_without_pipelines_says_so(board: Board) -> None:
     assert "No pipeline was given to this dashboard" in response.text
 
 
-async def test_two_pipelines_of_one_name_are_an_error_page(jobs: Jobs) -> None:
+async def test_pipelines_are_counted_from_when_the_dashboard_is_made(
+    jobs: Jobs, pipeline: Pipeline
+) -> None:
+    web = dashboard.app(jobs, auth=dashboard.token_auth(TOKEN), pipelines=[pipeline])
+    stats: PipelineStats = web.state.dashboard.extra["pipeline_stats"]
+    try:
+        assert stats.attached
+        producer = pipeline._producers[0]
+        assert isinstance(producer, DummyProducer)
+        async with pipeline:  # messages before any page is shown
+            producer.push("a", "bad", "c")
+            await producer.acknowledger.wait_for(3)
+        async with client_of(web) as client:
+            text = (await client.get("/pipelines", headers=BEARER)).text
+        assert '<td class="num">2</td>' in text  # "a" and "c"
+        assert '<td class="num outcome-failed">1</td>' in text  # "bad"
+    finally:
+        stats.detach()
+
+
+def test_two_pipelines_of_one_name_are_refused(jobs: Jobs) -> None:
     same = [Pipeline(producer=DummyProducer(), handle_message=lambda m: m) for _ in range(2)]
-    web = dashboard.app(jobs, auth=dashboard.token_auth(TOKEN), pipelines=same)
-    async with client_of(web) as client:
-        assert (await client.get("/queues", headers=BEARER)).status_code == 200
-        response = await client.get("/pipelines", headers=BEARER)
-    assert response.status_code == 500
-    assert "two pipelines are named &#39;pipeline&#39;" in response.text
+    with pytest.raises(ConfigError, match="two pipelines are named 'pipeline'"):
+        dashboard.app(jobs, auth=dashboard.token_auth(TOKEN), pipelines=same)
 
 
 async def test_mounted_under_a_prefix_the_forms_keep_it(board: Board, node: Jobs) -> None:

@@ -127,6 +127,49 @@ async def test_long_values_are_cut_in_the_list_and_whole_on_the_job_page(board: 
     assert "characters, show all</summary>" in detail  # the long one folds away
 
 
+async def test_a_job_of_a_megabyte_of_args_is_listed_cut_and_shown_folded(board: Board) -> None:
+    blob = "x" * 1_000_000
+    job_id = board.add("discarded", args={"blob": blob})
+    listing = await board.get("/jobs")
+    assert listing.status_code == 200
+    assert len(listing.text) < 20_000  # its args cut to a line
+    assert f'<a class="more" href="/jobs/{job_id}"' in listing.text
+    for headers in ({}, {"x-underway-live": "1"}):
+        detail = await board.get(f"/jobs/{job_id}", headers=headers)
+        assert detail.status_code == 200
+        assert blob in detail.text
+        assert re.search(r"<summary>args: 1\d{6} characters, show all</summary>", detail.text)
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"args": "[1, 2]", "meta": "[1]", "tags": '{"a": 1}', "errors": "[1, 2]"},
+        {"args": '"text"', "meta": "3", "tags": '"t"', "errors": '{"error": 1}', "result": "[]"},
+        {"args": "{not json", "meta": "[1", "tags": "x", "errors": "y", "result": "z"},
+    ],
+    ids=["json-of-other-shapes", "json-scalars", "not-json"],
+)
+async def test_a_job_whose_stored_columns_are_not_what_they_should_be_is_shown(
+    board: Board, columns: dict[str, str]
+) -> None:
+    if board.database.postgres and columns["args"] == "{not json":
+        pytest.skip("PostgreSQL's jsonb columns hold only JSON")
+    job_id = board.add("discarded", **columns)
+    listing = await board.get("/jobs")
+    assert listing.status_code == 200
+    assert f'href="/jobs/{job_id}"' in listing.text
+    detail = await board.get(f"/jobs/{job_id}")
+    assert detail.status_code == 200
+    assert f"Job {job_id}" in detail.text
+    if "not json" in columns["args"]:
+        assert "__undecodable__" in detail.text
+        assert "{not json" in detail.text
+    retried = await board.post(f"/jobs/{job_id}/retry")
+    assert retried.status_code == 303
+    assert (await board.get(f"/jobs/{job_id}")).status_code == 200
+
+
 async def test_a_live_update_gets_the_live_part_only(board: Board) -> None:
     job_id = board.add("completed")
     live = await board.get("/jobs", headers={"x-underway-live": "1"})

@@ -148,3 +148,26 @@ async def test_the_list_issues_the_same_statements_on_any_page_of_any_history(
                 assert listed(page.text) == shown
                 address = older_link(page.text)
     assert set(counts.values()) == {1}, counts  # the listing, nothing else
+
+
+@pytest.mark.slow
+async def test_filters_no_index_serves_still_answer_on_a_long_history(
+    jobs: Jobs, database: Database
+) -> None:
+    fill(database, 100_000)
+    app = dashboard.app(jobs, auth=dashboard.allow_all, page_size=10)
+    top = jobs.list_jobs_sync(limit=1)[0].id
+    async with client_of(app) as client:
+        for query, count in (
+            ("args=%7B%22n%22%3A+99990%7D", 1),  # a value of the args: no index
+            ("args=%7B%22missing%22%3A+1%7D", 0),  # matching none reads every row
+            ("meta=%7B%22a%22%3A+1%7D", 0),
+            ("node=elsewhere", 0),
+            ("tags=a", 0),
+            ("worker=app.work&args=%7B%22n%22%3A+5%7D", 1),
+            ("finished_after=2030-01-01", 0),
+            ("args=%7B%22n%22%3A+7%7D&before=" + str(top), 1),
+        ):
+            page = await client.get(f"/jobs?{query}")
+            assert page.status_code == 200, query
+            assert len(listed(page.text)) == count, query

@@ -111,8 +111,11 @@ class Executor:
             if inspect.isawaitable(result):  # an async body behind a plain decorator
                 return await _with_timeout(result, worker.timeout, job.id)
             return result
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():  # this run was cancelled: a stop, cancel_job
+                raise
+            return exc  # the body's own (a task it awaited was cancelled): it fails the attempt
         except BaseException as exc:  # SystemExit or KeyboardInterrupt from a job body fail it
             return exc
 

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test fresh lint typecheck check bench clean
+.PHONY: demo test fresh lint typecheck check bench screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "underway needs Python 3.11 or newer")'
@@ -38,6 +38,12 @@ check: lint typecheck test
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.jobs_sqlite
+
+# The README's dashboard images: the browser test drives Debian's chromium (apt-get install
+# chromium, or set UNDERWAY_CHROMIUM) and saves its screenshots here.
+screenshots: $(STAMP)
+	UNDERWAY_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q \
+	  tests/acceptance/test_dashboard_browser.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -185,3 +186,24 @@ def test_read_only_refuses_actions(tmp_path: Path, database: str, started: list[
     assert refused.value.code == 403
     refused.value.close()
     assert board.stop() == 0, board.log
+
+
+def test_a_port_in_use_is_a_one_line_error(database: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "underway.cli", "dashboard", "--database", database]
+            + ["--port", str(port)],
+            cwd=HERE,
+            env={**_env(), "UNDERWAY_DASHBOARD_TOKEN": TOKEN},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "address already in use" in result.stderr  # the server's log says why
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: cannot listen on 127.0.0.1:{port}"), result.stderr

@@ -175,7 +175,7 @@ def _loopback(host: str) -> bool:
 
 async def _serve(server: uvicorn.Server, root_path: str) -> None:
     """Run ``server`` until a signal stops it; say where it listens once it does."""
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(_serve_or_fail(server))
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn sets a flag
         await asyncio.sleep(0.05)
     if server.started:
@@ -184,3 +184,13 @@ async def _serve(server: uvicorn.Server, root_path: str) -> None:
         click.echo(f"underway dashboard at http://{shown}:{port}{root_path}/")
         sys.stdout.flush()
     await task
+
+
+async def _serve_or_fail(server: uvicorn.Server) -> None:
+    """``server.serve()``, which ends without ``server.started`` when it cannot start (uvicorn
+    logs why, then raises SystemExit: caught here, before it escapes the event loop)."""
+    try:
+        await server.serve()
+    except SystemExit:
+        if server.started:
+            raise

@@ -188,14 +188,14 @@ def test_read_only_refuses_actions(tmp_path: Path, database: str, started: list[
     assert board.stop() == 0, board.log
 
 
-def test_a_port_in_use_is_a_one_line_error(database: str) -> None:
+def test_a_port_in_use_is_an_error_without_a_traceback(database: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "underway.cli", "dashboard", "--database", database]
         result = subprocess.run(
-            [sys.executable, "-m", "underway.cli", "dashboard", "--database", database]
-            + ["--port", str(port)],
+            [*command, "--port", str(port)],
             cwd=HERE,
             env={**_env(), "UNDERWAY_DASHBOARD_TOKEN": TOKEN},
             capture_output=True,

@@ -139,6 +139,37 @@ async def test_a_failed_message_fails_its_span(
     assert outcomes == ["failed", "failed", "ok"]
 
 
+async def test_a_new_message_returned_by_the_handler_is_what_its_span_records(
+    spans: Spans, instrument: Instrument, started: list[Pipeline]
+) -> None:
+    instrument()
+
+    def handle(message: Message) -> Message:
+        if message.data == "reject":
+            return Message(data="rejected").failed("no such customer")
+        return Message(data="to s3").put_batcher("s3")
+
+    async def handle_batch(batcher: str, messages: list[Message], info: BatchInfo) -> None:
+        pass
+
+    pipeline = await start(
+        started,
+        handle_message=handle,
+        batchers={"s3": {"batch_size": 1}},
+        handle_batch=handle_batch,
+    )
+    _, failed = await test_batch(pipeline, ["reject", "keep"])
+    assert [m.data for m in failed] == ["rejected"]
+    by_outcome = {
+        s.attributes["messaging.underway.outcome"]: s  # type: ignore[index]
+        for s in spans.named("orders process")
+    }
+    assert set(by_outcome) == {"failed", "ok"}
+    assert by_outcome["failed"].status.description == "no such customer"
+    assert by_outcome["ok"].attributes is not None
+    assert by_outcome["ok"].attributes["messaging.underway.batcher"] == "s3"
+
+
 async def test_link_starts_a_new_trace_linked_to_the_sender(
     spans: Spans, instrument: Instrument, started: list[Pipeline]
 ) -> None:

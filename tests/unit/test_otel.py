@@ -184,6 +184,15 @@ def test_message_headers_reads_every_broker_s_place() -> None:
     assert otel.message_headers("not metadata") == {}
     both = {"attributes": {"traceparent": "first"}, "headers": {"traceparent": "second"}}
     assert otel.message_headers(both) == {"traceparent": "second"}
+    # Google's Pub/Sub client libraries put the context under names prefixed googclient_;
+    # a name without the prefix, set by the application, wins over one with it.
+    google = {"googclient_traceparent": "g", "googclient_tracestate": "s", "tracestate": "own"}
+    assert otel.message_headers({"attributes": google}) == {
+        "googclient_traceparent": "g",
+        "googclient_tracestate": "s",
+        "traceparent": "g",
+        "tracestate": "own",
+    }
 
 
 def test_job_carrier_takes_text_only() -> None:

@@ -16,6 +16,9 @@ META_KEY = "otel"
 # ``message_attributes`` (each a dict with a ``StringValue``), and ``headers`` (RabbitMQ and
 # NATS: a dict; Kafka: a list of ``(name, bytes)``). A later place wins over an earlier one.
 _PLACES = ("attributes", "message_attributes", "headers")
+# Google's Pub/Sub client libraries, traced, put each field under this prefix
+# (``googclient_traceparent``).
+_GOOGLE = "googclient_"
 
 
 def job_carrier(meta: Any) -> dict[str, str]:
@@ -35,7 +38,9 @@ def message_headers(metadata: Any) -> dict[str, str]:
     Reads ``headers`` (a dict, or a list of ``(name, value)`` pairs), ``attributes`` and
     ``message_attributes`` (SQS: each value a dict with a ``StringValue``) of
     ``metadata``. Values that are bytes are decoded as UTF-8; a value that is not text
-    (a number, binary data, a nested table) is left out.
+    (a number, binary data, a nested table) is left out. A name prefixed ``googclient_``
+    (where Google's Pub/Sub client libraries put the trace context) is also given without
+    the prefix, unless that name is there already.
     """
     found: dict[str, str] = {}
     if not isinstance(metadata, Mapping):
@@ -44,6 +49,8 @@ def message_headers(metadata: Any) -> dict[str, str]:
         value = metadata.get(place)
         if value:
             _add(found, value)
+    for name in [n for n in found if n.startswith(_GOOGLE)]:
+        found.setdefault(name[len(_GOOGLE) :], found[name])
     return found
 
 

@@ -85,9 +85,10 @@ async def test_a_message_joins_the_trace_its_headers_carry(
         {"headers": [("traceparent", TRACEPARENT.encode())]},  # Kafka
         {"headers": {"Traceparent": TRACEPARENT.encode()}},  # RabbitMQ, as bytes
         {"attributes": {"traceparent": TRACEPARENT}},  # Pub/Sub
+        {"attributes": {"googclient_traceparent": TRACEPARENT}},  # Pub/Sub's client library
         {"message_attributes": {"traceparent": {"DataType": "String", "StringValue": TRACEPARENT}}},
     ],
-    ids=["kafka", "rabbitmq-bytes", "pubsub", "sqs"],
+    ids=["kafka", "rabbitmq-bytes", "pubsub", "pubsub-client-library", "sqs"],
 )
 async def test_every_broker_s_place_for_headers_is_read(
     spans: Spans, instrument: Instrument, started: list[Pipeline], metadata: dict[str, Any]

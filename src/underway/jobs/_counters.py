@@ -2,8 +2,10 @@
 returns, and the checks of its arguments before any SQL.
 
 The engines keep one row per minute, queue and worker, added to by the acks of each batch
-in the statement (PostgreSQL) or transaction (SQLite) that writes them, and by jobs
-cancelled by request; a chart of throughput reads a range of those rows, never the jobs.
+in the statement (PostgreSQL) or transaction (SQLite) that writes them, by jobs
+cancelled by request, and by the rescue of a silent node's jobs (their attempts failed, or
+were discarded out of attempts); a chart of throughput reads a range of those rows, never
+the jobs.
 """
 
 from __future__ import annotations

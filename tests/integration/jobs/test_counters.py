@@ -6,6 +6,7 @@ version upgrades while its nodes keep working, and bad arguments are refused by 
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import time
 from collections import Counter
@@ -153,6 +154,30 @@ async def test_acks_of_a_batch_add_up_by_minute_and_a_late_ack_counts_nothing(
     assert await jobs.job_counters(since=minute + 59, until=minute + 60) == rows[:2]
 
 
+async def test_attempts_of_a_dead_node_count_once_when_rescued(make_jobs: MakeJobs) -> None:
+    jobs = make_jobs()
+    worker = jobs.worker(name="w")(lambda job: None)
+    await jobs.enqueue_many(
+        [worker.new({}, queue="a", max_attempts=3), worker.new({}, queue="b", max_attempts=1)]
+    )
+    retried, last = await claim(jobs, "a", 1, "dead"), await claim(jobs, "b", 1, "dead")
+    now = time.time()
+
+    # The node never heartbeated: its attempts ended when it died, as the rescue says.
+    assert await jobs.engine.rescue(now - 30, now) == {"a": 1}
+    late = [Ack(j.id, JobState.COMPLETED, now, 1) for j in (*retried, *last)]
+    await jobs.engine.ack(late, "dead")  # the dead node's late acks change nothing
+    rows = await jobs.job_counters(since=now - 60)
+
+    minute = datetime.fromtimestamp(now // 60 * 60, UTC)
+    assert rows == [
+        MinuteCount(minute, "a", "w", 0, 1, 0, 0, 0),
+        MinuteCount(minute, "b", "w", 0, 0, 1, 0, 0),
+    ]
+    assert await jobs.engine.rescue(now - 30, now) == {}  # nothing is rescued twice
+    assert await jobs.job_counters(since=now - 60) == rows
+
+
 async def test_cancellations_by_request_are_counted_once(make_jobs: MakeJobs) -> None:
     jobs = make_jobs()
     started = asyncio.Event()
@@ -195,6 +220,65 @@ async def test_nodes_acking_into_the_same_minute_add_up(make_jobs: MakeJobs) -> 
 
     rows = await jobs.job_counters(since=minute, until=minute + 60)
     assert [(r.queue, r.worker, r.completed) for r in rows] == [("default", "w", 400)]
+
+
+@pytest.mark.postgres_only
+async def test_nodes_acking_many_rows_at_once_neither_deadlock_nor_lose_counts(
+    make_jobs: MakeJobs,
+) -> None:
+    # Six nodes, each on its own pool, write batches that each add to many of the same
+    # (minute, queue, worker) rows, the jobs shuffled differently on every node: without
+    # the upsert's key order two of them lock the same rows in opposite orders.
+    apps = [make_jobs(node_name=f"node-{i}") for i in range(6)]
+    queues, names = ("q0", "q1", "q2", "q3"), ("w0", "w1", "w2", "w3")
+    workers = [apps[0].worker(name=name)(lambda job: None) for name in names]
+    await apps[0].enqueue_many(
+        [w.new({}, queue=q) for w in workers for q in queues for _ in range(48)]
+    )
+    claimed = [
+        [job for q in queues for job in await claim(app, q, 32, f"node-{i}")]
+        for i, app in enumerate(apps)
+    ]
+    minute = (time.time() // 60 - 30) * 60
+    rng = random.Random(7)
+    plans: list[list[list[Ack]]] = []
+    for batch in claimed:
+        rng.shuffle(batch)
+        acks = []
+        for job in batch:
+            at, pick = minute + rng.choice((1, 61, 121)), rng.random()
+            if pick < 0.5:
+                acks.append(Ack(job.id, JobState.COMPLETED, at, 1))
+            elif pick < 0.7:
+                acks.append(Ack(job.id, JobState.RETRYABLE, at, 1, scheduled_at=at, error="x"))
+            elif pick < 0.85:
+                acks.append(Ack(job.id, JobState.DISCARDED, at, 1, error="x"))
+            else:
+                acks.append(Ack(job.id, JobState.SCHEDULED, at, 1, at + 99, snoozed=True))
+        plans.append([acks[k : k + 40] for k in range(0, len(acks), 40)])
+
+    async def ack(app: Jobs, node: str, batches: list[list[Ack]]) -> None:
+        for acks in batches:
+            await app.engine.ack(acks, node)
+
+    await asyncio.gather(*(ack(app, f"node-{i}", plans[i]) for i, app in enumerate(apps)))
+
+    want: Counter[tuple[float, str, str, str]] = Counter()
+    by_id = {job.id: job for batch in claimed for job in batch}
+    for batches in plans:
+        for a in (a for acks in batches for a in acks):
+            kind = "snoozed" if a.snoozed else a.state.value
+            kind = {"retryable": "failed"}.get(kind, kind)
+            job = by_id[a.job_id]
+            want[(a.at // 60 * 60, job.queue, job.worker, kind)] += 1
+    rows = await apps[0].job_counters(since=minute, until=minute + 180)
+    got: Counter[tuple[float, str, str, str]] = Counter()
+    for row in rows:
+        for kind in KINDS:
+            if getattr(row, kind):
+                got[(row.minute.timestamp(), row.queue, row.worker, kind)] = getattr(row, kind)
+    assert got == want
+    assert sum(want.values()) == 6 * 4 * 32
 
 
 @pytest.mark.postgres_only

@@ -378,13 +378,17 @@ class SQLiteEngine:
         """Return the jobs of silent nodes to their queues (see :meth:`Engine.rescue`)."""
 
         def run(conn: sqlite3.Connection) -> dict[str, int]:
+            tally = Tally()
             with write_transaction(conn):
                 conn.execute(_sql("forget_stale_nodes"), {"stale_before": stale_before})
                 rows = conn.execute(
                     _sql("rescue"), {"stale_before": stale_before, "now": now}
                 ).fetchall()
+                for q, worker, state in rows:  # each attempt ended: failed, or discarded
+                    tally.add(now, q, worker, "retryable" if state == "available" else state)
+                tally.write(conn)
             out: dict[str, int] = {}
-            for q, state in rows:
+            for q, _, state in rows:
                 if state == JobState.AVAILABLE:
                     out[q] = out.get(q, 0) + 1
             return out

@@ -1,5 +1,6 @@
 -- Return executing jobs of silent nodes to their queue, or discard them when out of attempts.
--- An errors column that is not JSON starts again from the rescue entry.
+-- An errors column that is not JSON starts again from the rescue entry. Each job comes back
+-- with its new state for the per-minute counters (its attempt failed, or was discarded).
 UPDATE underway_jobs
    SET state = CASE WHEN attempt >= max_attempts THEN 'discarded' ELSE 'available' END,
        discarded_at = CASE WHEN attempt >= max_attempts THEN :now ELSE discarded_at END,
@@ -12,4 +13,4 @@ UPDATE underway_jobs
  WHERE state = 'executing'
    AND (attempted_by IS NULL OR attempted_by NOT IN
         (SELECT name FROM underway_nodes WHERE heartbeat_at >= :stale_before))
-RETURNING queue, state
+RETURNING queue, worker, state

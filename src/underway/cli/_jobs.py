@@ -239,7 +239,17 @@ class IsoTime(click.ParamType[datetime, "str | datetime"]):
                 param,
                 ctx,
             )
-        return parsed if parsed.tzinfo is not None else parsed.astimezone()
+        if parsed.tzinfo is not None:
+            return parsed
+        try:
+            return parsed.astimezone()
+        except (ValueError, OverflowError):
+            self.fail(
+                f"{value!r} is out of range in local time (give an offset, for example "
+                f"{parsed.isoformat()}+00:00)",
+                param,
+                ctx,
+            )
 
 
 TIME_FILTERS = ("inserted_after", "inserted_before", "finished_after", "finished_before")

@@ -261,6 +261,24 @@ def test_a_bad_date_is_a_usage_error_naming_the_option(
 
 
 @pytest.mark.parametrize("command", ["list", "retry", "cancel", "delete"])
+def test_a_local_date_out_of_range_is_a_usage_error(
+    database: Database, ids: dict[str, int], command: str
+) -> None:
+    before = states(database)
+    yes = [] if command == "list" else ["--yes"]
+
+    # Midnight of 1 January of year 1, local time, is before the first instant a datetime
+    # holds in UTC (or any zone).
+    result = underway(database, "jobs", command, "--inserted-after", "0001-01-01", *yes)
+
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--inserted-after'" in result.stderr
+    assert "'0001-01-01' is out of range in local time" in result.stderr
+    assert "Traceback" not in result.output
+    assert states(database) == before
+
+
+@pytest.mark.parametrize("command", ["list", "retry", "cancel", "delete"])
 def test_an_empty_range_is_a_usage_error(
     database: Database, ids: dict[str, int], command: str
 ) -> None:

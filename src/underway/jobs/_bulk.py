@@ -46,6 +46,9 @@ __all__ = ["ACTION_STATES", "JobFilters", "bulk", "bulk_filter", "job_filter"]
 _log = logging.getLogger("underway.jobs")
 _SCALARS = (str, int, float, bool, type(None))
 _MAX_ID = 2**63 - 1  # a bigint: a larger id names no job (and would fail PostgreSQL's cast)
+# Epoch seconds a datetime can hold (years 1 to 9999): what both engines compare alike
+# (PostgreSQL's timestamps end earlier than a float does; milliseconds by mistake overflow).
+_FIRST_SECOND, _AFTER_LAST_SECOND = -62_135_596_800.0, 253_402_300_800.0
 _VERBS = {
     "retry": ("retries", "retried"),
     "cancel": ("cancels", "cancelled"),
@@ -280,6 +283,8 @@ def _time(name: str, value: object) -> float | None:
         return value.timestamp()
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a datetime or epoch seconds, got {value!r}")
+    if not _FIRST_SECOND <= value < _AFTER_LAST_SECOND:
+        raise ConfigError(f"{name} must be epoch seconds of the years 1 to 9999, got {value!r}")
     return float(value)
 
 

@@ -470,6 +470,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("delete", {"inserted_after": "yesterday"}, "inserted_after must be a datetime"),
     ("delete", {"finished_before": datetime(2026, 1, 1)}, "must be an aware datetime"),
     ("delete", {"finished_after": True}, "finished_after must be a datetime"),
+    ("delete", {"inserted_before": 1e13}, "inserted_before must be epoch seconds of the years"),
     ("delete", {"inserted_after": 10, "inserted_before": 5}, "inserted_after must be earlier"),
     ("delete", {"args": [1]}, "args must be a dict"),
     ("delete", {"args": {}}, "args is an empty dict"),

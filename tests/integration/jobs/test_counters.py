@@ -369,6 +369,9 @@ NAIVE = datetime(2024, 1, 1)
         ({"since": float("inf")}, "since must be a datetime or epoch seconds"),
         ({"since": 0, "until": True}, "until must be a datetime or epoch seconds"),
         ({"since": 0, "until": NAIVE}, "until must be an aware datetime"),
+        # Milliseconds by mistake, beyond any date: refused alike on both engines.
+        ({"since": 0, "until": 1e13}, "until must be epoch seconds of the years 1 to 9999"),
+        ({"since": -1e12}, "since must be epoch seconds of the years 1 to 9999"),
         ({"since": 100, "until": 100}, "since must be earlier than until"),
         ({"since": time.time() + 3600}, "since must be earlier than until"),
         ({"since": 0, "queue": []}, "queue is an empty list"),

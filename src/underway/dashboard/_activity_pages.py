@@ -63,15 +63,17 @@ async def charts_page(request: Request) -> Response:
             raise BadRequest(str(exc)) from None
     end = (time.time() // span.step + 1) * span.step  # the current bucket included
     starts = bucket_starts(end, span.buckets, span.step)
-    try:
-        rows = await dashboard(request).jobs.job_counters(since=starts[0], until=end, queue=queue)
+    try:  # summed by the database: one row per bucket and queue
+        rows = await dashboard(request).jobs.job_counters(
+            since=starts[0], until=end, queue=queue, bucket=span.step, by="queue"
+        )
     except ConfigError as exc:
         raise BadRequest(str(exc)) from None
     ok: dict[str, list[int]] = {}
     failed: dict[str, list[int]] = {}
     for row in rows:
         i = int((row.minute.timestamp() - starts[0]) // span.step)
-        if 0 <= i < span.buckets:
+        if row.queue is not None and 0 <= i < span.buckets:
             ok.setdefault(row.queue, [0] * span.buckets)[i] += row.completed
             failed.setdefault(row.queue, [0] * span.buckets)[i] += row.failed + row.discarded
     charts = [_chart(q, starts, ok[q], failed[q]) for q in sorted(ok)]

@@ -63,11 +63,16 @@ async def _recent(jobs: Jobs, names: Iterable[str]) -> dict[str, dict[str, int]]
     """Finished attempts of the last :data:`RECENT` seconds by queue and outcome, from the
     per-minute counters (empty when the database keeps none)."""
     totals: dict[str, dict[str, int]] = {name: dict.fromkeys(_OUTCOMES, 0) for name in names}
+    # One bucket longer than the range (since is rounded down to its minute): a row a queue.
     try:
-        rows = await jobs.job_counters(since=time.time() - RECENT)
+        rows = await jobs.job_counters(
+            since=time.time() - RECENT, bucket=int(RECENT) + 60, by="queue"
+        )
     except ConfigError:  # an engine without counters
         return totals
     for row in rows:
+        if row.queue is None:
+            continue
         outcome = totals.setdefault(row.queue, dict.fromkeys(_OUTCOMES, 0))
         for name in _OUTCOMES:
             outcome[name] += getattr(row, name)

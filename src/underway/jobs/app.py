@@ -731,6 +731,8 @@ class Jobs(Service):
         until: datetime | float | None = None,
         queue: str | Iterable[str] | None = None,
         worker: Worker | str | Iterable[Worker | str] | None = None,
+        bucket: int = 60,
+        by: str | Iterable[str] = ("queue", "worker"),
     ) -> list[MinuteCount]:
         """Finished attempts per minute, queue and worker: completed, failed (to be
         retried), discarded, cancelled and snoozed, ordered by minute, queue and worker.
@@ -738,7 +740,8 @@ class Jobs(Service):
         The counts are kept by the acks as they are written (and by cancellations), so a
         chart over any range reads those rows only, never the jobs; they are kept for
         ``Pruning.counters`` seconds. A minute, queue and worker with nothing finished has
-        no row.
+        no row. With ``bucket`` or ``by`` the database adds the rows up, so a chart reads
+        one row per bucket (and queue) however many minutes and workers it covers.
 
         Args:
             since: The first minute (an aware datetime or epoch seconds; the minute it
@@ -746,12 +749,22 @@ class Jobs(Service):
             until: The end (excluded): minutes starting before it. Default: now.
             queue: Only these queues (one or a list).
             worker: Only these workers (one, or a list; workers or their full names).
+            bucket: Sum the minutes per bucket of this many seconds (a multiple of 60),
+                counted from the start of ``since``'s minute; each row's ``minute`` is its
+                bucket's start. Default: each minute.
+            by: Group by these of ``"queue"`` and ``"worker"`` only (one, a list, or an
+                empty list for the total); a dimension not grouped by is ``None`` in the
+                rows. Default: both.
 
         Raises:
             ConfigError: An argument is missing, of the wrong type or empty (named), or
-                ``since`` is not before ``until``; or the engine keeps no counters.
+                ``since`` is not before ``until``, ``bucket`` is not a multiple of 60
+                seconds, ``by`` names anything else or twice; or the engine keeps no
+                counters.
         """
-        query = counter_query(since=since, until=until, queue=queue, worker=worker)
+        query = counter_query(
+            since=since, until=until, queue=queue, worker=worker, bucket=bucket, by=by
+        )
         return read_counters(self.engine, query)
 
     async def job_counters(
@@ -761,9 +774,13 @@ class Jobs(Service):
         until: datetime | float | None = None,
         queue: str | Iterable[str] | None = None,
         worker: Worker | str | Iterable[Worker | str] | None = None,
+        bucket: int = 60,
+        by: str | Iterable[str] = ("queue", "worker"),
     ) -> list[MinuteCount]:
         """Async :meth:`job_counters_sync`."""
-        query = counter_query(since=since, until=until, queue=queue, worker=worker)
+        query = counter_query(
+            since=since, until=until, queue=queue, worker=worker, bucket=bucket, by=by
+        )
         return await asyncio.to_thread(read_counters, self.engine, query)
 
     # -- overview: queues, nodes and cron entries, from indexes and small tables -------------

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from starlette.routing import Mount
 
 from underway import _telemetry as telemetry
 from underway import dashboard
+from underway.dashboard import _activity_pages
 from underway.errors import ConfigError
 from underway.jobs import Job, Jobs
 from underway.pipelines import BatchInfo, DummyProducer, Message, Pipeline
@@ -355,3 +358,71 @@ async def test_mounted_under_a_prefix_the_forms_keep_it(board: Board, node: Jobs
         assert response.status_code == 303
         assert response.headers["location"] == "/ops/underway/queues"
     await wait_until(lambda: _producer(node, "default").paused, message="paused via the mount")
+
+
+def _seed_week(board: Board) -> None:
+    """Per-minute counters over the last six days: two queues, three workers each, several
+    minutes in most hours."""
+    minute = "to_timestamp(?)" if board.database.postgres else "?"
+    last = time.time() // 60 * 60
+    for m in range(0, 6 * 24 * 60, 97):
+        for k, (queue, worker) in enumerate(
+            (q, w) for q in ("default", "mail") for w in ("w1", "w2", "w3")
+        ):
+            board.database.sql(
+                "INSERT INTO underway_counters (minute, queue, worker, completed, failed,"
+                f" discarded, cancelled) VALUES ({minute}, ?, ?, ?, ?, ?, ?)",
+                last - 60 * m,
+                queue,
+                worker,
+                (m + k) % 5,
+                (m + k) % 3,
+                (m + k) % 2,
+                k % 2,
+            )
+
+
+async def test_the_7d_chart_and_the_queues_page_read_sums_from_the_database(
+    board: Board, node: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pages ask the database for one row per bucket and queue, and show what they
+    showed when they added up every minute and worker themselves."""
+    _seed_week(board)
+    now = time.time()
+    # The charts' clock stands still, so both reads cover the same hours.
+    monkeypatch.setattr(_activity_pages, "time", SimpleNamespace(time=lambda: now))
+    real = board.jobs.job_counters
+    calls: list[tuple[dict[str, Any], int]] = []
+
+    async def summed(**kwargs: Any) -> Any:
+        rows = await real(**kwargs)
+        calls.append((kwargs, len(rows)))
+        return rows
+
+    async def per_minute(**kwargs: Any) -> Any:
+        minutes = await real(**{k: v for k, v in kwargs.items() if k not in ("bucket", "by")})
+        calls.append(({}, len(minutes)))
+        return minutes
+
+    pages = {}
+    for read in (summed, per_minute):
+        monkeypatch.setattr(board.jobs, "job_counters", read)
+        pages[read] = [await board.get(p, params=q) for p, q in _SUMMED_PAGES]
+    (charts, by_hour), (queues, by_queue), (_, minutes), (_, queue_minutes) = calls
+    assert (charts["bucket"], charts["by"]) == (3600, "queue")
+    assert by_hour <= 168 * 2 < minutes  # an hour and queue a row, not a minute and worker
+    assert (queues["bucket"], queues["by"]) == (3660, "queue")
+    assert by_queue == 2 < queue_minutes
+    for new, old in zip(pages[summed], pages[per_minute], strict=True):
+        assert new.status_code == old.status_code == 200
+        assert len(_figures(new.text)) == 1
+        assert _figures(new.text) == _figures(old.text)
+    assert pages[summed][0].text.count("<polyline") == 6  # all queues, default, mail
+
+
+_SUMMED_PAGES = [("/charts", {"range": "7d"}), ("/queues", {})]
+
+
+def _figures(page: str) -> list[str]:
+    """The charts and the table of a page (its main element)."""
+    return re.findall(r"<main.*?</main>", page, re.S)

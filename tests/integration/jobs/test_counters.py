@@ -1,12 +1,14 @@
 """Per-minute counters of finished attempts, on both engines: a scripted run gives exactly
 its outcomes by queue and worker, batches and nodes add up, a late ack counts nothing,
 cancellations by request count, the pruner keeps the window, a database of the previous
-version upgrades while its nodes keep working, and bad arguments are refused by name."""
+version upgrades while its nodes keep working, the database adds minutes up per bucket and
+by queue, worker or neither, and bad arguments are refused by name."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 import sqlite3
 import time
 from collections import Counter
@@ -17,7 +19,7 @@ import pytest
 
 from underway.errors import ConfigError
 from underway.jobs import Cancel, Job, Jobs, JobState, MinuteCount, Pruning, Snooze
-from underway.jobs._counters import counter_query, read_counters
+from underway.jobs._counters import MAX_BUCKET, counter_query, read_counters
 from underway.jobs._runtime.pruner import Pruner
 from underway.jobs.engines._sql import migrations, query, split_statements
 from underway.jobs.engines.base import JobCounters
@@ -38,9 +40,9 @@ SCRIPT: dict[tuple[str, str], dict[str, int]] = {
 }
 
 
-def totals(rows: list[MinuteCount]) -> dict[tuple[str, str], dict[str, int]]:
+def totals(rows: list[MinuteCount]) -> dict[tuple[str | None, str | None], dict[str, int]]:
     """The counts of every minute added up by (queue, worker)."""
-    out: dict[tuple[str, str], Counter[str]] = {}
+    out: dict[tuple[str | None, str | None], Counter[str]] = {}
     for row in rows:
         out.setdefault((row.queue, row.worker), Counter()).update(
             {kind: getattr(row, kind) for kind in KINDS}
@@ -272,7 +274,7 @@ async def test_nodes_acking_many_rows_at_once_neither_deadlock_nor_lose_counts(
             job = by_id[a.job_id]
             want[(a.at // 60 * 60, job.queue, job.worker, kind)] += 1
     rows = await apps[0].job_counters(since=minute, until=minute + 180)
-    got: Counter[tuple[float, str, str, str]] = Counter()
+    got: Counter[tuple[float, str | None, str | None, str]] = Counter()
     for row in rows:
         for kind in KINDS:
             if getattr(row, kind):
@@ -379,6 +381,16 @@ NAIVE = datetime(2024, 1, 1)
         ({"since": 0, "queue": 5}, "queue must be a string or a list"),
         ({"since": 0, "worker": ""}, "worker must be a worker or its full name"),
         ({"since": 0, "worker": [1]}, "worker must be a string or a list"),
+        *(
+            ({"since": 0, "bucket": bad}, "bucket must be seconds, .*, got " + re.escape(repr(bad)))
+            for bad in (0, -60, 59, 90, 61, 60.0, True, "60", None, MAX_BUCKET + 60)
+        ),
+        ({"since": 0, "by": "node"}, "by must list only 'queue' and 'worker', got 'node'"),
+        ({"since": 0, "by": ["queue", None]}, "by must list only 'queue' and 'worker', got None"),
+        ({"since": 0, "by": ["queue", "queue"]}, "by names a dimension twice"),
+        ({"since": 0, "by": 5}, "by must be a list of 'queue' and 'worker', got 5"),
+        ({"since": 0, "by": {"queue": 1}}, "by must be a list of 'queue' and 'worker'"),
+        ({"since": 0, "by": b"queue"}, "by must be a list of 'queue' and 'worker'"),
     ],
 )
 async def test_bad_arguments_are_refused_by_name(
@@ -394,6 +406,131 @@ async def test_bad_arguments_are_refused_by_name(
 def test_an_engine_without_counters_is_refused() -> None:
     with pytest.raises(ConfigError, match="keeps no job counters"):
         read_counters(object(), counter_query(since=0))
+
+
+# -- sums: per bucket and by queue, worker or neither, added up by the database --------------
+
+HOUR = 3600.0
+# (minute from the start, queue, worker, completed, failed, discarded, cancelled, snoozed)
+SEEDED = [
+    (m, q, w, (m + k) % 4, (m * 7 + k) % 3, int(m % 11 == k), int(m % 13 == 0), (m + k) % 2)
+    for m in (0, 1, 2, 4, 5, 9, 14, 15, 16, 29, 30, 31, 59, 60, 61, 89, 119, 120, 179)
+    for k, (q, w) in enumerate([("a", "w1"), ("a", "w2"), ("b", "w1"), ("c", "w3")])
+    if (m + k) % 3
+]
+
+
+def seed_counters(database: Database, start: float) -> None:
+    """The rows of :data:`SEEDED`, written straight into the counters from ``start``."""
+    minute = "to_timestamp(?)" if database.postgres else "?"
+    for m, *row in SEEDED:
+        database.sql(
+            "INSERT INTO underway_counters (minute, queue, worker, completed, failed,"
+            f" discarded, cancelled, snoozed) VALUES ({minute}, ?, ?, ?, ?, ?, ?, ?)",
+            start + 60 * m,
+            *row,
+        )
+
+
+def summed(
+    rows: list[MinuteCount], since: float, bucket: int, by: tuple[str, ...]
+) -> list[MinuteCount]:
+    """The per-minute ``rows`` added up in Python, as the database is asked to."""
+    sums: dict[tuple[float, str | None, str | None], list[int]] = {}
+    for row in rows:
+        start = since + (row.minute.timestamp() - since) // bucket * bucket
+        key = (
+            start,
+            row.queue if "queue" in by else None,
+            row.worker if "worker" in by else None,
+        )
+        counts = sums.setdefault(key, [0] * len(KINDS))
+        for i, kind in enumerate(KINDS):
+            counts[i] += getattr(row, kind)
+    return [
+        MinuteCount(datetime.fromtimestamp(start, UTC), queue, worker, *counts)
+        for (start, queue, worker), counts in sorted(
+            sums.items(), key=lambda item: (item[0][0], item[0][1] or "", item[0][2] or "")
+        )
+    ]
+
+
+BYS: list[tuple[str, ...]] = [("queue", "worker"), ("queue",), ("worker",), ()]
+
+
+@pytest.mark.parametrize("bucket", [60, 120, 300, 900, 3600, 7200])
+async def test_bucket_sums_are_the_sums_of_the_minutes(
+    make_jobs: MakeJobs, database: Database, bucket: int
+) -> None:
+    jobs = make_jobs()
+    jobs.migrate_sync()
+    start = (time.time() // HOUR - 5) * HOUR  # five hours ago, on the hour
+    seed_counters(database, start)
+    end = start + 3 * HOUR
+    minutes = await jobs.job_counters(since=start, until=end)
+    assert len(minutes) == len(SEEDED)
+    for since in (start, start + 90.5, start + 13 * 60):  # on the hour, and not
+        aligned = since // 60 * 60
+        in_range = [r for r in minutes if r.minute.timestamp() >= aligned]
+        for by in BYS:
+            rows = await jobs.job_counters(since=since, until=end, bucket=bucket, by=by)
+            assert rows == summed(in_range, aligned, bucket, by), (since, by)
+            assert len({(r.minute, r.queue, r.worker) for r in rows}) == len(rows)
+        # Filtered by queue and worker, then summed.
+        some = await jobs.job_counters(
+            since=since, until=end, queue=["a", "c"], worker="w1", bucket=bucket, by="queue"
+        )
+        chosen = [r for r in in_range if r.queue in ("a", "c") and r.worker == "w1"]
+        assert some == summed(chosen, aligned, bucket, ("queue",))
+    total = await asyncio.to_thread(
+        jobs.job_counters_sync, since=start, until=end, bucket=3 * 3600, by=()
+    )
+    assert total == [
+        MinuteCount(
+            datetime.fromtimestamp(start, UTC),
+            None,
+            None,
+            *(sum(counts) for counts in zip(*(row[3:] for row in SEEDED), strict=True)),
+        )
+    ]
+
+
+async def test_buckets_count_from_the_minute_of_since(
+    make_jobs: MakeJobs, database: Database
+) -> None:
+    jobs = make_jobs()
+    jobs.migrate_sync()
+    start = (time.time() // HOUR - 5) * HOUR
+    for minute, completed in ((0, 1), (1, 2), (2, 4), (3, 8), (4, 16), (5, 32)):
+        database.sql(
+            "INSERT INTO underway_counters (minute, queue, worker, completed) VALUES ("
+            + ("to_timestamp(?)" if database.postgres else "?")
+            + ", 'q', 'w', ?)",
+            start + 60 * minute,
+            completed,
+        )
+
+    def at(minute: int) -> datetime:
+        return datetime.fromtimestamp(start + 60 * minute, UTC)
+
+    # since halfway through minute 1: minute 0 is out, the buckets start at minute 1; until
+    # halfway through minute 4: minute 4 starts before it and is in, minute 5 is not.
+    rows = await jobs.job_counters(
+        since=start + 90, until=start + 270, bucket=120, by=("worker", "queue")
+    )
+    assert rows == [
+        MinuteCount(at(1), "q", "w", 2 + 4, 0, 0, 0, 0),
+        MinuteCount(at(3), "q", "w", 8 + 16, 0, 0, 0, 0),
+    ]
+    rows = await jobs.job_counters(since=start + 59.999, until=start + 360, bucket=180, by=[])
+    assert rows == [
+        MinuteCount(at(0), None, None, 1 + 2 + 4, 0, 0, 0, 0),
+        MinuteCount(at(3), None, None, 8 + 16 + 32, 0, 0, 0, 0),
+    ]
+    # A bucket longer than the range: one row, starting at the minute of since.
+    whole = await jobs.job_counters(since=start + 130, until=start + 360, bucket=MAX_BUCKET)
+    assert whole == [MinuteCount(at(2), "q", "w", 4 + 8 + 16 + 32, 0, 0, 0, 0)]
+    assert await jobs.job_counters(since=start + 360, until=start + 720, bucket=600) == []
 
 
 # -- upgrades: a database of the previous version, and its nodes ------------------------------
@@ -487,6 +624,22 @@ async def test_an_upgrade_adds_the_counters_while_old_nodes_keep_working(
             "job_counters",
             {"since": 0, "until": 60, "queues": '["q"]', "workers": '["w"]'},
             "SEARCH underway_counters USING PRIMARY KEY (minute>? AND minute<?)",
+        ),
+        *(
+            (
+                "job_counter_sums",
+                {
+                    "since": 0,
+                    "until": 3600,
+                    "queues": queues,
+                    "workers": None,
+                    "bucket": 300,
+                    "by_queue": True,
+                    "by_worker": False,
+                },
+                "SEARCH underway_counters USING PRIMARY KEY (minute>? AND minute<?)",
+            )
+            for queues in (None, '["q"]')
         ),
         (
             "prune_counters",

@@ -75,6 +75,15 @@ NAMED: dict[str, dict[str, Any]] = {
     "forget_stale_nodes": {"window": 60.0},
     "get_job": {"id": 5},
     "job_counters": {"since": NOW - 3600, "until": NOW, "queues": ["q"], "workers": None},
+    "job_counter_sums": {
+        "since": NOW - 6 * 3600,
+        "until": NOW,
+        "queues": None,
+        "workers": None,
+        "bucket": 300,
+        "by_queue": True,
+        "by_worker": False,
+    },
     "heartbeat": {"node": "n1", "now": NOW, "meta": "{}"},
     "lease_acquire": {"name": "leader", "node": "n1", "ttl": 30.0},
     "lease_release": {"name": "leader", "node": "n1"},
@@ -239,6 +248,22 @@ def test_no_ack_statement_scans_a_jobs_table(seeded: Any, kinds: tuple[str, ...]
     [
         ("job_counters", {"since": NOW - 3600, "until": NOW, "queues": None, "workers": None}),
         ("job_counters", {"since": NOW - 60, "until": NOW, "queues": ["q1"], "workers": ["w1"]}),
+        *(
+            (
+                "job_counter_sums",
+                {
+                    "since": NOW - hours * 3600,
+                    "until": NOW,
+                    "queues": queues,
+                    "workers": None,
+                    "bucket": bucket,
+                    "by_queue": by_queue,
+                    "by_worker": False,
+                },
+            )
+            for hours, bucket in ((1, 60), (6, 300), (24, 900))
+            for queues, by_queue in ((None, True), (None, False), (["q1"], True))
+        ),
         ("prune_counters", {"before": NOW - 8 * 86_400, "limit": 1000}),
         ("prune_counters", {"before": NOW - 86_400, "limit": 1000}),
     ],
@@ -246,8 +271,9 @@ def test_no_ack_statement_scans_a_jobs_table(seeded: Any, kinds: tuple[str, ...]
 def test_the_counters_are_read_and_pruned_through_their_key(
     seeded: Any, name: str, params: dict[str, Any]
 ) -> None:
-    """A range of minutes is read, and the oldest minutes deleted, through the primary key
-    (which starts with the minute), whether or not any minute is due."""
+    """A range of minutes is read (and summed per bucket and queue, or in all), and the
+    oldest minutes deleted, through the primary key (which starts with the minute), whether
+    or not any minute is due."""
     schemas, engine = seeded
     scans = _explain(schemas, engine._sql[name], params)
     counters = [k for k, rel in scans if rel == "underway_counters" and k != "ModifyTable"]

@@ -395,10 +395,10 @@ class Overview(Protocol):
         """The last slot recorded for each of the cron entries ``names`` that has fired."""
 
 
-CounterRow = tuple[float, str, str, int, int, int, int, int]
-"""One row of :meth:`JobCounters.job_counters`: the minute's start (epoch seconds), queue,
-worker, and the attempts completed, failed (to be retried), discarded, cancelled and
-snoozed in that minute."""
+CounterRow = tuple[float, str | None, str | None, int, int, int, int, int]
+"""One row of :meth:`JobCounters.job_counters`: the start of the minute or bucket (epoch
+seconds), queue and worker (``None`` when not grouped by), and the attempts completed,
+failed (to be retried), discarded, cancelled and snoozed in it."""
 
 
 @runtime_checkable
@@ -418,10 +418,17 @@ class JobCounters(Protocol):
         *,
         queues: tuple[str, ...] = (),
         workers: tuple[str, ...] = (),
+        bucket: int = 60,
+        by: tuple[str, ...] = ("queue", "worker"),
     ) -> list[CounterRow]:
         """The counters of the minutes starting in ``[since, until)``, of ``queues`` and
         ``workers`` only when given, ordered by minute, queue and worker (a plain call that
-        blocks, like the other administrative calls)."""
+        blocks, like the other administrative calls).
+
+        ``since`` starts a minute. The database adds the rows up per bucket of ``bucket``
+        seconds (a multiple of 60) counted from ``since``, grouped by the dimensions of
+        ``by`` only (of ``queue`` and ``worker``, in that order); an ungrouped dimension
+        is ``None``. The rows are read through the primary key's range of minutes."""
 
     async def prune_counters(self, before: float, limit: int) -> int:
         """Delete up to ``limit`` counters of minutes before ``before``, oldest first,

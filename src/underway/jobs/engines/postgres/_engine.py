@@ -615,17 +615,25 @@ class PostgresEngine:
         *,
         queues: tuple[str, ...] = (),
         workers: tuple[str, ...] = (),
+        bucket: int = 60,
+        by: tuple[str, ...] = ("queue", "worker"),
     ) -> list[CounterRow]:
-        """The per-minute counters of the minutes in ``[since, until)``, in key order."""
-        params = {
+        """The per-minute counters of the minutes in ``[since, until)``, in key order,
+        summed per bucket and dimensions by the database when asked."""
+        params: dict[str, Any] = {
             "since": float(since),
             "until": float(until),
             "queues": list(queues) or None,
             "workers": list(workers) or None,
         }
+        if bucket == 60 and by == ("queue", "worker"):
+            name = "job_counters"
+        else:
+            name = "job_counter_sums"
+            params |= {"bucket": bucket, "by_queue": "queue" in by, "by_worker": "worker" in by}
         return [
             (float(m), q, w, c, f, d, x, s)
-            for m, q, w, c, f, d, x, s in self._rows_sync("job_counters", params)
+            for m, q, w, c, f, d, x, s in self._rows_sync(name, params)
         ]
 
     def counts(self) -> dict[tuple[str, JobState], int]:

@@ -65,18 +65,26 @@ def read_counters(
     until: float,
     queues: tuple[str, ...],
     workers: tuple[str, ...],
+    bucket: int = 60,
+    by: tuple[str, ...] = ("queue", "worker"),
 ) -> list[CounterRow]:
     """The counters of the minutes in ``[since, until)`` (of ``queues`` and ``workers`` if
-    given), in key order."""
-    params = {
-        "since": since,
+    given), in key order; summed per ``bucket`` seconds from ``since`` and by the
+    dimensions of ``by`` unless they are the rows themselves (a minute, both)."""
+    params: dict[str, Any] = {
+        "since": int(since),
         "until": until,
         "queues": json.dumps(list(queues)) if queues else None,
         "workers": json.dumps(list(workers)) if workers else None,
     }
+    if bucket == 60 and by == ("queue", "worker"):
+        name = "job_counters"
+    else:
+        name = "job_counter_sums"
+        params |= {"bucket": bucket, "by_queue": "queue" in by, "by_worker": "worker" in by}
     return [
         (float(m), q, w, c, f, d, x, s)
-        for m, q, w, c, f, d, x, s in conn.execute(_sql("job_counters"), params)
+        for m, q, w, c, f, d, x, s in conn.execute(_sql(name), params)
     ]
 
 

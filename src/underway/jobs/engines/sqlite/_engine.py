@@ -493,9 +493,12 @@ class SQLiteEngine:
         *,
         queues: tuple[str, ...] = (),
         workers: tuple[str, ...] = (),
+        bucket: int = 60,
+        by: tuple[str, ...] = ("queue", "worker"),
     ) -> list[CounterRow]:
-        """The per-minute counters of the minutes in ``[since, until)``, in key order."""
-        return self._db.call(lambda c: read_counters(c, since, until, queues, workers))
+        """The per-minute counters of the minutes in ``[since, until)``, in key order,
+        summed per bucket and dimensions by the database when asked."""
+        return self._db.call(lambda c: read_counters(c, since, until, queues, workers, bucket, by))
 
     def counts(self) -> dict[tuple[str, JobState], int]:
         """Jobs by (queue, state)."""

@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ async def test_fetch_takes_only_due_available_jobs_of_its_queue(
 
 
 async def test_two_engines_fetching_concurrently_never_claim_a_job_twice(
-    sqlite_engines: Callable[[str], SQLiteEngine],
+    sqlite_engines: Callable[[str], SQLiteEngine], raw_db: Callable[[], sqlite3.Connection]
 ) -> None:
     first, second = sqlite_engines(""), sqlite_engines("")
     await first.open()
@@ -95,14 +96,20 @@ async def test_two_engines_fetching_concurrently_never_claim_a_job_twice(
     ]
     results = await asyncio.gather(*loops)
 
-    ids = [j.id for group in results for j in group]
-    assert len(ids) == len(set(ids)) == total
-    assert set(ids) == {j.id for j in inserted}
+    claims = Counter(j.id for group in results for j in group)
+    assert sorted(i for i, n in claims.items() if n > 1) == []  # no job claimed twice
+    assert {j.id for j in inserted} - set(claims) == set()  # none left unclaimed
+    assert sum(claims.values()) == total
     assert all(len(group) > 0 for group in results)  # both engines took part
+    expected: dict[int, tuple[str, int, str]] = {}
     for group, node in zip(results, "abcd", strict=True):
         assert all(j.attempted_by == node and j.attempt == 1 for j in group)
         # each claim comes back in start order
         assert [j.id for j in group] == sorted(j.id for j in group)
+        expected.update((j.id, ("executing", 1, node)) for j in group)
+    # the table agrees: each job executing in its first attempt, by the loop that got it
+    rows = raw_db().execute("SELECT id, state, attempt, attempted_by FROM underway_jobs")
+    assert {row[0]: tuple(row[1:]) for row in rows} == expected
 
 
 async def test_bulk_insert_of_5000_jobs_returns_ids_in_order(

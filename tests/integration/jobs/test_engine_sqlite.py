@@ -80,27 +80,35 @@ async def test_two_engines_fetching_concurrently_never_claim_a_job_twice(
     total = 3000
     inserted = await first.insert([spec(i) for i in range(total)])
 
+    # Each loop's first claim is made before any loop claims again. SQLite's busy handler
+    # is not fair: an engine claiming back to back can hold the write lock while the other
+    # sleeps between its tries, so without this one engine could take all the jobs first.
+    first_claims = asyncio.Barrier(4)
+
     async def claim(engine: SQLiteEngine, node: str, batch: int) -> list[Job[Any]]:
         got: list[Job[Any]] = []
         while True:
             jobs = await engine.fetch(QUEUE, batch, node, time.time())
+            if not got:
+                await first_claims.wait()
             if not jobs:
                 return got
             got.extend(jobs)
 
-    loops = [
-        claim(first, "a", 7),
-        claim(second, "b", 5),
-        claim(first, "c", 3),
-        claim(second, "d", 11),
-    ]
-    results = await asyncio.gather(*loops)
+    async with asyncio.TaskGroup() as tasks:  # one failing loop cancels the others' waits
+        loops = [
+            tasks.create_task(claim(first, "a", 7)),
+            tasks.create_task(claim(second, "b", 5)),
+            tasks.create_task(claim(first, "c", 3)),
+            tasks.create_task(claim(second, "d", 11)),
+        ]
+    results = [loop.result() for loop in loops]
 
     claims = Counter(j.id for group in results for j in group)
     assert sorted(i for i, n in claims.items() if n > 1) == []  # no job claimed twice
     assert {j.id for j in inserted} - set(claims) == set()  # none left unclaimed
     assert sum(claims.values()) == total
-    assert all(len(group) > 0 for group in results)  # both engines took part
+    assert all(len(group) > 0 for group in results)  # every loop, so both engines, took part
     expected: dict[int, tuple[str, int, str]] = {}
     for group, node in zip(results, "abcd", strict=True):
         assert all(j.attempted_by == node and j.attempt == 1 for j in group)

@@ -265,7 +265,11 @@ def _same_origin(request: Request) -> bool:
             "same-origin",
             "none",
         )
-    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")}
+    # Each proxy of a chain may append the host it was asked for to X-Forwarded-Host; a
+    # browser cannot set that header on a cross-site form, so any of them may be this site.
+    hosts = {request.headers.get("host", "")}
+    for value in request.headers.getlist("x-forwarded-host"):
+        hosts.update(part.strip() for part in value.split(","))
     return origin != "null" and urlsplit(origin).netloc in hosts - {""}
 
 

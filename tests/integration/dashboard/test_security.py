@@ -157,6 +157,32 @@ async def test_an_action_from_the_dashboards_own_origin_passes(board: Board) -> 
     assert state(board.jobs, job_id) is JobState.AVAILABLE
 
 
+@pytest.mark.parametrize(
+    "forwarded",
+    ["board.example.com", "board.example.com, inner-proxy:8080", "edge.example, board.example.com"],
+)
+async def test_an_action_through_proxies_that_forward_the_host_passes(
+    board: Board, forwarded: str
+) -> None:
+    job_id = board.add("discarded")
+    response = await board.post(
+        f"/jobs/{job_id}/retry",
+        headers={"origin": "https://board.example.com", "x-forwarded-host": forwarded},
+    )
+    assert response.status_code == 303
+    assert state(board.jobs, job_id) is JobState.AVAILABLE
+
+
+async def test_a_forwarded_host_does_not_admit_a_site_it_does_not_name(board: Board) -> None:
+    job_id = board.add("discarded")
+    response = await board.post(
+        f"/jobs/{job_id}/retry",
+        headers={"origin": "https://evil.example", "x-forwarded-host": "board.example.com, "},
+    )
+    assert response.status_code == 403
+    assert state(board.jobs, job_id) is JobState.DISCARDED
+
+
 async def test_get_never_changes_state_and_other_methods_are_refused(board: Board) -> None:
     job_id = board.add("discarded")
     assert (await board.get(f"/jobs/{job_id}/retry")).status_code == 405

@@ -100,12 +100,12 @@ async def job_action(request: Request) -> Response:
         states = ", ".join(s.value for s in ACTIONS[action])
         text = f"job {job.id} is {job.state.value}: {action} is for jobs that are {states}"
         return redirect(request, back, flash=text, kind="error")
+    # The count comes from the statement that changed the job, not from reading it back:
+    # a node may claim a retried job before any read could see it available.
     if action == "retry":
-        changed = await jobs.retry_job(job.id)
-        count = int(changed is not None and changed.state is JobState.AVAILABLE)
+        count = await jobs.retry_all_jobs(id=job.id)
     elif action == "cancel":
-        changed = await jobs.cancel_job(job.id)
-        count = int(changed is not None and changed.state is JobState.CANCELLED)
+        count = await jobs.cancel_all_jobs(id=job.id)
     else:
         count = await jobs.delete_all_jobs(id=job.id)
         back = url(request, "jobs") if count else back

@@ -65,6 +65,30 @@ async def test_retry_one_job(board: Board, events: list[Event]) -> None:
     ]
 
 
+async def test_a_retried_job_claimed_at_once_by_a_node_still_counts_as_retried(
+    board: Board, events: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A node of another process claims a retried job as soon as it is available, often
+    # before the dashboard could read the job back: the retry happened all the same.
+    job_id = board.add("discarded")
+    engine = board.jobs.engine
+    read = engine.get_job
+    table = f"{board.database.schema}.underway_jobs" if board.database.postgres else "underway_jobs"
+
+    def claimed_before_any_read(wanted: int) -> Any:
+        board.database.sql(
+            f"UPDATE {table} SET state = 'executing', attempt = attempt + 1, "
+            "attempted_by = 'other-node' WHERE state = 'available'"
+        )
+        return read(wanted)
+
+    monkeypatch.setattr(engine, "get_job", claimed_before_any_read)
+    response = await board.post(f"/jobs/{job_id}/retry")
+    assert await flash_after(board, response) == f"ok: job {job_id} retried"
+    assert states(board.jobs, job_id) == ["executing"]
+    assert events[0][1] == {"count": 1}
+
+
 async def test_cancel_one_job(board: Board, events: list[Event]) -> None:
     job_id = board.add("scheduled")
     response = await board.post(f"/jobs/{job_id}/cancel")
